@@ -1,0 +1,8 @@
+//! tollgate's engine: every decision the gateway filter makes, as plain Rust.
+//!
+//! Nothing here knows about proxy-wasm. Time and I/O results come in as arguments, so the whole
+//! decision path runs natively under `cargo test` and compiles unchanged to `wasm32-wasip1`,
+//! where the `tollgate-filter` crate translates host callbacks into calls to this crate.
+
+pub mod b64;
+pub mod json;
