@@ -4,5 +4,15 @@
 //! decision path runs natively under `cargo test` and compiles unchanged to `wasm32-wasip1`,
 //! where the `tollgate-filter` crate translates host callbacks into calls to this crate.
 
+pub mod audit;
 pub mod b64;
+pub mod claims;
+pub mod config;
+pub mod crypto;
+pub mod denial;
+pub mod gate;
 pub mod json;
+pub mod jwk;
+pub mod jws;
+pub mod keys;
+pub mod request;

@@ -1,0 +1,1129 @@
+//! Configuration: read in two stages so that every mistake is named by its path.
+//!
+//! Stage one is serde into `*File` structs that mirror the JSON one to one (unknown fields are
+//! errors, and `serde_path_to_error` gives the path of a type error). Stage two, [`Config::compile`],
+//! checks meaning (URLs, bounds, references between sections) and builds the validated form that
+//! the request path uses, so the hot path never re-checks configuration. The `*File` structs also
+//! generate the JSON Schema (`make schema`), so the schema cannot drift from the parser.
+
+use crate::crypto::Algorithm;
+use crate::jwk::{JwkSet, JwksLimits, KeyOrigin};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The plugin configuration, as JSON.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Identity providers by name. A token is verified only by the provider whose `issuer` equals
+    /// its `iss` claim.
+    pub providers: BTreeMap<String, ProviderFile>,
+    /// Ordered route rules; the first whose `match` holds decides. A request that matches no rule
+    /// needs a valid token from any provider (fail closed). Default: no rules.
+    #[serde(default)]
+    pub rules: Vec<RuleFile>,
+    /// Headers sent upstream for allowed requests. Default: none.
+    #[serde(default)]
+    pub headers: HeadersFile,
+    /// The realm named in `WWW-Authenticate`. Default: "tollgate".
+    #[serde(default)]
+    pub realm: Option<String>,
+    /// How long a request may wait for a provider's keys to arrive before it is refused with 503.
+    /// Default: 5000 ms; at most 60000.
+    #[serde(default)]
+    pub keys_wait_timeout_ms: Option<u64>,
+    /// Audit log settings. Default: one JSON line per decision.
+    #[serde(default)]
+    pub audit: AuditFile,
+}
+
+/// One OpenID provider or OAuth 2 authorization server.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderFile {
+    /// The exact `iss` value of its tokens, an absolute http(s) URL. Required.
+    pub issuer: String,
+    /// Accepted `aud` values; a token must name at least one. Required, not empty.
+    pub audiences: Vec<String>,
+    /// JWS algorithms accepted. Default: every asymmetric one (RS*, PS*, ES*, EdDSA). HS* only
+    /// with `inline_jwks` holding an `oct` key.
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// Where the token is read, in order. Default: `[{"header": "authorization", "prefix": "Bearer "}]`.
+    #[serde(default)]
+    pub token_from: Option<Vec<TokenSourceFile>>,
+    /// Allowed clock difference for `exp`, `nbf` and `iat`. Default: 60; at most 600.
+    #[serde(default)]
+    pub clock_skew_seconds: Option<u64>,
+    /// Whether tokens without `exp` are refused. Default: true.
+    #[serde(default)]
+    pub require_exp: Option<bool>,
+    /// Longest accepted `exp - iat`; tokens without `iat` are then refused. Default: no limit.
+    #[serde(default)]
+    pub max_lifetime_seconds: Option<u64>,
+    /// Required JOSE `typ` header, e.g. "at+jwt" for RFC 9068 access tokens (compared without
+    /// case and with an optional "application/" prefix). Default: not checked.
+    #[serde(default)]
+    pub token_type: Option<String>,
+    /// Keys fetched from a JWKS URL. One of `jwks`, `discovery`, `inline_jwks` is required.
+    #[serde(default)]
+    pub jwks: Option<RemoteKeysFile>,
+    /// Keys found through the issuer's OpenID configuration (`jwks_uri`).
+    #[serde(default)]
+    pub discovery: Option<RemoteKeysFile>,
+    /// A JWKS given inline (`{"keys": [...]}`); the only place `oct` (HMAC) keys are accepted.
+    #[serde(default)]
+    #[schemars(with = "serde_json::Value")]
+    pub inline_jwks: Option<serde_json::Value>,
+}
+
+/// Where a token is read from: exactly one of `header`, `cookie`, `query`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSourceFile {
+    /// A request header name.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// With `header`: a prefix the value must start with, removed before use (e.g. "Bearer ",
+    /// matched without case). Default: none (the whole value is the token).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// A cookie name.
+    #[serde(default)]
+    pub cookie: Option<String>,
+    /// A query parameter name.
+    #[serde(default)]
+    pub query: Option<String>,
+}
+
+/// A remote key source (`jwks`) or a discovery document (`discovery`), fetched through an
+/// upstream cluster of the gateway.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteKeysFile {
+    /// For `jwks`: the JWKS URL (required). For `discovery`: the OpenID configuration URL.
+    /// Default for discovery: `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// The gateway cluster that reaches the URL's host. Required.
+    pub cluster: String,
+    /// Timeout of one fetch. Default: 5000 ms; 100 to 60000.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// How long fetched keys are used before a refresh when the answer has no
+    /// `Cache-Control: max-age`. Default: 300.
+    #[serde(default)]
+    pub default_ttl_seconds: Option<u64>,
+    /// Lower bound on the IdP's `max-age`. Default: 30.
+    #[serde(default)]
+    pub min_ttl_seconds: Option<u64>,
+    /// Upper bound on the IdP's `max-age`. Default: 86400.
+    #[serde(default)]
+    pub max_ttl_seconds: Option<u64>,
+    /// How long the last good keys keep serving after refreshes start failing. Default: 86400;
+    /// at most 604800.
+    #[serde(default)]
+    pub stale_seconds: Option<u64>,
+    /// At most one refetch per this period is caused by tokens whose `kid` is unknown.
+    /// Default: 30.
+    #[serde(default)]
+    pub unknown_kid_cooldown_seconds: Option<u64>,
+}
+
+/// One route rule.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    /// When the rule applies. Required.
+    #[serde(rename = "match")]
+    pub matcher: MatchFile,
+    /// Let requests through without a token (identity headers are still removed). Default: false.
+    #[serde(default)]
+    pub anonymous: Option<bool>,
+    /// Providers whose tokens are accepted here. Default: all.
+    #[serde(default)]
+    pub providers: Option<Vec<String>>,
+    /// Scopes the token must all have (from `scope` or `scp`). Default: none; a missing scope is
+    /// answered with 403 insufficient_scope.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Claim values required: claim path to a value or a list of accepted values (any of them).
+    /// A claim holding an array matches when it contains one of them. Default: none.
+    #[serde(default)]
+    pub claims: Option<BTreeMap<String, ClaimValuesFile>>,
+}
+
+/// One accepted value or a list of accepted values.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ClaimValuesFile {
+    One(String),
+    Any(Vec<String>),
+}
+
+/// Request attributes a rule matches; all given ones must hold.
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MatchFile {
+    /// Normalized path starts with this, on a segment boundary ("/api" matches "/api" and
+    /// "/api/x", not "/apix").
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Normalized path equals this.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// HTTP methods (upper case). Default: any.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Host (":authority" without port), exact, or "*.example.com". Default: any.
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+/// What goes upstream with an allowed request.
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HeadersFile {
+    /// Header name to claim path ("sub", "realm_access.roles", "https://example.com/roles").
+    /// Arrays of scalars are joined with ","; objects and values with control characters are not
+    /// sent. Default: none.
+    #[serde(default)]
+    pub claims: BTreeMap<String, String>,
+    /// A header that carries the verified payload (base64url, as in the token). Default: none.
+    #[serde(default)]
+    pub payload: Option<String>,
+    /// Remove the token from the request before it goes upstream. Default: false.
+    #[serde(default)]
+    pub strip_token: Option<bool>,
+}
+
+/// Audit log settings.
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    /// Write one JSON line per decision to the gateway log. Default: true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// A configuration mistake, named by its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every mistake found, so that one load names them all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("; "))
+    }
+}
+
+/// The JSON Schema of [`ConfigFile`], pretty-printed.
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(ConfigFile);
+    serde_json::to_string_pretty(&schema).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated form.
+
+/// Index of a provider in [`Config::providers`].
+pub type ProviderId = usize;
+
+#[derive(Debug)]
+pub struct Config {
+    pub providers: Vec<Provider>,
+    pub rules: Vec<Rule>,
+    pub headers: HeaderMapping,
+    pub realm: String,
+    pub keys_wait_timeout_ms: u64,
+    pub audit: bool,
+}
+
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub sources: Vec<TokenSource>,
+    pub clock_skew: u64,
+    pub require_exp: bool,
+    pub max_lifetime: Option<u64>,
+    pub token_type: Option<String>,
+    pub keys: KeySource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// Lower-case header name and an optional prefix (compared without case).
+    Header {
+        name: String,
+        prefix: Option<String>,
+    },
+    Cookie(String),
+    Query(String),
+}
+
+#[derive(Debug)]
+pub enum KeySource {
+    Inline(JwkSet),
+    Remote(RemoteKeys),
+}
+
+/// Where and how a provider's keys are fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteKeys {
+    /// Whether `url` is a discovery document (whose `jwks_uri` is then fetched) or the JWKS.
+    pub discovery: bool,
+    pub url: HttpUrl,
+    pub cluster: String,
+    pub timeout_ms: u64,
+    pub default_ttl: u64,
+    pub min_ttl: u64,
+    pub max_ttl: u64,
+    pub stale: u64,
+    pub unknown_kid_cooldown: u64,
+}
+
+/// An absolute http(s) URL split the way a dispatched HTTP call needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    pub scheme: String,
+    pub authority: String,
+    /// Path and query, starting with "/".
+    pub path: String,
+}
+
+impl HttpUrl {
+    /// Parses an absolute http or https URL without userinfo or fragment.
+    pub fn parse(input: &str) -> Result<HttpUrl, String> {
+        let (scheme, rest) = input
+            .split_once("://")
+            .ok_or_else(|| "not an absolute URL".to_string())?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err("not an absolute URL".to_string());
+        }
+        if input.len() > 2048 || input.chars().any(|c| c.is_control() || c == ' ') {
+            return Err("not an absolute URL".to_string());
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() || authority.contains('@') || authority.contains('?') {
+            return Err("not an absolute URL".to_string());
+        }
+        if path.contains('#') {
+            return Err("a URL with a fragment".to_string());
+        }
+        Ok(HttpUrl {
+            scheme,
+            authority: authority.to_string(),
+            path: path.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.path)
+    }
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub matcher: RouteMatch,
+    pub anonymous: bool,
+    /// Empty means every provider.
+    pub providers: Vec<ProviderId>,
+    pub scopes: Vec<String>,
+    pub claims: Vec<(String, Vec<String>)>,
+}
+
+#[derive(Debug, Default)]
+pub struct RouteMatch {
+    pub prefix: Option<String>,
+    pub path: Option<String>,
+    pub methods: Vec<String>,
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct HeaderMapping {
+    /// (lower-case header name, claim path), in name order.
+    pub claims: Vec<(String, String)>,
+    pub payload: Option<String>,
+    pub strip_token: bool,
+}
+
+impl HeaderMapping {
+    /// Every header the filter may set: removed from each incoming request before anything else.
+    pub fn owned_headers(&self) -> impl Iterator<Item = &str> {
+        self.claims
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .chain(self.payload.as_deref())
+    }
+}
+
+const DEFAULT_SKEW: u64 = 60;
+const MAX_SKEW: u64 = 600;
+
+impl Config {
+    /// Parses and validates a configuration, naming every problem with its path.
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigErrors> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let file: ConfigFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.inner().to_string();
+            ConfigErrors(vec![ConfigError {
+                path: if path == "." { String::new() } else { path },
+                message: clean_serde_message(&message),
+            }])
+        })?;
+        de.end().map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                path: String::new(),
+                message: e.to_string(),
+            }])
+        })?;
+        Config::compile(file)
+    }
+
+    /// Stage two: meaning, bounds and references.
+    pub fn compile(file: ConfigFile) -> Result<Config, ConfigErrors> {
+        let mut errs = Errors::default();
+        if file.providers.is_empty() {
+            errs.add("providers", "at least one provider is required");
+        }
+        let mut providers = Vec::new();
+        for (name, p) in &file.providers {
+            if let Some(provider) = compile_provider(name, p, &mut errs) {
+                providers.push(provider);
+            }
+        }
+        for (i, a) in providers.iter().enumerate() {
+            for b in providers.iter().skip(i + 1) {
+                if a.issuer == b.issuer {
+                    errs.add(
+                        format!("providers.{}.issuer", b.name),
+                        format!("same issuer as provider \"{}\"", a.name),
+                    );
+                }
+            }
+        }
+        let names: Vec<&String> = file.providers.keys().collect();
+        let rules = file
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| compile_rule(&format!("rules[{i}]"), r, &names, &mut errs))
+            .collect();
+        let headers = compile_headers(&file.headers, &mut errs);
+        let realm = file.realm.unwrap_or_else(|| "tollgate".to_string());
+        if realm.is_empty()
+            || !realm.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+            || realm.contains('"')
+            || realm.contains('\\')
+        {
+            errs.add(
+                "realm",
+                "must be printable ASCII without quotes or backslashes",
+            );
+        }
+        let keys_wait_timeout_ms = bounded(
+            &mut errs,
+            "keys_wait_timeout_ms",
+            file.keys_wait_timeout_ms,
+            5000,
+            1,
+            60_000,
+        );
+        errs.finish(Config {
+            providers,
+            rules,
+            headers,
+            realm,
+            keys_wait_timeout_ms,
+            audit: file.audit.enabled.unwrap_or(true),
+        })
+    }
+
+    pub fn provider(&self, id: ProviderId) -> Option<&Provider> {
+        self.providers.get(id)
+    }
+}
+
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+    fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigErrors(self.0))
+        }
+    }
+}
+
+fn clean_serde_message(message: &str) -> String {
+    // serde appends " at line L column C", which the path already says better.
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn bounded(
+    errs: &mut Errors,
+    path: &str,
+    value: Option<u64>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> u64 {
+    let v = value.unwrap_or(default);
+    if v < min || v > max {
+        errs.add(path, format!("must be between {min} and {max}"));
+        return default;
+    }
+    v
+}
+
+fn compile_provider(name: &str, p: &ProviderFile, errs: &mut Errors) -> Option<Provider> {
+    let at = |field: &str| format!("providers.{name}.{field}");
+    let before = errs.0.len();
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        errs.add(
+            format!("providers.{name}"),
+            "provider names are 1-64 characters of [A-Za-z0-9_-]",
+        );
+    }
+    if HttpUrl::parse(&p.issuer).is_err() {
+        errs.add(at("issuer"), "not an absolute URL");
+    }
+    if p.audiences.is_empty() {
+        errs.add(at("audiences"), "at least one audience is required");
+    }
+    for (i, a) in p.audiences.iter().enumerate() {
+        if a.is_empty() {
+            errs.add(at(&format!("audiences[{i}]")), "empty audience");
+        }
+    }
+    let keys = match (&p.jwks, &p.discovery, &p.inline_jwks) {
+        (Some(remote), None, None) => compile_remote(&at("jwks"), remote, false, &p.issuer, errs),
+        (None, Some(remote), None) => {
+            compile_remote(&at("discovery"), remote, true, &p.issuer, errs)
+        }
+        (None, None, Some(inline)) => {
+            match JwkSet::from_value(inline, KeyOrigin::Inline, &JwksLimits::default()) {
+                Ok(set) => Some(KeySource::Inline(set)),
+                Err(e) => {
+                    errs.add(at("inline_jwks"), format!("{e:?}"));
+                    None
+                }
+            }
+        }
+        (None, None, None) => {
+            errs.add(
+                format!("providers.{name}"),
+                "needs one key source: jwks, discovery or inline_jwks",
+            );
+            None
+        }
+        _ => {
+            errs.add(
+                format!("providers.{name}"),
+                "give only one of jwks, discovery, inline_jwks",
+            );
+            None
+        }
+    };
+    let has_oct = matches!(&keys, Some(KeySource::Inline(set)) if set.has_symmetric());
+    let algorithms = match &p.algorithms {
+        None => Algorithm::ALL
+            .iter()
+            .copied()
+            .filter(|a| !a.is_symmetric())
+            .collect(),
+        Some(list) => {
+            let mut algs = Vec::new();
+            if list.is_empty() {
+                errs.add(at("algorithms"), "at least one algorithm is required");
+            }
+            for (i, name) in list.iter().enumerate() {
+                match Algorithm::from_name(name) {
+                    None => errs.add(
+                        at(&format!("algorithms[{i}]")),
+                        format!("unknown algorithm \"{name}\" (use RS256/384/512, PS256/384/512, ES256/384/512, EdDSA, HS256/384/512)"),
+                    ),
+                    Some(a) if a.is_symmetric() && !has_oct => errs.add(
+                        at(&format!("algorithms[{i}]")),
+                        format!("{name} needs an oct key in inline_jwks; HMAC keys are never taken from a remote JWKS"),
+                    ),
+                    Some(a) => algs.push(a),
+                }
+            }
+            algs
+        }
+    };
+    let sources = match &p.token_from {
+        None => vec![TokenSource::Header {
+            name: "authorization".to_string(),
+            prefix: Some("Bearer ".to_string()),
+        }],
+        Some(list) => {
+            if list.is_empty() {
+                errs.add(at("token_from"), "at least one token source is required");
+            }
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, s)| compile_source(&at(&format!("token_from[{i}]")), s, errs))
+                .collect()
+        }
+    };
+    let clock_skew = bounded(
+        errs,
+        &at("clock_skew_seconds"),
+        p.clock_skew_seconds,
+        DEFAULT_SKEW,
+        0,
+        MAX_SKEW,
+    );
+    if p.max_lifetime_seconds == Some(0) {
+        errs.add(at("max_lifetime_seconds"), "must be at least 1");
+    }
+    if let Some(t) = &p.token_type {
+        if t.is_empty() || !t.chars().all(|c| c.is_ascii_graphic()) {
+            errs.add(at("token_type"), "must be a media type such as \"at+jwt\"");
+        }
+    }
+    let keys = keys?;
+    if errs.0.len() > before {
+        return None;
+    }
+    Some(Provider {
+        name: name.to_string(),
+        issuer: p.issuer.clone(),
+        audiences: p.audiences.clone(),
+        algorithms,
+        sources,
+        clock_skew,
+        require_exp: p.require_exp.unwrap_or(true),
+        max_lifetime: p.max_lifetime_seconds,
+        token_type: p.token_type.as_ref().map(|t| normalize_media_type(t)),
+        keys,
+    })
+}
+
+/// "application/at+JWT" and "at+jwt" name the same type (RFC 7515 section 4.1.9).
+pub fn normalize_media_type(t: &str) -> String {
+    let lower = t.to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) => rest.to_string(),
+        None => lower,
+    }
+}
+
+fn compile_remote(
+    path: &str,
+    r: &RemoteKeysFile,
+    discovery: bool,
+    issuer: &str,
+    errs: &mut Errors,
+) -> Option<KeySource> {
+    let before = errs.0.len();
+    let uri = match (&r.uri, discovery) {
+        (Some(u), _) => u.clone(),
+        (None, true) => format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        ),
+        (None, false) => {
+            errs.add(format!("{path}.uri"), "required");
+            String::new()
+        }
+    };
+    let url = match HttpUrl::parse(&uri) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            if !uri.is_empty() {
+                errs.add(format!("{path}.uri"), e);
+            }
+            None
+        }
+    };
+    if r.cluster.is_empty() {
+        errs.add(
+            format!("{path}.cluster"),
+            "required: the gateway cluster that reaches the URL",
+        );
+    }
+    let f = |field: &str| format!("{path}.{field}");
+    let timeout_ms = bounded(errs, &f("timeout_ms"), r.timeout_ms, 5000, 100, 60_000);
+    let min_ttl = bounded(
+        errs,
+        &f("min_ttl_seconds"),
+        r.min_ttl_seconds,
+        30,
+        1,
+        86_400 * 7,
+    );
+    let max_ttl = bounded(
+        errs,
+        &f("max_ttl_seconds"),
+        r.max_ttl_seconds,
+        86_400,
+        1,
+        86_400 * 7,
+    );
+    let default_ttl = bounded(
+        errs,
+        &f("default_ttl_seconds"),
+        r.default_ttl_seconds,
+        300,
+        1,
+        86_400 * 7,
+    );
+    if min_ttl > max_ttl {
+        errs.add(f("min_ttl_seconds"), "greater than max_ttl_seconds");
+    }
+    let stale = bounded(
+        errs,
+        &f("stale_seconds"),
+        r.stale_seconds,
+        86_400,
+        0,
+        86_400 * 7,
+    );
+    let unknown_kid_cooldown = bounded(
+        errs,
+        &f("unknown_kid_cooldown_seconds"),
+        r.unknown_kid_cooldown_seconds,
+        30,
+        1,
+        86_400,
+    );
+    if errs.0.len() > before {
+        return None;
+    }
+    Some(KeySource::Remote(RemoteKeys {
+        discovery,
+        url: url?,
+        cluster: r.cluster.clone(),
+        timeout_ms,
+        default_ttl,
+        min_ttl,
+        max_ttl,
+        stale,
+        unknown_kid_cooldown,
+    }))
+}
+
+fn compile_source(path: &str, s: &TokenSourceFile, errs: &mut Errors) -> Option<TokenSource> {
+    let source = match (&s.header, &s.cookie, &s.query) {
+        (Some(h), None, None) => {
+            if !is_header_name(h) {
+                errs.add(format!("{path}.header"), "not a valid header name");
+                return None;
+            }
+            TokenSource::Header {
+                name: h.to_ascii_lowercase(),
+                prefix: s.prefix.clone(),
+            }
+        }
+        (None, Some(c), None) if !c.is_empty() => TokenSource::Cookie(c.clone()),
+        (None, None, Some(q)) if !q.is_empty() => TokenSource::Query(q.clone()),
+        _ => {
+            errs.add(
+                path,
+                "give exactly one of header, cookie, query (non-empty)",
+            );
+            return None;
+        }
+    };
+    if s.prefix.is_some() && s.header.is_none() {
+        errs.add(format!("{path}.prefix"), "only with header");
+        return None;
+    }
+    Some(source)
+}
+
+/// RFC 9110 token characters, and not an HTTP/2 pseudo-header.
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn compile_rule(path: &str, r: &RuleFile, providers: &[&String], errs: &mut Errors) -> Rule {
+    let m = &r.matcher;
+    if m.prefix.is_some() && m.path.is_some() {
+        errs.add(format!("{path}.match"), "give prefix or path, not both");
+    }
+    for (field, value) in [("prefix", &m.prefix), ("path", &m.path)] {
+        if let Some(v) = value {
+            if !v.starts_with('/') {
+                errs.add(format!("{path}.match.{field}"), "must start with \"/\"");
+            }
+        }
+    }
+    let methods: Vec<String> = m.methods.clone().unwrap_or_default();
+    for (i, method) in methods.iter().enumerate() {
+        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+            errs.add(
+                format!("{path}.match.methods[{i}]"),
+                "methods are upper case, e.g. \"GET\"",
+            );
+        }
+    }
+    let anonymous = r.anonymous.unwrap_or(false);
+    if anonymous && (r.providers.is_some() || r.scopes.is_some() || r.claims.is_some()) {
+        errs.add(
+            path,
+            "an anonymous rule cannot also require providers, scopes or claims",
+        );
+    }
+    let mut ids = Vec::new();
+    for (i, name) in r.providers.iter().flatten().enumerate() {
+        match providers.iter().position(|p| *p == name) {
+            Some(id) => ids.push(id),
+            None => errs.add(
+                format!("{path}.providers[{i}]"),
+                format!("no provider named \"{name}\""),
+            ),
+        }
+    }
+    if r.providers.as_ref().is_some_and(Vec::is_empty) {
+        errs.add(
+            format!("{path}.providers"),
+            "empty: leave it out to accept every provider",
+        );
+    }
+    let claims = r
+        .claims
+        .iter()
+        .flatten()
+        .map(|(claim, values)| {
+            let values = match values {
+                ClaimValuesFile::One(v) => vec![v.clone()],
+                ClaimValuesFile::Any(vs) => vs.clone(),
+            };
+            if values.is_empty() {
+                errs.add(format!("{path}.claims.{claim}"), "no accepted value");
+            }
+            (claim.clone(), values)
+        })
+        .collect();
+    Rule {
+        matcher: RouteMatch {
+            prefix: m.prefix.clone(),
+            path: m.path.clone(),
+            methods,
+            host: m.host.as_ref().map(|h| h.to_ascii_lowercase()),
+        },
+        anonymous,
+        providers: ids,
+        scopes: r.scopes.clone().unwrap_or_default(),
+        claims,
+    }
+}
+
+/// Headers the filter must never be told to set: they would break HTTP or routing.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "authorization",
+    "cookie",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "x-request-id",
+];
+
+fn compile_headers(h: &HeadersFile, errs: &mut Errors) -> HeaderMapping {
+    fn check(errs: &mut Errors, path: String, name: &str) -> Option<String> {
+        let lower = name.to_ascii_lowercase();
+        if !is_header_name(name) {
+            errs.add(path, "not a valid header name");
+            None
+        } else if RESERVED_HEADERS.contains(&lower.as_str()) {
+            errs.add(path, "a reserved header cannot carry identity");
+            None
+        } else {
+            Some(lower)
+        }
+    }
+    let mut claims = Vec::new();
+    for (name, claim) in &h.claims {
+        if let Some(lower) = check(errs, format!("headers.claims.{name}"), name) {
+            if claim.is_empty() {
+                errs.add(format!("headers.claims.{name}"), "empty claim path");
+            }
+            claims.push((lower, claim.clone()));
+        }
+    }
+    let payload = h
+        .payload
+        .as_ref()
+        .and_then(|p| check(errs, "headers.payload".to_string(), p));
+    let mut names: Vec<&str> = claims
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .chain(payload.as_deref())
+        .collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| matches!(w, [a, b] if a == b)) {
+        errs.add("headers", "the same header is named twice");
+    }
+    HeaderMapping {
+        claims,
+        payload,
+        strip_token: h.strip_token.unwrap_or(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(json: &str) -> Vec<String> {
+        match Config::from_json(json.as_bytes()) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const GOOD: &str = r#"{
+        "providers": {"corp": {
+            "issuer": "https://idp.example.com",
+            "audiences": ["api://orders"],
+            "token_type": "at+jwt",
+            "jwks": {"uri": "https://idp.example.com/jwks", "cluster": "idp"}
+        }},
+        "rules": [
+            {"match": {"prefix": "/health"}, "anonymous": true},
+            {"match": {"prefix": "/orders", "methods": ["POST"]}, "scopes": ["orders:write"], "claims": {"roles": ["admin", "buyer"]}}
+        ],
+        "headers": {"claims": {"X-User": "sub", "x-roles": "realm_access.roles"}, "payload": "x-jwt-payload"}
+    }"#;
+
+    #[test]
+    fn a_good_config_compiles_with_defaults() {
+        let c = Config::from_json(GOOD.as_bytes()).unwrap();
+        let p = &c.providers[0];
+        assert_eq!(p.clock_skew, 60);
+        assert!(p.require_exp);
+        assert_eq!(p.token_type.as_deref(), Some("at+jwt"));
+        assert!(!p.algorithms.iter().any(|a| a.is_symmetric()));
+        assert_eq!(
+            p.sources,
+            vec![TokenSource::Header {
+                name: "authorization".into(),
+                prefix: Some("Bearer ".into())
+            }]
+        );
+        match &p.keys {
+            KeySource::Remote(r) => {
+                assert_eq!(r.url.authority, "idp.example.com");
+                assert_eq!(r.url.path, "/jwks");
+                assert_eq!(r.timeout_ms, 5000);
+                assert!(!r.discovery);
+            }
+            KeySource::Inline(_) => panic!("remote expected"),
+        }
+        assert_eq!(
+            c.rules[1].claims,
+            vec![(
+                "roles".to_string(),
+                vec!["admin".to_string(), "buyer".to_string()]
+            )]
+        );
+        let owned: Vec<&str> = c.headers.owned_headers().collect();
+        assert_eq!(owned, vec!["x-user", "x-roles", "x-jwt-payload"]);
+        assert_eq!(c.keys_wait_timeout_ms, 5000);
+    }
+
+    #[test]
+    fn a_bad_url_is_named_by_its_path() {
+        let json = GOOD.replace("https://idp.example.com/jwks", "idp/jwks");
+        assert_eq!(
+            errors(&json),
+            vec!["providers.corp.jwks.uri: not an absolute URL"]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_with_their_path() {
+        let json = GOOD.replace("\"token_type\"", "\"audience\": \"x\", \"token_type\"");
+        let errs = errors(&json);
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].starts_with("providers.corp.audience: unknown field `audience`"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let json = GOOD.replace("[\"api://orders\"]", "\"api://orders\"");
+        let errs = errors(&json);
+        assert!(
+            errs[0].starts_with("providers.corp.audiences: invalid type"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn every_meaning_error_is_reported_at_once() {
+        let json = r#"{
+            "providers": {"a": {"issuer": "x", "audiences": [], "clock_skew_seconds": 3600,
+                                 "algorithms": ["HS256", "none"],
+                                 "discovery": {"cluster": ""}}},
+            "rules": [{"match": {"prefix": "api"}, "providers": ["b"]}],
+            "headers": {"claims": {"authorization": "sub"}}
+        }"#;
+        let errs = errors(json);
+        for expected in [
+            "providers.a.issuer: not an absolute URL",
+            "providers.a.audiences: at least one audience is required",
+            "providers.a.clock_skew_seconds: must be between 0 and 600",
+            "providers.a.algorithms[0]: HS256 needs an oct key",
+            "providers.a.algorithms[1]: unknown algorithm \"none\"",
+            "providers.a.discovery.cluster: required",
+            "rules[0].match.prefix: must start with \"/\"",
+            "rules[0].providers[0]: no provider named \"b\"",
+            "headers.claims.authorization: a reserved header cannot carry identity",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.starts_with(expected)),
+                "missing {expected:?} in {errs:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_key_source_exactly() {
+        let none = r#"{"providers": {"a": {"issuer": "https://a", "audiences": ["x"]}}}"#;
+        assert_eq!(
+            errors(none),
+            vec!["providers.a: needs one key source: jwks, discovery or inline_jwks"]
+        );
+        let two = r#"{"providers": {"a": {"issuer": "https://a", "audiences": ["x"],
+            "jwks": {"uri": "https://a/k", "cluster": "c"}, "discovery": {"cluster": "c"}}}}"#;
+        assert_eq!(
+            errors(two),
+            vec!["providers.a: give only one of jwks, discovery, inline_jwks"]
+        );
+    }
+
+    #[test]
+    fn discovery_defaults_to_the_well_known_document() {
+        let json = r#"{"providers": {"a": {"issuer": "http://127.0.0.1:9000/", "audiences": ["x"],
+            "discovery": {"cluster": "idp"}}}}"#;
+        let c = Config::from_json(json.as_bytes()).unwrap();
+        match &c.providers[0].keys {
+            KeySource::Remote(r) => {
+                assert!(r.discovery);
+                assert_eq!(
+                    r.url.to_string(),
+                    "http://127.0.0.1:9000/.well-known/openid-configuration"
+                );
+            }
+            KeySource::Inline(_) => panic!("remote expected"),
+        }
+    }
+
+    #[test]
+    fn two_providers_cannot_share_an_issuer_and_anonymous_rules_require_nothing() {
+        let json = r#"{"providers": {
+            "a": {"issuer": "https://a", "audiences": ["x"], "jwks": {"uri": "https://a/k", "cluster": "c"}},
+            "b": {"issuer": "https://a", "audiences": ["y"], "jwks": {"uri": "https://a/k", "cluster": "c"}}},
+            "rules": [{"match": {"prefix": "/"}, "anonymous": true, "scopes": ["s"]}]}"#;
+        let errs = errors(json);
+        assert!(
+            errs.contains(&"providers.b.issuer: same issuer as provider \"a\"".to_string()),
+            "{errs:?}"
+        );
+        assert!(errs.contains(
+            &"rules[0]: an anonymous rule cannot also require providers, scopes or claims"
+                .to_string()
+        ));
+    }
+
+    #[test]
+    fn not_json_is_a_clear_error() {
+        assert_eq!(errors("{").len(), 1);
+        assert_eq!(errors("").len(), 1);
+        assert!(errors("{} x").len() == 1);
+        assert!(errors("{}")[0].contains("missing field `providers`"));
+    }
+
+    #[test]
+    fn the_committed_schema_is_current() {
+        let committed = include_str!("../docs/config.schema.json");
+        assert_eq!(
+            committed.trim(),
+            schema_json().trim(),
+            "run `make schema` and commit docs/config.schema.json"
+        );
+    }
+
+    #[test]
+    fn urls_split_for_dispatch() {
+        let u = HttpUrl::parse("http://127.0.0.1:9000/jwks?x=1").unwrap();
+        assert_eq!(
+            (u.authority.as_str(), u.path.as_str()),
+            ("127.0.0.1:9000", "/jwks?x=1")
+        );
+        assert_eq!(HttpUrl::parse("https://idp").unwrap().path, "/");
+        for bad in [
+            "ftp://x/",
+            "//x/",
+            "http://",
+            "http://u@x/",
+            "http://x/#f",
+            "http://x/ y",
+        ] {
+            assert!(HttpUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Why a request is refused: one flat enum, and the one place that maps it to HTTP.
+//!
+//! Every check in the engine ends in a [`Denial`]; [`Denial::response`] alone decides the status,
+//! the RFC 6750 `WWW-Authenticate` challenge and the RFC 9457 problem body, so the answers stay
+//! consistent and the reason codes stay stable for dashboards and clients.
+
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    MissingToken,
+    MultipleTokens,
+    TokenTooLarge,
+    Malformed(&'static str),
+    AlgNone,
+    UnsupportedAlgorithm,
+    AlgorithmNotAllowed,
+    UnknownIssuer,
+    ProviderNotAccepted,
+    UnknownKid,
+    AmbiguousKid,
+    KidRequired,
+    KeyMismatch,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    LifetimeTooLong,
+    MissingExp,
+    InvalidClaim(&'static str),
+    WrongAudience,
+    WrongTokenType,
+    InsufficientScope(Vec<String>),
+    ClaimMismatch(String),
+    KeysUnavailable,
+    BadRequest(&'static str),
+}
+
+/// What the gateway answers for a denial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenialResponse {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Denial {
+    /// The stable, machine-readable reason code (used in the body, audit log and metrics).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denial::MissingToken => "missing_token",
+            Denial::MultipleTokens => "multiple_tokens",
+            Denial::TokenTooLarge => "token_too_large",
+            Denial::Malformed(_) => "malformed_token",
+            Denial::AlgNone => "alg_none",
+            Denial::UnsupportedAlgorithm => "unsupported_algorithm",
+            Denial::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Denial::UnknownIssuer => "unknown_issuer",
+            Denial::ProviderNotAccepted => "provider_not_accepted",
+            Denial::UnknownKid => "unknown_kid",
+            Denial::AmbiguousKid => "ambiguous_kid",
+            Denial::KidRequired => "kid_required",
+            Denial::KeyMismatch => "key_mismatch",
+            Denial::BadSignature => "bad_signature",
+            Denial::Expired => "token_expired",
+            Denial::NotYetValid => "token_not_yet_valid",
+            Denial::IssuedInFuture => "token_issued_in_future",
+            Denial::LifetimeTooLong => "token_lifetime_too_long",
+            Denial::MissingExp => "missing_exp",
+            Denial::InvalidClaim(_) => "invalid_claim",
+            Denial::WrongAudience => "wrong_audience",
+            Denial::WrongTokenType => "wrong_token_type",
+            Denial::InsufficientScope(_) => "insufficient_scope",
+            Denial::ClaimMismatch(_) => "claim_mismatch",
+            Denial::KeysUnavailable => "keys_unavailable",
+            Denial::BadRequest(_) => "bad_request",
+        }
+    }
+
+    /// A short human explanation, safe for a quoted header parameter (no `"` or `\`).
+    pub fn description(&self) -> String {
+        match self {
+            Denial::MissingToken => "an access token is required".into(),
+            Denial::MultipleTokens => "more than one access token was sent".into(),
+            Denial::TokenTooLarge => "the token is too large".into(),
+            Denial::Malformed(why) => format!("malformed token: {why}"),
+            Denial::AlgNone => "unsigned tokens are not accepted".into(),
+            Denial::UnsupportedAlgorithm => "the token's algorithm is not supported".into(),
+            Denial::AlgorithmNotAllowed => {
+                "the token's algorithm is not allowed for its issuer".into()
+            }
+            Denial::UnknownIssuer => "the token's issuer is not trusted".into(),
+            Denial::ProviderNotAccepted => {
+                "the token's issuer is not accepted on this route".into()
+            }
+            Denial::UnknownKid => "the token's signing key is not known".into(),
+            Denial::AmbiguousKid => "the token's key id names more than one key".into(),
+            Denial::KidRequired => "the token has no key id and several keys could match".into(),
+            Denial::KeyMismatch => "the token's algorithm does not fit its key".into(),
+            Denial::BadSignature => "the token's signature is invalid".into(),
+            Denial::Expired => "the token has expired".into(),
+            Denial::NotYetValid => "the token is not valid yet".into(),
+            Denial::IssuedInFuture => "the token was issued in the future".into(),
+            Denial::LifetimeTooLong => "the token's lifetime is longer than allowed".into(),
+            Denial::MissingExp => "the token has no expiry".into(),
+            Denial::InvalidClaim(why) => format!("invalid claim: {why}"),
+            Denial::WrongAudience => "the token is not meant for this audience".into(),
+            Denial::WrongTokenType => {
+                "the token is not an access token of the expected type".into()
+            }
+            Denial::InsufficientScope(_) => "the token lacks a required scope".into(),
+            Denial::ClaimMismatch(claim) => {
+                format!("the token's {} claim does not allow this", sanitize(claim))
+            }
+            Denial::KeysUnavailable => "the issuer's keys are unavailable; retry later".into(),
+            Denial::BadRequest(why) => format!("bad request: {why}"),
+        }
+    }
+
+    pub fn status(&self) -> u32 {
+        match self {
+            Denial::MultipleTokens | Denial::BadRequest(_) => 400,
+            Denial::InsufficientScope(_) | Denial::ClaimMismatch(_) => 403,
+            Denial::KeysUnavailable => 503,
+            _ => 401,
+        }
+    }
+
+    /// The RFC 6750 `error` code, if the challenge carries one.
+    fn oauth_error(&self) -> Option<&'static str> {
+        match self {
+            // RFC 6750 section 3.1: no error code when the request had no credentials at all.
+            Denial::MissingToken | Denial::KeysUnavailable => None,
+            Denial::MultipleTokens | Denial::BadRequest(_) => Some("invalid_request"),
+            Denial::InsufficientScope(_) | Denial::ClaimMismatch(_) => Some("insufficient_scope"),
+            _ => Some("invalid_token"),
+        }
+    }
+
+    /// The full answer: status, headers and an `application/problem+json` body.
+    pub fn response(&self, realm: &str, request_id: Option<&str>) -> DenialResponse {
+        let status = self.status();
+        let mut challenge = format!("Bearer realm=\"{realm}\"");
+        if let Some(error) = self.oauth_error() {
+            challenge.push_str(&format!(
+                ", error=\"{error}\", error_description=\"{}\"",
+                self.description()
+            ));
+        }
+        if let Denial::InsufficientScope(scopes) = self {
+            challenge.push_str(&format!(", scope=\"{}\"", sanitize(&scopes.join(" "))));
+        }
+        let mut headers = vec![
+            (
+                "content-type".to_string(),
+                "application/problem+json".to_string(),
+            ),
+            ("cache-control".to_string(), "no-store".to_string()),
+        ];
+        if status == 503 {
+            headers.push(("retry-after".to_string(), "5".to_string()));
+        } else {
+            headers.push(("www-authenticate".to_string(), challenge));
+        }
+        let mut body = json!({
+            "type": format!("urn:tollgate:problem:{}", self.code()),
+            "title": title(status),
+            "status": status,
+            "detail": self.description(),
+            "reason": self.code(),
+        });
+        if let (Some(id), Some(map)) = (request_id, body.as_object_mut()) {
+            map.insert("request_id".into(), id.into());
+        }
+        DenialResponse {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+}
+
+fn title(status: u32) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        _ => "Service Unavailable",
+    }
+}
+
+/// Keeps only characters RFC 6750 allows inside a quoted parameter.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
+        .take(200)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(r: &'a DenialResponse, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn a_missing_token_is_a_bare_challenge() {
+        let r = Denial::MissingToken.response("api", None);
+        assert_eq!(r.status, 401);
+        assert_eq!(header(&r, "www-authenticate"), Some("Bearer realm=\"api\""));
+        assert_eq!(header(&r, "content-type"), Some("application/problem+json"));
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["reason"], "missing_token");
+        assert_eq!(body["status"], 401);
+    }
+
+    #[test]
+    fn an_invalid_token_names_the_error() {
+        let r = Denial::Expired.response("api", Some("req-1"));
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            header(&r, "www-authenticate"),
+            Some("Bearer realm=\"api\", error=\"invalid_token\", error_description=\"the token has expired\"")
+        );
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["request_id"], "req-1");
+        assert_eq!(body["type"], "urn:tollgate:problem:token_expired");
+    }
+
+    #[test]
+    fn a_missing_scope_is_forbidden_and_says_which() {
+        let r = Denial::InsufficientScope(vec!["orders:write".into()]).response("api", None);
+        assert_eq!(r.status, 403);
+        let challenge = header(&r, "www-authenticate").unwrap();
+        assert!(challenge.contains("error=\"insufficient_scope\""));
+        assert!(challenge.ends_with("scope=\"orders:write\""));
+    }
+
+    #[test]
+    fn unavailable_keys_ask_to_retry() {
+        let r = Denial::KeysUnavailable.response("api", None);
+        assert_eq!(r.status, 503);
+        assert_eq!(header(&r, "retry-after"), Some("5"));
+    }
+
+    #[test]
+    fn descriptions_are_safe_in_a_quoted_parameter() {
+        let d = Denial::ClaimMismatch("ro\"les\\\n".into()).description();
+        assert!(
+            !d.contains('"') && !d.contains('\\') && !d.contains('\n'),
+            "{d}"
+        );
+    }
+}

@@ -1,0 +1,555 @@
+//! The decision, end to end inside the engine: real Ed25519 and HMAC signatures, a fake keyring.
+
+use super::*;
+use crate::b64;
+use crate::jwk::{JwksLimits, KeyOrigin};
+use ed25519_dalek::{Signer, SigningKey};
+use hmac::{KeyInit, Mac};
+use serde_json::json;
+
+const NOW: u64 = 1_700_000_000;
+const ISS: &str = "https://idp.example.com";
+const HMAC_SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+fn signing_key() -> SigningKey {
+    SigningKey::from_bytes(&[7u8; 32])
+}
+
+fn public_jwks() -> Value {
+    let x = b64::encode(signing_key().verifying_key().as_bytes());
+    json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1", "use": "sig", "x": x}]})
+}
+
+fn config(extra: Value) -> Config {
+    let mut c = json!({
+        "providers": {
+            "corp": {"issuer": ISS, "audiences": ["api://orders"], "token_type": "at+jwt",
+                     "jwks": {"uri": "https://idp.example.com/jwks", "cluster": "idp"}},
+            "partner": {"issuer": "https://partner.example", "audiences": ["api://orders"],
+                        "algorithms": ["HS256"],
+                        "token_from": [{"header": "x-partner-token"}],
+                        "inline_jwks": {"keys": [{"kty": "oct", "kid": "p1", "k": b64::encode(HMAC_SECRET)}]}}
+        },
+        "rules": [
+            {"match": {"prefix": "/health"}, "anonymous": true},
+            {"match": {"prefix": "/orders", "methods": ["POST"]}, "providers": ["corp"], "scopes": ["orders:write"]},
+            {"match": {"prefix": "/admin"}, "claims": {"roles": "admin"}}
+        ],
+        "headers": {"claims": {"x-user": "sub", "x-roles": "roles", "x-plan": "tenant.plan"}, "payload": "x-jwt-payload"}
+    });
+    if let (Some(target), Value::Object(extra)) = (c.as_object_mut(), extra) {
+        target.extend(extra);
+    }
+    Config::from_json(c.to_string().as_bytes()).unwrap()
+}
+
+fn sign_eddsa(header: Value, claims: Value) -> String {
+    let input = format!(
+        "{}.{}",
+        b64::encode(header.to_string().as_bytes()),
+        b64::encode(claims.to_string().as_bytes())
+    );
+    let sig = signing_key().sign(input.as_bytes());
+    format!("{input}.{}", b64::encode(&sig.to_bytes()))
+}
+
+fn sign_hs256(header: Value, claims: Value, secret: &[u8]) -> String {
+    let input = format!(
+        "{}.{}",
+        b64::encode(header.to_string().as_bytes()),
+        b64::encode(claims.to_string().as_bytes())
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(input.as_bytes());
+    format!("{input}.{}", b64::encode(&mac.finalize().into_bytes()))
+}
+
+fn claims() -> Value {
+    json!({"iss": ISS, "aud": "api://orders", "sub": "alice", "client_id": "orders-app",
+           "exp": NOW + 300, "iat": NOW, "scope": "orders:read orders:write",
+           "roles": ["admin", "buyer"], "tenant": {"plan": "gold"}})
+}
+
+fn good_token() -> String {
+    sign_eddsa(
+        json!({"alg": "EdDSA", "kid": "k1", "typ": "at+jwt"}),
+        claims(),
+    )
+}
+
+/// A keyring whose remote provider (index 0, "corp") is in a chosen state.
+struct FakeKeys {
+    remote: Option<JwkSet>,
+    pending: bool,
+    may_refetch: bool,
+    inline: JwkSet,
+}
+
+impl FakeKeys {
+    fn ready() -> FakeKeys {
+        FakeKeys {
+            remote: Some(
+                JwkSet::from_value(&public_jwks(), KeyOrigin::Remote, &JwksLimits::default())
+                    .unwrap(),
+            ),
+            pending: false,
+            may_refetch: true,
+            inline: JwkSet::from_value(
+                &json!({"keys": [{"kty": "oct", "kid": "p1", "k": b64::encode(HMAC_SECRET)}]}),
+                KeyOrigin::Inline,
+                &JwksLimits::default(),
+            )
+            .unwrap(),
+        }
+    }
+}
+
+impl Keyring for FakeKeys {
+    fn keys(&self, provider: ProviderId) -> KeysView<'_> {
+        match (provider, &self.remote) {
+            (1, _) => KeysView::Ready(&self.inline),
+            (_, Some(set)) => KeysView::Ready(set),
+            (_, None) if self.pending => KeysView::Pending,
+            _ => KeysView::Unavailable,
+        }
+    }
+    fn may_refetch(&self, _: ProviderId) -> bool {
+        self.may_refetch
+    }
+}
+
+fn run(
+    gate: &Gate,
+    keys: &FakeKeys,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Decision {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    let req = Request {
+        method,
+        path,
+        authority: "api.example.com",
+        headers: &headers,
+    };
+    gate.decide(&req, keys, NOW)
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn denial(d: &Decision) -> Denial {
+    match &d.verdict {
+        Verdict::Deny(d) => d.clone(),
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_valid_token_passes_with_identity_headers_and_spoofed_ones_removed() {
+    let gate = Gate::new(config(json!({})));
+    let token = good_token();
+    let d = run(
+        &gate,
+        &FakeKeys::ready(),
+        "GET",
+        "/orders/1",
+        &[("authorization", &bearer(&token)), ("x-user", "mallory")],
+    );
+    let Verdict::Allow(edits) = &d.verdict else {
+        panic!("{d:?}")
+    };
+    let payload = token.split('.').nth(1).unwrap().to_string();
+    assert_eq!(
+        edits,
+        &vec![
+            HeaderEdit::Remove("x-plan".into()),
+            HeaderEdit::Remove("x-roles".into()),
+            HeaderEdit::Remove("x-user".into()),
+            HeaderEdit::Remove("x-jwt-payload".into()),
+            HeaderEdit::Set("x-plan".into(), "gold".into()),
+            HeaderEdit::Set("x-roles".into(), "admin,buyer".into()),
+            HeaderEdit::Set("x-user".into(), "alice".into()),
+            HeaderEdit::Set("x-jwt-payload".into(), payload),
+        ]
+    );
+    assert_eq!(d.facts.subject.as_deref(), Some("alice"));
+    assert_eq!(d.facts.client_id.as_deref(), Some("orders-app"));
+    assert_eq!(d.facts.provider.as_deref(), Some("corp"));
+    assert_eq!(d.facts.scopes, vec!["orders:read", "orders:write"]);
+}
+
+#[test]
+fn anonymous_routes_still_lose_spoofed_identity_headers() {
+    let gate = Gate::new(config(json!({})));
+    let d = run(
+        &gate,
+        &FakeKeys::ready(),
+        "GET",
+        "/health",
+        &[("x-user", "root")],
+    );
+    let Verdict::Allow(edits) = &d.verdict else {
+        panic!("{d:?}")
+    };
+    assert!(edits.contains(&HeaderEdit::Remove("x-user".into())));
+    assert!(!edits.iter().any(|e| matches!(e, HeaderEdit::Set(..))));
+    // A path trick does not reach a protected route through the anonymous one.
+    let d = run(
+        &gate,
+        &FakeKeys::ready(),
+        "GET",
+        "/health/..%2F..%2Fadmin",
+        &[],
+    );
+    assert_eq!(denial(&d), Denial::MissingToken);
+}
+
+#[test]
+fn no_matching_rule_still_needs_a_token() {
+    let gate = Gate::new(config(json!({})));
+    assert_eq!(
+        denial(&run(&gate, &FakeKeys::ready(), "GET", "/elsewhere", &[])),
+        Denial::MissingToken
+    );
+}
+
+#[test]
+fn claims_are_checked_after_the_signature() {
+    let gate = Gate::new(config(json!({})));
+    let keys = FakeKeys::ready();
+    let h = json!({"alg": "EdDSA", "kid": "k1", "typ": "at+jwt"});
+    let with = |f: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+        let mut c = claims();
+        f(c.as_object_mut().unwrap());
+        bearer(&sign_eddsa(h.clone(), c))
+    };
+    let cases: Vec<(String, Denial)> = vec![
+        (
+            with(&|c| {
+                c.insert("exp".into(), json!(NOW - 61));
+            }),
+            Denial::Expired,
+        ),
+        (
+            with(&|c| {
+                c.insert("nbf".into(), json!(NOW + 3600));
+            }),
+            Denial::NotYetValid,
+        ),
+        (
+            with(&|c| {
+                c.insert("aud".into(), json!("api://other"));
+            }),
+            Denial::WrongAudience,
+        ),
+        (
+            with(&|c| {
+                c.insert("iss".into(), json!("https://evil.example"));
+            }),
+            Denial::UnknownIssuer,
+        ),
+        (
+            with(&|c| {
+                c.remove("exp");
+            }),
+            Denial::MissingExp,
+        ),
+        (
+            bearer(&sign_eddsa(
+                json!({"alg": "EdDSA", "kid": "k1", "typ": "JWT"}),
+                claims(),
+            )),
+            Denial::WrongTokenType,
+        ),
+    ];
+    for (auth, want) in cases {
+        assert_eq!(
+            denial(&run(
+                &gate,
+                &keys,
+                "GET",
+                "/orders",
+                &[("authorization", &auth)]
+            )),
+            want
+        );
+    }
+}
+
+#[test]
+fn a_tampered_token_is_refused() {
+    let gate = Gate::new(config(json!({})));
+    let token = good_token();
+    let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+    let mut c = claims();
+    c["sub"] = json!("admin");
+    parts[1] = b64::encode(c.to_string().as_bytes());
+    let tampered = parts.join(".");
+    assert_eq!(
+        denial(&run(
+            &gate,
+            &FakeKeys::ready(),
+            "GET",
+            "/orders",
+            &[("authorization", &bearer(&tampered))]
+        )),
+        Denial::BadSignature
+    );
+}
+
+#[test]
+fn hs256_signed_with_the_public_key_is_refused() {
+    let gate = Gate::new(config(json!({})));
+    let public = public_jwks().to_string();
+    let forged = sign_hs256(
+        json!({"alg": "HS256", "kid": "k1", "typ": "at+jwt"}),
+        claims(),
+        public.as_bytes(),
+    );
+    // The remote provider does not allow HS256 at all; and no remote `oct` key exists.
+    assert_eq!(
+        denial(&run(
+            &gate,
+            &FakeKeys::ready(),
+            "GET",
+            "/orders",
+            &[("authorization", &bearer(&forged))]
+        )),
+        Denial::AlgorithmNotAllowed
+    );
+}
+
+#[test]
+fn hmac_tokens_verify_only_with_the_inline_secret_of_their_provider() {
+    let gate = Gate::new(config(json!({})));
+    let mut c = claims();
+    c["iss"] = json!("https://partner.example");
+    let good = sign_hs256(json!({"alg": "HS256", "kid": "p1"}), c.clone(), HMAC_SECRET);
+    let d = run(
+        &gate,
+        &FakeKeys::ready(),
+        "GET",
+        "/admin",
+        &[("x-partner-token", &good)],
+    );
+    assert!(matches!(d.verdict, Verdict::Allow(_)), "{d:?}");
+    let bad = sign_hs256(
+        json!({"alg": "HS256", "kid": "p1"}),
+        c,
+        b"another-secret-another-secret-xx",
+    );
+    assert_eq!(
+        denial(&run(
+            &gate,
+            &FakeKeys::ready(),
+            "GET",
+            "/admin",
+            &[("x-partner-token", &bad)]
+        )),
+        Denial::BadSignature
+    );
+}
+
+#[test]
+fn a_token_in_a_place_its_provider_does_not_read_is_not_accepted() {
+    let gate = Gate::new(config(json!({})));
+    let mut c = claims();
+    c["iss"] = json!("https://partner.example");
+    let token = sign_hs256(json!({"alg": "HS256", "kid": "p1"}), c, HMAC_SECRET);
+    assert_eq!(
+        denial(&run(
+            &gate,
+            &FakeKeys::ready(),
+            "GET",
+            "/admin",
+            &[("authorization", &bearer(&token))]
+        )),
+        Denial::ProviderNotAccepted
+    );
+}
+
+#[test]
+fn routes_limit_providers_scopes_and_claims() {
+    let gate = Gate::new(config(json!({})));
+    let keys = FakeKeys::ready();
+    let mut read_only = claims();
+    read_only["scope"] = json!("orders:read");
+    read_only["roles"] = json!(["viewer"]);
+    let token = bearer(&sign_eddsa(
+        json!({"alg": "EdDSA", "kid": "k1", "typ": "at+jwt"}),
+        read_only,
+    ));
+    assert_eq!(
+        denial(&run(
+            &gate,
+            &keys,
+            "POST",
+            "/orders",
+            &[("authorization", &token)]
+        )),
+        Denial::InsufficientScope(vec!["orders:write".into()])
+    );
+    assert!(matches!(
+        run(&gate, &keys, "GET", "/orders", &[("authorization", &token)]).verdict,
+        Verdict::Allow(_)
+    ));
+    assert_eq!(
+        denial(&run(
+            &gate,
+            &keys,
+            "GET",
+            "/admin",
+            &[("authorization", &token)]
+        )),
+        Denial::ClaimMismatch("roles".into())
+    );
+    assert!(matches!(
+        run(
+            &gate,
+            &keys,
+            "GET",
+            "/admin",
+            &[("authorization", &bearer(&good_token()))]
+        )
+        .verdict,
+        Verdict::Allow(_)
+    ));
+    // The partner provider is not accepted on POST /orders.
+    let mut c = claims();
+    c["iss"] = json!("https://partner.example");
+    let partner = sign_hs256(json!({"alg": "HS256", "kid": "p1"}), c, HMAC_SECRET);
+    assert_eq!(
+        denial(&run(
+            &gate,
+            &keys,
+            "POST",
+            "/orders",
+            &[("x-partner-token", &partner)]
+        )),
+        Denial::MissingToken
+    );
+}
+
+#[test]
+fn several_different_tokens_are_refused() {
+    let gate = Gate::new(config(json!({})));
+    let other = sign_eddsa(
+        json!({"alg": "EdDSA", "kid": "k1", "typ": "at+jwt"}),
+        json!({"iss": ISS}),
+    );
+    let d = run(
+        &gate,
+        &FakeKeys::ready(),
+        "GET",
+        "/orders",
+        &[
+            ("authorization", &bearer(&good_token())),
+            ("authorization", &bearer(&other)),
+        ],
+    );
+    assert_eq!(denial(&d), Denial::MultipleTokens);
+}
+
+#[test]
+fn keys_that_are_not_there_yet_make_the_request_wait() {
+    let gate = Gate::new(config(json!({})));
+    let mut keys = FakeKeys::ready();
+    keys.remote = None;
+    keys.pending = true;
+    let auth = bearer(&good_token());
+    assert_eq!(
+        run(&gate, &keys, "GET", "/orders", &[("authorization", &auth)]).verdict,
+        Verdict::Wait {
+            provider: 0,
+            refetch: false
+        }
+    );
+    keys.pending = false;
+    assert_eq!(
+        denial(&run(
+            &gate,
+            &keys,
+            "GET",
+            "/orders",
+            &[("authorization", &auth)]
+        )),
+        Denial::KeysUnavailable
+    );
+}
+
+#[test]
+fn an_unknown_kid_asks_for_one_refetch_then_is_refused() {
+    let gate = Gate::new(config(json!({})));
+    let mut keys = FakeKeys::ready();
+    let auth = bearer(&sign_eddsa(
+        json!({"alg": "EdDSA", "kid": "k2", "typ": "at+jwt"}),
+        claims(),
+    ));
+    assert_eq!(
+        run(&gate, &keys, "GET", "/orders", &[("authorization", &auth)]).verdict,
+        Verdict::Wait {
+            provider: 0,
+            refetch: true
+        }
+    );
+    keys.may_refetch = false;
+    assert_eq!(
+        denial(&run(
+            &gate,
+            &keys,
+            "GET",
+            "/orders",
+            &[("authorization", &auth)]
+        )),
+        Denial::UnknownKid
+    );
+}
+
+#[test]
+fn control_characters_in_claims_are_not_forwarded() {
+    let gate = Gate::new(config(json!({})));
+    let mut c = claims();
+    c["sub"] = json!("alice\r\nx-admin: true");
+    c["roles"] = json!(["a", {"nested": true}]);
+    let auth = bearer(&sign_eddsa(
+        json!({"alg": "EdDSA", "kid": "k1", "typ": "at+jwt"}),
+        c,
+    ));
+    let d = run(
+        &gate,
+        &FakeKeys::ready(),
+        "GET",
+        "/orders",
+        &[("authorization", &auth)],
+    );
+    let Verdict::Allow(edits) = &d.verdict else {
+        panic!("{d:?}")
+    };
+    assert!(
+        !edits
+            .iter()
+            .any(|e| matches!(e, HeaderEdit::Set(n, _) if n == "x-user" || n == "x-roles")),
+        "{edits:?}"
+    );
+}
+
+#[test]
+fn the_token_can_be_kept_from_the_upstream() {
+    let gate = Gate::new(config(json!({"headers": {"strip_token": true}})));
+    let d = run(
+        &gate,
+        &FakeKeys::ready(),
+        "GET",
+        "/orders",
+        &[("authorization", &bearer(&good_token()))],
+    );
+    let Verdict::Allow(edits) = &d.verdict else {
+        panic!("{d:?}")
+    };
+    assert_eq!(edits, &vec![HeaderEdit::Remove("authorization".into())]);
+}

@@ -1,0 +1,455 @@
+//! The JWKS cache of one remote provider, as a record every worker shares.
+//!
+//! Envoy runs one wasm VM per worker thread; they share only the host's key-value store. So the
+//! cache state is one serializable [`KeysRecord`] per provider, and the fetch itself is guarded by
+//! a lease (see the filter) so that one fetch serves every worker. Everything that decides *when*
+//! to fetch, *whether* an answer replaces the keys, and *how long* keys stay usable lives here as
+//! pure functions of the record, the answer and `now_ms`, and is tested with a fake clock.
+//!
+//! Rules (SECURITY.md, "JWKS and discovery"): keys are replaced only by a 200 answer, within the
+//! size cap, that parses and holds at least one usable key; the last good keys keep serving for a
+//! bounded stale period while refreshes fail, with jittered exponential backoff; refresh happens
+//! at the end of the TTL, well before the keys stop being usable; an unknown `kid` causes at most
+//! one refetch per cooldown.
+
+use crate::config::{HttpUrl, RemoteKeys};
+use crate::jwk::{JwkSet, JwksError, JwksLimits, KeyOrigin};
+use serde::{Deserialize, Serialize};
+
+/// The shared state of one provider's keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysRecord {
+    /// Increases with every write, so workers notice a change cheaply.
+    pub version: u64,
+    /// The last good JWKS document, as fetched.
+    pub jwks: Option<String>,
+    pub fetched_at_ms: u64,
+    /// When the next refresh is due.
+    pub refresh_at_ms: u64,
+    /// After this the keys are not served, even stale.
+    pub usable_until_ms: u64,
+    /// Consecutive failed fetches.
+    pub failures: u32,
+    /// No fetch before this (backoff after a failure).
+    pub next_attempt_ms: u64,
+    pub last_error: Option<String>,
+    /// When an unknown `kid` last caused a refetch (0: never).
+    pub kid_refetch_ms: u64,
+    /// The JWKS URL found by discovery.
+    pub jwks_uri: Option<String>,
+}
+
+/// Whether a provider's keys can verify tokens now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    Ready,
+    /// Never fetched successfully, and no fetch has failed yet: worth waiting for.
+    Pending,
+    /// No usable keys, and the last fetch failed.
+    Unavailable,
+}
+
+/// Why a fetch is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchReason {
+    Initial,
+    Refresh,
+    Retry,
+    UnknownKid,
+}
+
+/// What came back from a dispatched call; `status` is `None` when the call failed (timeout,
+/// connection refused, reset).
+#[derive(Debug, Clone, Copy)]
+pub struct FetchAnswer<'a> {
+    pub status: Option<u32>,
+    pub cache_control: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// Longest backoff between failed fetches.
+const MAX_BACKOFF_MS: u64 = 60_000;
+/// Largest discovery document accepted.
+const MAX_DISCOVERY_BYTES: usize = 64 * 1024;
+
+impl KeysRecord {
+    pub fn decode(bytes: &[u8]) -> Option<KeysRecord> {
+        serde_json::from_slice(bytes).ok()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn has_keys(&self, now_ms: u64) -> bool {
+        self.jwks.is_some() && now_ms < self.usable_until_ms
+    }
+
+    pub fn availability(&self, now_ms: u64) -> Availability {
+        if self.has_keys(now_ms) {
+            Availability::Ready
+        } else if self.failures == 0 {
+            Availability::Pending
+        } else {
+            Availability::Unavailable
+        }
+    }
+
+    /// Whether a scheduled fetch is due (not counting unknown-`kid` refetches).
+    pub fn fetch_due(&self, now_ms: u64) -> Option<FetchReason> {
+        if now_ms < self.next_attempt_ms {
+            return None;
+        }
+        if self.jwks.is_none() {
+            return Some(if self.failures == 0 {
+                FetchReason::Initial
+            } else {
+                FetchReason::Retry
+            });
+        }
+        if now_ms >= self.refresh_at_ms {
+            return Some(if self.failures == 0 {
+                FetchReason::Refresh
+            } else {
+                FetchReason::Retry
+            });
+        }
+        None
+    }
+
+    /// Whether a token with an unknown `kid` may cause a refetch now.
+    pub fn may_refetch_for_kid(&self, now_ms: u64, cfg: &RemoteKeys) -> bool {
+        let cooled = self.kid_refetch_ms == 0
+            || now_ms
+                >= self
+                    .kid_refetch_ms
+                    .saturating_add(cfg.unknown_kid_cooldown * 1000);
+        now_ms >= self.next_attempt_ms && cooled
+    }
+
+    /// Whether the next fetch must first read the discovery document.
+    pub fn needs_discovery(&self, cfg: &RemoteKeys) -> bool {
+        cfg.discovery && (self.jwks_uri.is_none() || self.failures > 0)
+    }
+
+    /// The JWKS URL to fetch: configured, or found by discovery.
+    pub fn jwks_url(&self, cfg: &RemoteKeys) -> Option<HttpUrl> {
+        if cfg.discovery {
+            self.jwks_uri
+                .as_deref()
+                .and_then(|u| HttpUrl::parse(u).ok())
+        } else {
+            Some(cfg.url.clone())
+        }
+    }
+
+    /// Records that a fetch is starting (stamps the unknown-`kid` cooldown).
+    pub fn start_fetch(&mut self, reason: FetchReason, now_ms: u64) {
+        if reason == FetchReason::UnknownKid {
+            self.kid_refetch_ms = now_ms;
+        }
+    }
+
+    /// Takes a discovery answer: on success remembers `jwks_uri` and returns it.
+    pub fn apply_discovery(
+        &mut self,
+        answer: FetchAnswer,
+        issuer: &str,
+        cfg: &RemoteKeys,
+        now_ms: u64,
+        jitter: u64,
+    ) -> Result<HttpUrl, String> {
+        let result = read_discovery(answer, issuer);
+        match &result {
+            Ok(url) => self.jwks_uri = Some(url.to_string()),
+            Err(e) => self.fail(e.clone(), cfg, now_ms, jitter),
+        }
+        result
+    }
+
+    /// Takes a JWKS answer. Keys are replaced only by a good one; otherwise the failure is
+    /// counted and the next attempt backed off, and the last good keys stay.
+    pub fn apply_jwks(
+        &mut self,
+        answer: FetchAnswer,
+        cfg: &RemoteKeys,
+        now_ms: u64,
+        jitter: u64,
+    ) -> Result<JwkSet, String> {
+        let parsed = match answer.status {
+            None => Err("no answer (timeout or connection failure)".to_string()),
+            Some(200) => JwkSet::parse(answer.body, KeyOrigin::Remote, &JwksLimits::default())
+                .map_err(|e| match e {
+                    JwksError::TooLarge => "JWKS too large".to_string(),
+                    JwksError::TooManyKeys => "JWKS has too many keys".to_string(),
+                    JwksError::Malformed(why) => format!("JWKS malformed: {why}"),
+                    JwksError::NoUsableKeys(why) => format!("JWKS has no usable key: {why}"),
+                }),
+            Some(status) => Err(format!("JWKS answered HTTP {status}")),
+        };
+        match parsed {
+            Ok(set) => {
+                let ttl_ms = ttl_seconds(answer.cache_control, cfg) * 1000;
+                self.version += 1;
+                self.jwks = Some(String::from_utf8_lossy(answer.body).into_owned());
+                self.fetched_at_ms = now_ms;
+                self.refresh_at_ms = now_ms + ttl_ms;
+                self.usable_until_ms = now_ms + ttl_ms + cfg.stale * 1000;
+                self.failures = 0;
+                self.next_attempt_ms = 0;
+                self.last_error = None;
+                Ok(set)
+            }
+            Err(e) => {
+                self.fail(e.clone(), cfg, now_ms, jitter);
+                Err(e)
+            }
+        }
+    }
+
+    fn fail(&mut self, error: String, _cfg: &RemoteKeys, now_ms: u64, jitter: u64) {
+        self.version += 1;
+        self.failures = self.failures.saturating_add(1);
+        self.next_attempt_ms = now_ms + backoff_ms(self.failures, jitter);
+        self.last_error = Some(error);
+    }
+
+    /// The usable key set in this record, parsed.
+    pub fn key_set(&self, now_ms: u64) -> Option<JwkSet> {
+        if !self.has_keys(now_ms) {
+            return None;
+        }
+        let jwks = self.jwks.as_deref()?;
+        JwkSet::parse(jwks.as_bytes(), KeyOrigin::Remote, &JwksLimits::default()).ok()
+    }
+}
+
+/// 1 s, 2 s, 4 s ... up to 60 s, each spread by up to +-20 % from `jitter` (any random value),
+/// so that gateways that failed together do not retry together.
+pub fn backoff_ms(failures: u32, jitter: u64) -> u64 {
+    let base = 1000u64
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF_MS);
+    let spread = base / 5;
+    base - spread + jitter % (2 * spread + 1)
+}
+
+/// The refresh interval: the answer's `max-age` within the configured bounds, or the default.
+pub fn ttl_seconds(cache_control: Option<&str>, cfg: &RemoteKeys) -> u64 {
+    let max_age = cache_control.and_then(|cc| {
+        cc.split(',').find_map(|d| {
+            let (name, value) = d.trim().split_once('=')?;
+            if name.trim().eq_ignore_ascii_case("max-age") {
+                value.trim().trim_matches('"').parse::<u64>().ok()
+            } else {
+                None
+            }
+        })
+    });
+    max_age
+        .unwrap_or(cfg.default_ttl)
+        .clamp(cfg.min_ttl, cfg.max_ttl)
+}
+
+fn read_discovery(answer: FetchAnswer, issuer: &str) -> Result<HttpUrl, String> {
+    match answer.status {
+        None => return Err("discovery: no answer (timeout or connection failure)".into()),
+        Some(200) => {}
+        Some(status) => return Err(format!("discovery answered HTTP {status}")),
+    }
+    if answer.body.len() > MAX_DISCOVERY_BYTES {
+        return Err("discovery document too large".into());
+    }
+    let doc = crate::json::parse_object(answer.body, crate::json::MAX_DEPTH)
+        .map_err(|e| format!("discovery document malformed: {e}"))?;
+    // OpenID Connect Discovery 1.0 section 4.3: the issuer must be exactly the configured one.
+    match doc.get("issuer").and_then(|v| v.as_str()) {
+        Some(i) if i == issuer => {}
+        _ => return Err("discovery document names another issuer".into()),
+    }
+    let uri = doc
+        .get("jwks_uri")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| "discovery document has no jwks_uri".to_string())?;
+    HttpUrl::parse(uri).map_err(|e| format!("discovery jwks_uri: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JWKS: &str = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+
+    fn cfg() -> RemoteKeys {
+        RemoteKeys {
+            discovery: false,
+            url: HttpUrl::parse("http://idp/jwks").unwrap(),
+            cluster: "idp".into(),
+            timeout_ms: 5000,
+            default_ttl: 300,
+            min_ttl: 30,
+            max_ttl: 3600,
+            stale: 600,
+            unknown_kid_cooldown: 30,
+        }
+    }
+
+    fn ok(body: &str) -> FetchAnswer<'_> {
+        FetchAnswer {
+            status: Some(200),
+            cache_control: None,
+            body: body.as_bytes(),
+        }
+    }
+
+    #[test]
+    fn a_new_record_waits_for_its_first_fetch() {
+        let r = KeysRecord::default();
+        assert_eq!(r.availability(0), Availability::Pending);
+        assert_eq!(r.fetch_due(0), Some(FetchReason::Initial));
+    }
+
+    #[test]
+    fn a_good_answer_makes_keys_ready_until_refresh_and_stale_end() {
+        let mut r = KeysRecord::default();
+        let set = r.apply_jwks(ok(JWKS), &cfg(), 1_000, 0).unwrap();
+        assert_eq!(set.kids(), vec!["k1"]);
+        assert_eq!(r.availability(1_000), Availability::Ready);
+        assert_eq!(r.fetch_due(1_000 + 299_999), None);
+        assert_eq!(r.fetch_due(1_000 + 300_000), Some(FetchReason::Refresh));
+        assert!(r.has_keys(1_000 + 899_999));
+        assert!(!r.has_keys(1_000 + 900_000), "stale keys end");
+        assert_eq!(r.version, 1);
+    }
+
+    #[test]
+    fn bad_answers_never_replace_good_keys() {
+        let mut r = KeysRecord::default();
+        r.apply_jwks(ok(JWKS), &cfg(), 0, 0).unwrap();
+        let good = r.jwks.clone();
+        let now = 300_000;
+        for bad in [
+            FetchAnswer {
+                status: Some(500),
+                cache_control: None,
+                body: JWKS.as_bytes(),
+            },
+            FetchAnswer {
+                status: Some(404),
+                cache_control: None,
+                body: b"",
+            },
+            FetchAnswer {
+                status: None,
+                cache_control: None,
+                body: b"",
+            },
+            ok("<html>oops</html>"),
+            ok(""),
+            ok(r#"{"keys":[]}"#),
+            ok(r#"{"keys":[{"kty":"oct","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"}]}"#),
+        ] {
+            assert!(r.apply_jwks(bad, &cfg(), now, 0).is_err());
+            assert_eq!(r.jwks, good);
+            assert_eq!(
+                r.availability(now),
+                Availability::Ready,
+                "stale keys keep serving"
+            );
+        }
+        assert_eq!(r.failures, 7);
+        assert!(r.last_error.is_some());
+    }
+
+    #[test]
+    fn failures_back_off_with_jitter_and_recovery_resets() {
+        let mut r = KeysRecord::default();
+        assert!(r
+            .apply_jwks(
+                FetchAnswer {
+                    status: Some(503),
+                    cache_control: None,
+                    body: b""
+                },
+                &cfg(),
+                0,
+                0
+            )
+            .is_err());
+        assert_eq!(r.availability(0), Availability::Unavailable);
+        assert_eq!(r.fetch_due(799), None);
+        assert_eq!(r.fetch_due(800), Some(FetchReason::Retry));
+        assert_eq!(backoff_ms(1, 0), 800);
+        assert_eq!(backoff_ms(1, 400), 1200);
+        assert_eq!(backoff_ms(2, 0), 1600);
+        assert_eq!(backoff_ms(30, 0), 48_000);
+        assert!(backoff_ms(30, u64::MAX) <= 72_000);
+        r.apply_jwks(ok(JWKS), &cfg(), 2_000, 0).unwrap();
+        assert_eq!(
+            (r.failures, r.next_attempt_ms, r.last_error.clone()),
+            (0, 0, None)
+        );
+    }
+
+    #[test]
+    fn max_age_is_honoured_within_bounds() {
+        let c = cfg();
+        assert_eq!(ttl_seconds(Some("public, max-age=600"), &c), 600);
+        assert_eq!(ttl_seconds(Some("max-age=5"), &c), 30);
+        assert_eq!(ttl_seconds(Some("max-age=999999"), &c), 3600);
+        assert_eq!(ttl_seconds(Some("no-cache"), &c), 300);
+        assert_eq!(ttl_seconds(None, &c), 300);
+        assert_eq!(ttl_seconds(Some("max-age=abc"), &c), 300);
+    }
+
+    #[test]
+    fn unknown_kid_refetches_are_limited_by_the_cooldown() {
+        let c = cfg();
+        let mut r = KeysRecord::default();
+        r.apply_jwks(ok(JWKS), &c, 0, 0).unwrap();
+        assert!(r.may_refetch_for_kid(1_000, &c));
+        r.start_fetch(FetchReason::UnknownKid, 1_000);
+        assert!(!r.may_refetch_for_kid(30_999, &c));
+        assert!(r.may_refetch_for_kid(31_000, &c));
+        r.start_fetch(FetchReason::Refresh, 40_000);
+        assert!(
+            r.may_refetch_for_kid(40_000, &c),
+            "scheduled refreshes do not use the cooldown"
+        );
+    }
+
+    #[test]
+    fn discovery_finds_the_jwks_uri_of_the_same_issuer() {
+        let mut c = cfg();
+        c.discovery = true;
+        let mut r = KeysRecord::default();
+        assert!(r.needs_discovery(&c));
+        let doc = r#"{"issuer":"http://idp","jwks_uri":"http://idp/keys"}"#;
+        let url = r.apply_discovery(ok(doc), "http://idp", &c, 0, 0).unwrap();
+        assert_eq!(url.path, "/keys");
+        assert_eq!(r.jwks_url(&c), Some(url));
+        assert!(!r.needs_discovery(&c));
+        let other = r#"{"issuer":"http://evil","jwks_uri":"http://idp/keys"}"#;
+        let mut fresh = KeysRecord::default();
+        assert!(fresh
+            .apply_discovery(ok(other), "http://idp", &c, 0, 0)
+            .unwrap_err()
+            .contains("another issuer"));
+        assert!(fresh
+            .apply_discovery(ok(r#"{"issuer":"http://idp"}"#), "http://idp", &c, 0, 0)
+            .is_err());
+        assert!(fresh
+            .apply_discovery(ok("nope"), "http://idp", &c, 0, 0)
+            .is_err());
+        assert_eq!(fresh.failures, 3);
+    }
+
+    #[test]
+    fn the_record_round_trips_through_shared_data() {
+        let mut r = KeysRecord::default();
+        r.apply_jwks(ok(JWKS), &cfg(), 5, 0).unwrap();
+        assert_eq!(KeysRecord::decode(&r.encode()), Some(r.clone()));
+        assert_eq!(KeysRecord::decode(b"garbage"), None);
+        assert_eq!(r.key_set(5).map(|s| s.len()), Some(1));
+    }
+}

@@ -1,0 +1,392 @@
+//! The request as the engine sees it, and what is read from it: the token(s), the normalized
+//! path a rule matches, and the headers the filter owns.
+//!
+//! Extraction returns *every* token found in the places the route's providers read, so that two
+//! different tokens in two places are refused instead of one silently winning. Paths are matched
+//! after the same decoding an upstream may apply (`%2F`, `//`, `/./`, `..`, `;params`), so a rule
+//! cannot be stepped around by spelling the path differently.
+
+use crate::config::{RouteMatch, TokenSource};
+use crate::denial::Denial;
+
+/// One request's attributes, borrowed from the host. Header names are lower case.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// `:path`, with its query.
+    pub path: &'a str,
+    /// `:authority` (Host).
+    pub authority: &'a str,
+    pub headers: &'a [(String, String)],
+}
+
+impl<'a> Request<'a> {
+    pub fn header_values(&self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A token and where it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundToken {
+    pub token: String,
+    pub source: TokenSource,
+}
+
+/// Finds every token in `sources`; the same token found twice counts once.
+pub fn find_tokens(req: &Request, sources: &[&TokenSource]) -> Vec<FoundToken> {
+    let mut found: Vec<FoundToken> = Vec::new();
+    let mut push = |token: String, source: &TokenSource| {
+        if !found.iter().any(|f| f.token == token) {
+            found.push(FoundToken {
+                token,
+                source: source.clone(),
+            });
+        }
+    };
+    for &source in sources {
+        match source {
+            TokenSource::Header { name, prefix } => {
+                for value in req.header_values(name) {
+                    let rest = match prefix {
+                        None => Some(value),
+                        Some(p) => value
+                            .get(..p.len())
+                            .filter(|head| head.eq_ignore_ascii_case(p))
+                            .and_then(|_| value.get(p.len()..)),
+                    };
+                    if let Some(token) = rest.map(|r| r.trim_matches(' ')).filter(|t| !t.is_empty())
+                    {
+                        push(token.to_string(), source);
+                    }
+                }
+            }
+            TokenSource::Cookie(name) => {
+                for value in req.header_values("cookie") {
+                    for pair in value.split(';') {
+                        if let Some((n, v)) = pair.trim().split_once('=') {
+                            if n == name && !v.is_empty() {
+                                push(v.to_string(), source);
+                            }
+                        }
+                    }
+                }
+            }
+            TokenSource::Query(name) => {
+                let query = req.path.split_once('?').map(|(_, q)| q).unwrap_or("");
+                for pair in query.split('&') {
+                    if let Some((n, v)) = pair.split_once('=') {
+                        if n == name && !v.is_empty() {
+                            push(percent_decode(v).unwrap_or_else(|| v.to_string()), source);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// A change to the request's headers, applied by the host in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderEdit {
+    Remove(String),
+    Set(String, String),
+}
+
+/// The edits that take the token out of the request before it goes upstream.
+pub fn strip_token(req: &Request, source: &TokenSource) -> Vec<HeaderEdit> {
+    match source {
+        TokenSource::Header { name, .. } => vec![HeaderEdit::Remove(name.clone())],
+        TokenSource::Cookie(cookie) => {
+            let kept: Vec<&str> = req
+                .header_values("cookie")
+                .flat_map(|v| v.split(';'))
+                .map(str::trim)
+                .filter(|pair| {
+                    pair.split_once('=').map(|(n, _)| n) != Some(cookie.as_str())
+                        && !pair.is_empty()
+                })
+                .collect();
+            if kept.is_empty() {
+                vec![HeaderEdit::Remove("cookie".into())]
+            } else {
+                vec![HeaderEdit::Set("cookie".into(), kept.join("; "))]
+            }
+        }
+        TokenSource::Query(param) => {
+            let (path, query) = req.path.split_once('?').unwrap_or((req.path, ""));
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|pair| {
+                    !pair.is_empty() && pair.split_once('=').map_or(*pair, |(n, _)| n) != param
+                })
+                .collect();
+            let new_path = if kept.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}?{}", kept.join("&"))
+            };
+            vec![HeaderEdit::Set(":path".into(), new_path)]
+        }
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes `%XX` escapes; `None` for a broken escape or a result that is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hi = hex(*bytes.get(i + 1)?)?;
+            let lo = hex(*bytes.get(i + 2)?)?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The path a rule is matched against: query removed, escapes decoded once, `\` read as `/`,
+/// `;params` removed from segments, empty and `.` segments dropped, `..` applied.
+pub fn normalize_path(raw: &str) -> Result<String, Denial> {
+    let path = raw.split_once('?').map_or(raw, |(p, _)| p);
+    if path.contains('#') {
+        return Err(Denial::BadRequest("fragment in path"));
+    }
+    if !path.starts_with('/') {
+        return Err(Denial::BadRequest("path is not absolute"));
+    }
+    let decoded = percent_decode(path).ok_or(Denial::BadRequest("bad percent-encoding in path"))?;
+    if decoded
+        .chars()
+        .any(|c| c.is_control() || c == '?' || c == '#')
+    {
+        return Err(Denial::BadRequest("forbidden character in path"));
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split(['/', '\\']) {
+        let segment = segment.split(';').next().unwrap_or("");
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    Ok(format!("/{}", segments.join("/")))
+}
+
+/// Host without port, lower case.
+fn host_of(authority: &str) -> String {
+    let host = if authority.starts_with('[') {
+        authority
+            .split_once(']')
+            .map_or(authority, |(h, _)| h)
+            .trim_start_matches('[')
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    host.to_ascii_lowercase()
+}
+
+impl RouteMatch {
+    /// Whether the request (with its path already normalized) matches.
+    pub fn matches(&self, method: &str, normalized_path: &str, authority: &str) -> bool {
+        if !self.methods.is_empty() && !self.methods.iter().any(|m| m == method) {
+            return false;
+        }
+        if let Some(exact) = &self.path {
+            if normalize_rule_path(exact) != normalized_path {
+                return false;
+            }
+        }
+        if let Some(prefix) = &self.prefix {
+            let prefix = normalize_rule_path(prefix);
+            let under = prefix == "/"
+                || normalized_path == prefix
+                || normalized_path
+                    .strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'));
+            if !under {
+                return false;
+            }
+        }
+        if let Some(want) = &self.host {
+            let host = host_of(authority);
+            let ok = match want.strip_prefix("*.") {
+                Some(suffix) => host
+                    .strip_suffix(suffix)
+                    .is_some_and(|h| h.len() > 1 && h.ends_with('.')),
+                None => &host == want,
+            };
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn normalize_rule_path(p: &str) -> String {
+    normalize_path(p).unwrap_or_else(|_| p.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn bearer() -> TokenSource {
+        TokenSource::Header {
+            name: "authorization".into(),
+            prefix: Some("Bearer ".into()),
+        }
+    }
+
+    fn req<'a>(path: &'a str, h: &'a [(String, String)]) -> Request<'a> {
+        Request {
+            method: "GET",
+            path,
+            authority: "api.example.com",
+            headers: h,
+        }
+    }
+
+    #[test]
+    fn bearer_tokens_with_any_case_scheme() {
+        let h = headers(&[("authorization", "bearer abc.def.ghi")]);
+        let found = find_tokens(&req("/", &h), &[&bearer()]);
+        assert_eq!(
+            found,
+            vec![FoundToken {
+                token: "abc.def.ghi".into(),
+                source: bearer()
+            }]
+        );
+        let basic = headers(&[("authorization", "Basic dXNlcjpwdw==")]);
+        assert!(find_tokens(&req("/", &basic), &[&bearer()]).is_empty());
+        let empty = headers(&[("authorization", "Bearer ")]);
+        assert!(find_tokens(&req("/", &empty), &[&bearer()]).is_empty());
+    }
+
+    #[test]
+    fn every_token_in_every_place_is_found() {
+        let cookie = TokenSource::Cookie("at".into());
+        let query = TokenSource::Query("access_token".into());
+        let h = headers(&[
+            ("authorization", "Bearer a.b.c"),
+            ("cookie", "x=1; at=d.e.f"),
+            ("authorization", "Bearer g.h.i"),
+        ]);
+        let found = find_tokens(
+            &req("/x?access_token=a.b.c", &h),
+            &[&bearer(), &cookie, &query],
+        );
+        let tokens: Vec<&str> = found.iter().map(|f| f.token.as_str()).collect();
+        assert_eq!(
+            tokens,
+            vec!["a.b.c", "g.h.i", "d.e.f"],
+            "the same token twice counts once"
+        );
+    }
+
+    #[test]
+    fn the_token_can_be_stripped_from_each_place() {
+        let h = headers(&[("cookie", "x=1; at=t; y=2")]);
+        let r = req("/p?a=1&access_token=t&b=2", &h);
+        assert_eq!(
+            strip_token(&r, &bearer()),
+            vec![HeaderEdit::Remove("authorization".into())]
+        );
+        assert_eq!(
+            strip_token(&r, &TokenSource::Cookie("at".into())),
+            vec![HeaderEdit::Set("cookie".into(), "x=1; y=2".into())]
+        );
+        assert_eq!(
+            strip_token(&r, &TokenSource::Query("access_token".into())),
+            vec![HeaderEdit::Set(":path".into(), "/p?a=1&b=2".into())]
+        );
+    }
+
+    #[test]
+    fn paths_are_normalized_before_matching() {
+        for (raw, want) in [
+            ("/admin", "/admin"),
+            ("/public/../admin", "/admin"),
+            ("/public/%2e%2e/admin", "/admin"),
+            ("/public%2F..%2Fadmin", "/admin"),
+            ("//admin//x/", "/admin/x"),
+            ("/./admin/./", "/admin"),
+            ("/admin;jsessionid=1/x", "/admin/x"),
+            ("/public\\..\\admin", "/admin"),
+            ("/admin?x=/public", "/admin"),
+            ("/../../admin", "/admin"),
+        ] {
+            assert_eq!(normalize_path(raw).unwrap(), want, "{raw}");
+        }
+        for bad in ["/a#b", "admin", "/a%zz", "/a%00b", "/a%3Fb", "*"] {
+            assert!(normalize_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prefixes_match_on_segment_boundaries() {
+        let m = RouteMatch {
+            prefix: Some("/public".into()),
+            ..Default::default()
+        };
+        assert!(m.matches("GET", "/public", "h"));
+        assert!(m.matches("GET", "/public/x", "h"));
+        assert!(!m.matches("GET", "/publicity", "h"));
+        let root = RouteMatch {
+            prefix: Some("/".into()),
+            ..Default::default()
+        };
+        assert!(root.matches("GET", "/anything", "h"));
+    }
+
+    #[test]
+    fn methods_paths_and_hosts() {
+        let m = RouteMatch {
+            path: Some("/orders".into()),
+            methods: vec!["POST".into()],
+            host: Some("*.example.com".into()),
+            ..Default::default()
+        };
+        assert!(m.matches("POST", "/orders", "api.example.com:8443"));
+        assert!(!m.matches("GET", "/orders", "api.example.com"));
+        assert!(!m.matches("POST", "/orders/1", "api.example.com"));
+        assert!(!m.matches("POST", "/orders", "example.com"));
+        assert!(!m.matches("POST", "/orders", "evil-example.com"));
+        let exact = RouteMatch {
+            host: Some("api.example.com".into()),
+            ..Default::default()
+        };
+        assert!(exact.matches("GET", "/", "API.example.com:80"));
+        assert!(!exact.matches("GET", "/", "api.example.com.evil"));
+    }
+}
