@@ -95,6 +95,28 @@ impl KeysRecord {
         }
     }
 
+    /// What a request should do about these keys: use them, wait for a fetch, or give up.
+    /// `fetching`: a fetch is in flight; `wait_ms`: how long a request may wait; `last_chance`:
+    /// the request has waited all it may.
+    pub fn availability_for_request(
+        &self,
+        now_ms: u64,
+        fetching: bool,
+        wait_ms: u64,
+        last_chance: bool,
+    ) -> Availability {
+        match self.availability(now_ms) {
+            Availability::Ready => Availability::Ready,
+            _ if last_chance => Availability::Unavailable,
+            Availability::Pending => Availability::Pending,
+            // The last fetch failed: wait only if a fetch runs or a retry comes within the wait.
+            Availability::Unavailable if fetching || self.next_attempt_ms <= now_ms + wait_ms => {
+                Availability::Pending
+            }
+            Availability::Unavailable => Availability::Unavailable,
+        }
+    }
+
     /// Whether a scheduled fetch is due (not counting unknown-`kid` refetches).
     pub fn fetch_due(&self, now_ms: u64) -> Option<FetchReason> {
         if now_ms < self.next_attempt_ms {
@@ -388,6 +410,49 @@ mod tests {
         assert_eq!(
             (r.failures, r.next_attempt_ms, r.last_error.clone()),
             (0, 0, None)
+        );
+    }
+
+    #[test]
+    fn requests_wait_only_when_keys_can_still_come_in_time() {
+        let mut r = KeysRecord::default();
+        assert_eq!(
+            r.availability_for_request(0, false, 5000, false),
+            Availability::Pending
+        );
+        assert_eq!(
+            r.availability_for_request(0, true, 5000, true),
+            Availability::Unavailable,
+            "waited enough"
+        );
+        let _ = r.apply_jwks(
+            FetchAnswer {
+                status: Some(500),
+                cache_control: None,
+                body: b"",
+            },
+            &cfg(),
+            0,
+            0,
+        );
+        r.failures = 10; // a long backoff
+        r.next_attempt_ms = 60_000;
+        assert_eq!(
+            r.availability_for_request(1_000, false, 5000, false),
+            Availability::Unavailable
+        );
+        assert_eq!(
+            r.availability_for_request(1_000, true, 5000, false),
+            Availability::Pending
+        );
+        assert_eq!(
+            r.availability_for_request(56_000, false, 5000, false),
+            Availability::Pending
+        );
+        r.apply_jwks(ok(JWKS), &cfg(), 2_000, 0).unwrap();
+        assert_eq!(
+            r.availability_for_request(2_000, false, 5000, true),
+            Availability::Ready
         );
     }
 

@@ -532,16 +532,16 @@ impl Keyring for Worker {
         let Some(local) = self.keys.get(provider) else {
             return KeysView::Unavailable;
         };
-        match (&local.set, local.record.availability(self.now_ms)) {
+        let fetching = self.is_fetching(provider);
+        let availability = local.record.availability_for_request(
+            self.now_ms,
+            fetching,
+            self.wait_ms(),
+            self.final_attempt,
+        );
+        match (&local.set, availability) {
             (Some(set), Availability::Ready) => KeysView::Ready(set),
-            _ if self.final_attempt => KeysView::Unavailable,
             (_, Availability::Pending) => KeysView::Pending,
-            // A fetch is running, or a retry comes before a new request's wait would end.
-            _ if self.is_fetching(provider)
-                || local.record.next_attempt_ms <= self.now_ms + self.wait_ms() =>
-            {
-                KeysView::Pending
-            }
             _ => KeysView::Unavailable,
         }
     }

@@ -278,17 +278,20 @@ def test_keys_found_through_discovery(envoy_with, own_idp):
 
 def test_requests_wait_for_keys_rather_than_fail(envoy_with, own_idp, tmp_path):
     idp, keys = own_idp
-    token = idp.token("orders-app", scope="orders:read")
+    token = idp.token("orders-app", scope="orders:read orders:write")
     idp.stop()
     gate = envoy_with(gate_config(idp, jwks={"uri": idp.jwks_uri, "cluster": "idp", "timeout_ms": 500}), idp_port=idp.port)
 
+    # A request with a body arrives while the provider is still down: it is held, body and all.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(gate.request, "GET", "/orders", bearer(token))
+        pending = pool.submit(gate.request, "POST", "/orders", bearer(token), b'{"item": 1}')
         time.sleep(1.0)
+        assert not pending.done(), "the request was answered before any key could be fetched"
         idp.start(port=idp.port, keys_file=harness.write_json(tmp_path / "again.json", keys))
         result = pending.result(timeout=15)
 
-    assert result.status == 200, result.text
+    seen = upstream_saw(result)
+    assert seen["content-length"] == "11" and seen["x-user"] == "orders-app"
 
 
 def test_no_keys_at_all_fails_closed(envoy_with, own_idp):
