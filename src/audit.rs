@@ -19,6 +19,12 @@ pub struct AuditFacts {
     pub scopes: Vec<String>,
     /// First 16 hex digits of the token's SHA-256.
     pub token_sha256: Option<String>,
+    /// How the identity was established: "jwt", "introspection" or "introspection_cache".
+    pub source: Option<&'static str>,
+    /// The policy that applied.
+    pub policy: Option<String>,
+    /// The limit that refused the request (429).
+    pub limit: Option<String>,
 }
 
 impl AuditFacts {
@@ -79,6 +85,9 @@ impl AuditEvent<'_> {
             "client_id": f.client_id,
             "scopes": f.scopes,
             "token_sha256": f.token_sha256,
+            "source": f.source,
+            "policy": f.policy,
+            "limit": f.limit,
         })
         .to_string()
     }

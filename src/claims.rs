@@ -27,7 +27,7 @@ fn check_type(typ: Option<&str>, required: Option<&str>) -> Result<(), Denial> {
     }
 }
 
-fn check_issuer(claims: &Map<String, Value>, issuer: &str) -> Result<(), Denial> {
+pub(crate) fn check_issuer(claims: &Map<String, Value>, issuer: &str) -> Result<(), Denial> {
     match claims.get("iss") {
         Some(Value::String(iss)) if iss == issuer => Ok(()),
         Some(Value::String(_)) | None => Err(Denial::UnknownIssuer),
@@ -35,7 +35,10 @@ fn check_issuer(claims: &Map<String, Value>, issuer: &str) -> Result<(), Denial>
     }
 }
 
-fn check_audience(claims: &Map<String, Value>, accepted: &[String]) -> Result<(), Denial> {
+pub(crate) fn check_audience(
+    claims: &Map<String, Value>,
+    accepted: &[String],
+) -> Result<(), Denial> {
     let audiences: Vec<&str> = match claims.get("aud") {
         None => return Err(Denial::WrongAudience),
         Some(Value::String(a)) => vec![a.as_str()],
@@ -60,7 +63,10 @@ fn check_audience(claims: &Map<String, Value>, accepted: &[String]) -> Result<()
 }
 
 /// Reads a NumericDate (RFC 7519 section 2), which may carry a fraction, as whole seconds.
-fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<u64>, Denial> {
+pub(crate) fn numeric_date(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<u64>, Denial> {
     let err = match name {
         "exp" => "exp is not a valid date",
         "nbf" => "nbf is not a valid date",
@@ -88,14 +94,32 @@ fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Optio
 }
 
 fn check_time(claims: &Map<String, Value>, provider: &Provider, now: u64) -> Result<(), Denial> {
-    let skew = provider.clock_skew;
+    check_dates(
+        claims,
+        provider.clock_skew,
+        provider.require_exp,
+        provider.max_lifetime,
+        now,
+    )
+}
+
+/// The date rules of [`check_time`] with each policy as an argument, so that an introspection
+/// answer (where `exp` is optional, RFC 7662 section 2.2) is held to the same reading of `exp`,
+/// `nbf` and `iat` as a JWT.
+pub(crate) fn check_dates(
+    claims: &Map<String, Value>,
+    skew: u64,
+    require_exp: bool,
+    max_lifetime: Option<u64>,
+    now: u64,
+) -> Result<(), Denial> {
     let exp = numeric_date(claims, "exp")?;
     let nbf = numeric_date(claims, "nbf")?;
     let iat = numeric_date(claims, "iat")?;
     match exp {
         // `exp == now` is already expired (RFC 7519: "on or after").
         Some(exp) if now >= exp.saturating_add(skew) => return Err(Denial::Expired),
-        None if provider.require_exp => return Err(Denial::MissingExp),
+        None if require_exp => return Err(Denial::MissingExp),
         _ => {}
     }
     if matches!(nbf, Some(nbf) if nbf > now.saturating_add(skew)) {
@@ -104,7 +128,7 @@ fn check_time(claims: &Map<String, Value>, provider: &Provider, now: u64) -> Res
     if matches!(iat, Some(iat) if iat > now.saturating_add(skew)) {
         return Err(Denial::IssuedInFuture);
     }
-    if let Some(max) = provider.max_lifetime {
+    if let Some(max) = max_lifetime {
         match (iat, exp) {
             (Some(iat), Some(exp)) if exp.saturating_sub(iat) <= max => {}
             (Some(_), Some(_)) => return Err(Denial::LifetimeTooLong),
@@ -188,7 +212,7 @@ pub fn claim_matches(claims: &Map<String, Value>, path: &str, accepted: &[String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{KeySource, TokenSource};
+    use crate::config::{KeySource, TokenSource, VerifyMode};
     use crate::jwk::{JwkSet, JwksLimits, KeyOrigin};
     use serde_json::json;
 
@@ -211,7 +235,9 @@ mod tests {
             require_exp: true,
             max_lifetime: None,
             token_type: Some("at+jwt".into()),
-            keys: KeySource::Inline(keys),
+            keys: Some(KeySource::Inline(keys)),
+            verify: VerifyMode::Jwt,
+            introspection: None,
         }
     }
 

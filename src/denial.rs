@@ -34,6 +34,27 @@ pub enum Denial {
     ClaimMismatch(String),
     KeysUnavailable,
     BadRequest(&'static str),
+    /// The introspection endpoint answered `active: false` (RFC 7662 section 2.2).
+    TokenInactive,
+    /// No usable introspection answer (timeout, non-200, malformed body, too many calls).
+    IntrospectionFailed(&'static str),
+    /// The identity's policy does not allow this route.
+    PolicyDenied(String),
+    /// A rate limit or quota of the identity's policy is spent.
+    RateLimited(Box<RateLimitDenial>),
+}
+
+/// What a 429 says: which budget, when to come back, and the budget headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitDenial {
+    pub policy: String,
+    pub limit: String,
+    /// Seconds until a request would be allowed again.
+    pub retry_after: u64,
+    /// `RateLimit-Policy` value.
+    pub policy_header: String,
+    /// `RateLimit` value.
+    pub ratelimit_header: String,
 }
 
 /// What the gateway answers for a denial.
@@ -74,6 +95,10 @@ impl Denial {
             Denial::ClaimMismatch(_) => "claim_mismatch",
             Denial::KeysUnavailable => "keys_unavailable",
             Denial::BadRequest(_) => "bad_request",
+            Denial::TokenInactive => "token_inactive",
+            Denial::IntrospectionFailed(_) => "introspection_unavailable",
+            Denial::PolicyDenied(_) => "policy_denied",
+            Denial::RateLimited(_) => "rate_limited",
         }
     }
 
@@ -114,14 +139,29 @@ impl Denial {
             }
             Denial::KeysUnavailable => "the issuer's keys are unavailable; retry later".into(),
             Denial::BadRequest(why) => format!("bad request: {why}"),
+            Denial::TokenInactive => "the token is not active".into(),
+            Denial::IntrospectionFailed(why) => {
+                format!("the token could not be checked with its issuer ({why}); retry later")
+            }
+            Denial::PolicyDenied(policy) => {
+                format!("the {} policy does not allow this route", sanitize(policy))
+            }
+            Denial::RateLimited(r) => format!(
+                "the {} limit is spent; retry in {}s",
+                sanitize(&r.limit),
+                r.retry_after
+            ),
         }
     }
 
     pub fn status(&self) -> u32 {
         match self {
             Denial::MultipleTokens | Denial::BadRequest(_) => 400,
-            Denial::InsufficientScope(_) | Denial::ClaimMismatch(_) => 403,
-            Denial::KeysUnavailable => 503,
+            Denial::InsufficientScope(_) | Denial::ClaimMismatch(_) | Denial::PolicyDenied(_) => {
+                403
+            }
+            Denial::RateLimited(_) => 429,
+            Denial::KeysUnavailable | Denial::IntrospectionFailed(_) => 503,
             _ => 401,
         }
     }
@@ -130,9 +170,13 @@ impl Denial {
     fn oauth_error(&self) -> Option<&'static str> {
         match self {
             // RFC 6750 section 3.1: no error code when the request had no credentials at all.
-            Denial::MissingToken | Denial::KeysUnavailable => None,
+            Denial::MissingToken | Denial::KeysUnavailable | Denial::IntrospectionFailed(_) => None,
             Denial::MultipleTokens | Denial::BadRequest(_) => Some("invalid_request"),
-            Denial::InsufficientScope(_) | Denial::ClaimMismatch(_) => Some("insufficient_scope"),
+            Denial::InsufficientScope(_) | Denial::ClaimMismatch(_) | Denial::PolicyDenied(_) => {
+                Some("insufficient_scope")
+            }
+            // Not an authentication problem: no challenge at all (see `response`).
+            Denial::RateLimited(_) => None,
             _ => Some("invalid_token"),
         }
     }
@@ -157,10 +201,14 @@ impl Denial {
             ),
             ("cache-control".to_string(), "no-store".to_string()),
         ];
-        if status == 503 {
-            headers.push(("retry-after".to_string(), "5".to_string()));
-        } else {
-            headers.push(("www-authenticate".to_string(), challenge));
+        match self {
+            Denial::RateLimited(r) => {
+                headers.push(("retry-after".to_string(), r.retry_after.max(1).to_string()));
+                headers.push(("ratelimit-policy".to_string(), r.policy_header.clone()));
+                headers.push(("ratelimit".to_string(), r.ratelimit_header.clone()));
+            }
+            _ if status == 503 => headers.push(("retry-after".to_string(), "5".to_string())),
+            _ => headers.push(("www-authenticate".to_string(), challenge)),
         }
         let mut body = json!({
             "type": format!("urn:tollgate:problem:{}", self.code()),
@@ -169,8 +217,20 @@ impl Denial {
             "detail": self.description(),
             "reason": self.code(),
         });
-        if let (Some(id), Some(map)) = (request_id, body.as_object_mut()) {
-            map.insert("request_id".into(), id.into());
+        if let Some(map) = body.as_object_mut() {
+            if let Some(id) = request_id {
+                map.insert("request_id".into(), id.into());
+            }
+            match self {
+                Denial::RateLimited(r) => {
+                    map.insert("policy".into(), r.policy.clone().into());
+                    map.insert("limit".into(), r.limit.clone().into());
+                }
+                Denial::PolicyDenied(policy) => {
+                    map.insert("policy".into(), policy.clone().into());
+                }
+                _ => {}
+            }
         }
         DenialResponse {
             status,
@@ -185,6 +245,7 @@ fn title(status: u32) -> &'static str {
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
+        429 => "Too Many Requests",
         _ => "Service Unavailable",
     }
 }
@@ -246,6 +307,72 @@ mod tests {
         let r = Denial::KeysUnavailable.response("api", None);
         assert_eq!(r.status, 503);
         assert_eq!(header(&r, "retry-after"), Some("5"));
+    }
+
+    #[test]
+    fn a_spent_budget_is_429_with_its_headers_and_no_challenge() {
+        let r = Denial::RateLimited(Box::new(RateLimitDenial {
+            policy: "gold".into(),
+            limit: "per-minute".into(),
+            retry_after: 7,
+            policy_header: "\"per-minute\";q=25;w=60".into(),
+            ratelimit_header: "\"per-minute\";r=0;t=7".into(),
+        }))
+        .response("api", None);
+        assert_eq!(r.status, 429);
+        assert_eq!(header(&r, "retry-after"), Some("7"));
+        assert_eq!(
+            header(&r, "ratelimit-policy"),
+            Some("\"per-minute\";q=25;w=60")
+        );
+        assert_eq!(header(&r, "ratelimit"), Some("\"per-minute\";r=0;t=7"));
+        assert_eq!(header(&r, "www-authenticate"), None);
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            (body["reason"].as_str(), body["limit"].as_str()),
+            (Some("rate_limited"), Some("per-minute"))
+        );
+        assert_eq!(body["title"], "Too Many Requests");
+    }
+
+    #[test]
+    fn a_route_the_policy_forbids_is_403() {
+        let r = Denial::PolicyDenied("viewers".into()).response("api", None);
+        assert_eq!(r.status, 403);
+        assert!(header(&r, "www-authenticate")
+            .unwrap()
+            .contains("error=\"insufficient_scope\""));
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            (body["reason"].as_str(), body["policy"].as_str()),
+            (Some("policy_denied"), Some("viewers"))
+        );
+    }
+
+    #[test]
+    fn an_inactive_token_is_an_invalid_token() {
+        let r = Denial::TokenInactive.response("api", None);
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            header(&r, "www-authenticate"),
+            Some("Bearer realm=\"api\", error=\"invalid_token\", error_description=\"the token is not active\"")
+        );
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["reason"], "token_inactive");
+    }
+
+    #[test]
+    fn failed_introspection_asks_to_retry() {
+        let r = Denial::IntrospectionFailed("timeout").response("api", None);
+        assert_eq!(r.status, 503);
+        assert_eq!(header(&r, "retry-after"), Some("5"));
+        assert_eq!(header(&r, "www-authenticate"), None);
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["reason"], "introspection_unavailable");
+        assert_eq!(body["title"], "Service Unavailable");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("timeout"), "{detail}");
+        assert!(!detail.contains('"') && !detail.contains('\\'), "{detail}");
     }
 
     #[test]

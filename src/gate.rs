@@ -1,20 +1,27 @@
-//! The per-request decision: rule, token, provider, key, signature, claims, headers.
+//! The per-request decision: rule, token, provider, verification, claims, policy, headers.
 //!
 //! [`Gate::decide`] is the only entry point the filter calls for a request. It takes the request,
-//! a [`Keyring`] (what the host knows of each provider's keys right now) and `now`, and returns a
-//! [`Verdict`]: allow with header edits, deny with a [`Denial`], or wait for keys. Waiting is a
-//! value, not a callback: the filter pauses the request, fetches, and calls `decide` again.
-//! The order of the checks is the order of trust: nothing in the token is believed before its
-//! signature is verified with a key chosen by the configured provider for the claimed issuer.
+//! a [`Host`] (what the gateway knows right now: each provider's keys, cached introspection
+//! answers) and `now`, and returns a [`Verdict`]: allow (with header edits and the rate-limit
+//! budgets to charge), deny with a [`Denial`], wait for keys, or introspect a token first.
+//! Waiting and introspecting are values, not callbacks: the filter pauses the request, does the
+//! I/O, and calls `decide` again with what it learned.
+//!
+//! The order of the checks is the order of trust: nothing in a token is believed before its
+//! signature is verified with a key chosen by the configured provider for the claimed issuer,
+//! or before the provider's introspection endpoint said it is active.
 
 use crate::audit::{token_fingerprint, AuditFacts};
 use crate::claims;
-use crate::config::{Config, Provider, ProviderId, Rule, TokenSource};
+use crate::config::{Config, Policy, Provider, ProviderId, Rule, TokenSource, VerifyMode};
 use crate::denial::Denial;
+use crate::introspection::{self, token_hash};
 use crate::jwk::{JwkSet, KeySelection};
-use crate::jws::{UntrustedToken, VerifiedToken};
-use crate::request::{find_tokens, normalize_path, strip_token, HeaderEdit, Request};
-use serde_json::Value;
+use crate::jws::UntrustedToken;
+use crate::policy;
+use crate::ratelimit;
+use crate::request::{find_tokens, normalize_path, strip_token, FoundToken, HeaderEdit, Request};
+use serde_json::{Map, Value};
 
 /// What the host knows of one provider's keys.
 pub enum KeysView<'a> {
@@ -25,24 +32,59 @@ pub enum KeysView<'a> {
     Unavailable,
 }
 
-/// The host's view of every provider's keys.
-pub trait Keyring {
+/// What the host knows of one token's introspection.
+pub enum IntrospectionView<'a> {
+    /// Nothing yet: the token must be introspected.
+    Unknown,
+    Active {
+        claims: &'a Map<String, Value>,
+        /// From the shared cache rather than a call made for this request.
+        cached: bool,
+    },
+    Inactive,
+    /// The call failed (timeout, non-200, malformed answer): refuse.
+    Failed(&'static str),
+}
+
+/// The gateway's view of what decisions need beyond the request.
+pub trait Host {
     fn keys(&self, provider: ProviderId) -> KeysView<'_>;
     /// Whether a token with an unknown `kid` may cause a refetch now (cooldown).
     fn may_refetch(&self, provider: ProviderId) -> bool;
+    fn introspection(
+        &self,
+        _provider: ProviderId,
+        _token_hash: &[u8; 32],
+    ) -> IntrospectionView<'_> {
+        IntrospectionView::Unknown
+    }
+}
+
+/// An allowed request: edits for its headers, and the budgets it spends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowed {
+    /// Applied in order; the first ones always remove every header the filter owns.
+    pub edits: Vec<HeaderEdit>,
+    /// Index into `Config::policies`.
+    pub policy: Option<usize>,
+    /// For each limit of the policy, in order: the identity whose budget is charged.
+    pub charges: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Pass the request on after applying these edits, in order. The first edits always remove
-    /// every header the filter owns.
-    Allow(Vec<HeaderEdit>),
+    Allow(Allowed),
     Deny(Denial),
     /// Pause until the provider's keys change (`refetch`: ask for a refetch first), then decide
     /// again.
     Wait {
         provider: ProviderId,
         refetch: bool,
+    },
+    /// Pause until the token's introspection answer is known, then decide again.
+    Introspect {
+        provider: ProviderId,
+        token: String,
     },
 }
 
@@ -61,29 +103,46 @@ pub struct Gate {
 /// Longest header value forwarded upstream from a claim.
 const MAX_HEADER_VALUE: usize = 4096;
 
+/// A verified identity: its claims, and the JWT payload segment when it came from a JWT.
+struct Identity<'t> {
+    claims: Map<String, Value>,
+    payload_segment: Option<&'t str>,
+}
+
+enum Step {
+    Deny(Denial),
+    Wait(ProviderId, bool),
+    Introspect(ProviderId),
+}
+
+impl From<Denial> for Step {
+    fn from(d: Denial) -> Step {
+        Step::Deny(d)
+    }
+}
+
 impl Gate {
     pub fn new(config: Config) -> Gate {
         Gate { config }
     }
 
     /// Decides one request at time `now` (seconds since the epoch).
-    pub fn decide(&self, req: &Request, keys: &dyn Keyring, now: u64) -> Decision {
+    pub fn decide(&self, req: &Request, host: &dyn Host, now: u64) -> Decision {
         let mut facts = AuditFacts::default();
-        let verdict = match self.check(req, keys, now, &mut facts) {
-            Ok(edits) => Verdict::Allow(edits),
+        let mut token = None;
+        let verdict = match self.check(req, host, now, &mut facts, &mut token) {
+            Ok(allowed) => Verdict::Allow(allowed),
             Err(Step::Deny(d)) => Verdict::Deny(d),
             Err(Step::Wait(provider, refetch)) => Verdict::Wait { provider, refetch },
+            Err(Step::Introspect(provider)) => match token {
+                Some(found) => Verdict::Introspect {
+                    provider,
+                    token: found.token,
+                },
+                None => Verdict::Deny(Denial::MissingToken),
+            },
         };
         Decision { verdict, facts }
-    }
-
-    /// Removal of every header the filter may set: the start of every allowed request's edits.
-    fn removals(&self) -> Vec<HeaderEdit> {
-        self.config
-            .headers
-            .owned_headers()
-            .map(|h| HeaderEdit::Remove(h.to_string()))
-            .collect()
     }
 
     fn rule_for(&self, req: &Request, path: &str) -> Option<(usize, &Rule)> {
@@ -97,16 +156,17 @@ impl Gate {
     fn check(
         &self,
         req: &Request,
-        keys: &dyn Keyring,
+        host: &dyn Host,
         now: u64,
         facts: &mut AuditFacts,
-    ) -> Result<Vec<HeaderEdit>, Step> {
+        found_token: &mut Option<FoundToken>,
+    ) -> Result<Allowed, Step> {
         let path = normalize_path(req.path)?;
         let rule = self.rule_for(req, &path);
         facts.rule = rule.map(|(i, _)| i);
         let rule = rule.map(|(_, r)| r);
         if rule.is_some_and(|r| r.anonymous) {
-            return Ok(self.removals());
+            return self.allow(req, &path, None, None, facts);
         }
         let accepted: Vec<ProviderId> = match rule {
             Some(r) if !r.providers.is_empty() => r.providers.clone(),
@@ -123,60 +183,191 @@ impl Gate {
         let found = find_tokens(req, &sources);
         let token = match found.as_slice() {
             [] => return Err(Denial::MissingToken.into()),
-            [one] => one,
+            [one] => one.clone(),
             _ => return Err(Denial::MultipleTokens.into()),
         };
         facts.token_sha256 = Some(token_fingerprint(&token.token));
-        let untrusted = UntrustedToken::parse(&token.token)?;
-        let (id, provider) = self.provider_for(&untrusted, &accepted)?;
-        facts.provider = Some(provider.name.clone());
-        if !provider.sources.contains(&token.source) {
-            return Err(Denial::ProviderNotAccepted.into());
-        }
-        if !provider.algorithms.contains(&untrusted.header.alg) {
-            return Err(Denial::AlgorithmNotAllowed.into());
-        }
-        let set = match keys.keys(id) {
-            KeysView::Ready(set) => set,
-            KeysView::Pending => return Err(Step::Wait(id, false)),
-            KeysView::Unavailable => return Err(Denial::KeysUnavailable.into()),
+        let token = &*found_token.insert(token);
+        let identity = if token.token.contains('.') {
+            self.verify_jwt(token, &accepted, host, now, facts)?
+        } else {
+            let id = self.introspecting_provider(&accepted)?;
+            self.verify_by_introspection(token, id, host, now, facts)?
         };
-        let key = match set.select(untrusted.header.kid.as_deref(), untrusted.header.alg) {
-            KeySelection::Found(key) => key,
-            KeySelection::UnknownKid if keys.may_refetch(id) => return Err(Step::Wait(id, true)),
-            KeySelection::UnknownKid => return Err(Denial::UnknownKid.into()),
-            KeySelection::AmbiguousKid => return Err(Denial::AmbiguousKid.into()),
-            KeySelection::KidRequired => return Err(Denial::KidRequired.into()),
-            KeySelection::NoKeyForAlgorithm => return Err(Denial::KeyMismatch.into()),
-        };
-        let verified = untrusted.verify(key)?;
-        facts.identity_from(&verified.claims);
-        claims::validate(&verified, provider, now)?;
+        facts.identity_from(&identity.claims);
         if let Some(rule) = rule {
-            let missing = claims::missing_scopes(&verified.claims, &rule.scopes);
+            let missing = claims::missing_scopes(&identity.claims, &rule.scopes);
             if !missing.is_empty() {
                 return Err(Denial::InsufficientScope(missing).into());
             }
             if let Some((claim, _)) = rule
                 .claims
                 .iter()
-                .find(|(claim, accepted)| !claims::claim_matches(&verified.claims, claim, accepted))
+                .find(|(claim, accepted)| !claims::claim_matches(&identity.claims, claim, accepted))
             {
                 return Err(Denial::ClaimMismatch(claim.clone()).into());
             }
         }
-        let mut edits = self.removals();
-        if self.config.headers.strip_token {
+        self.allow(req, &path, Some(&identity), Some(token), facts)
+    }
+
+    /// The verdict for a request that passed authentication (or needs none): its policy's
+    /// routes, then the edits and the budgets to charge.
+    fn allow(
+        &self,
+        req: &Request,
+        path: &str,
+        identity: Option<&Identity>,
+        token: Option<&FoundToken>,
+        facts: &mut AuditFacts,
+    ) -> Result<Allowed, Step> {
+        let selected = policy::select(&self.config, identity.map(|i| &i.claims));
+        facts.policy = selected.map(|(_, p)| p.name.clone());
+        if let Some((_, p)) = selected {
+            if !policy::route_allowed(p, req.method, path, req.authority) {
+                return Err(Denial::PolicyDenied(p.name.clone()).into());
+            }
+        }
+        let mut edits: Vec<HeaderEdit> = self
+            .config
+            .owned_headers
+            .iter()
+            .map(|h| HeaderEdit::Remove(h.clone()))
+            .collect();
+        if let (true, Some(token)) = (self.config.headers.strip_token, token) {
             edits.extend(strip_token(req, &token.source));
         }
-        edits.extend(self.identity_headers(&verified));
-        Ok(edits)
+        if let Some(identity) = identity {
+            edits.extend(self.identity_headers(identity));
+        }
+        let (policy, charges) = match selected {
+            Some((i, p)) => (Some(i), charges(p, identity, req.client_address)),
+            None => (None, Vec::new()),
+        };
+        if let Some((_, p)) = selected {
+            edits.extend(
+                p.headers
+                    .iter()
+                    .map(|(n, v)| HeaderEdit::Set(n.clone(), v.clone())),
+            );
+        }
+        Ok(Allowed {
+            edits,
+            policy,
+            charges,
+        })
     }
 
     fn provider(&self, id: ProviderId) -> Result<&Provider, Step> {
         self.config
             .provider(id)
             .ok_or(Step::Deny(Denial::UnknownIssuer))
+    }
+
+    /// A JWT: verified by signature, unless its provider verifies everything by introspection.
+    fn verify_jwt<'t>(
+        &self,
+        token: &'t FoundToken,
+        accepted: &[ProviderId],
+        host: &dyn Host,
+        now: u64,
+        facts: &mut AuditFacts,
+    ) -> Result<Identity<'t>, Step> {
+        let untrusted = UntrustedToken::parse(&token.token)?;
+        let (id, provider) = self.provider_for(&untrusted, accepted)?;
+        facts.provider = Some(provider.name.clone());
+        if !provider.sources.contains(&token.source) {
+            return Err(Denial::ProviderNotAccepted.into());
+        }
+        if provider.verify == VerifyMode::Introspection {
+            return self.verify_by_introspection(token, id, host, now, facts);
+        }
+        if !provider.algorithms.contains(&untrusted.header.alg) {
+            return Err(Denial::AlgorithmNotAllowed.into());
+        }
+        let set = match host.keys(id) {
+            KeysView::Ready(set) => set,
+            KeysView::Pending => return Err(Step::Wait(id, false)),
+            KeysView::Unavailable => return Err(Denial::KeysUnavailable.into()),
+        };
+        let key = match set.select(untrusted.header.kid.as_deref(), untrusted.header.alg) {
+            KeySelection::Found(key) => key,
+            KeySelection::UnknownKid if host.may_refetch(id) => return Err(Step::Wait(id, true)),
+            KeySelection::UnknownKid => return Err(Denial::UnknownKid.into()),
+            KeySelection::AmbiguousKid => return Err(Denial::AmbiguousKid.into()),
+            KeySelection::KidRequired => return Err(Denial::KidRequired.into()),
+            KeySelection::NoKeyForAlgorithm => return Err(Denial::KeyMismatch.into()),
+        };
+        let verified = untrusted.verify(key)?;
+        claims::validate(&verified, provider, now)?;
+        facts.source = Some("jwt");
+        if provider
+            .introspection
+            .as_ref()
+            .is_some_and(|i| i.introspect_jwts)
+        {
+            // Signature and claims hold; the provider must also still call it active.
+            self.verify_by_introspection(token, id, host, now, facts)?;
+            facts.source = Some("jwt");
+        }
+        Ok(Identity {
+            claims: verified.claims,
+            payload_segment: Some(verified.payload_segment),
+        })
+    }
+
+    /// The one provider of the route that can introspect a token that is not a JWT.
+    fn introspecting_provider(&self, accepted: &[ProviderId]) -> Result<ProviderId, Step> {
+        let mut introspecting = accepted.iter().copied().filter(|&id| {
+            self.config
+                .provider(id)
+                .is_some_and(|p| p.verify != VerifyMode::Jwt)
+        });
+        match (introspecting.next(), introspecting.next()) {
+            (Some(id), None) => Ok(id),
+            (None, _) => {
+                Err(Denial::Malformed("not a JWT, and no provider here introspects tokens").into())
+            }
+            (Some(_), Some(_)) => Err(Denial::Malformed(
+                "not a JWT, and several providers here introspect: name one in the rule",
+            )
+            .into()),
+        }
+    }
+
+    fn verify_by_introspection<'t>(
+        &self,
+        token: &'t FoundToken,
+        id: ProviderId,
+        host: &dyn Host,
+        now: u64,
+        facts: &mut AuditFacts,
+    ) -> Result<Identity<'t>, Step> {
+        let provider = self.provider(id)?;
+        facts.provider = Some(provider.name.clone());
+        if !provider.sources.contains(&token.source) {
+            return Err(Denial::ProviderNotAccepted.into());
+        }
+        let Some(cfg) = &provider.introspection else {
+            return Err(Denial::Malformed("this provider does not introspect tokens").into());
+        };
+        match host.introspection(id, &token_hash(&token.token)) {
+            IntrospectionView::Unknown => Err(Step::Introspect(id)),
+            IntrospectionView::Failed(why) => Err(Denial::IntrospectionFailed(why).into()),
+            IntrospectionView::Inactive => Err(Denial::TokenInactive.into()),
+            IntrospectionView::Active { claims, cached } => {
+                introspection::check_active(claims, provider, cfg, now)?;
+                facts.source = Some(if cached {
+                    "introspection_cache"
+                } else {
+                    "introspection"
+                });
+                Ok(Identity {
+                    claims: claims.clone(),
+                    payload_segment: None,
+                })
+            }
+        }
     }
 
     /// The provider whose issuer the token claims, if this route accepts it. The claim is only
@@ -200,10 +391,10 @@ impl Gate {
     }
 
     /// The mapped claims as headers; values that cannot be sent safely are left out.
-    fn identity_headers(&self, token: &VerifiedToken) -> Vec<HeaderEdit> {
+    fn identity_headers(&self, identity: &Identity) -> Vec<HeaderEdit> {
         let mut edits = Vec::new();
         for (header, path) in &self.config.headers.claims {
-            let value = match claims::lookup(&token.claims, path) {
+            let value = match claims::lookup(&identity.claims, path) {
                 Some(Value::Array(items)) => {
                     let parts: Option<Vec<String>> =
                         items.iter().map(claims::scalar_text).collect();
@@ -216,30 +407,27 @@ impl Gate {
                 edits.push(HeaderEdit::Set(header.clone(), value));
             }
         }
-        if let Some(header) = &self.config.headers.payload {
-            edits.push(HeaderEdit::Set(
-                header.clone(),
-                token.payload_segment.to_string(),
-            ));
+        if let (Some(header), Some(segment)) =
+            (&self.config.headers.payload, identity.payload_segment)
+        {
+            edits.push(HeaderEdit::Set(header.clone(), segment.to_string()));
         }
         edits
     }
 }
 
+/// For each limit of the policy: whose budget this request spends.
+fn charges(policy: &Policy, identity: Option<&Identity>, client_address: &str) -> Vec<String> {
+    policy
+        .limits
+        .iter()
+        .map(|l| ratelimit::key_value(&l.key, identity.map(|i| &i.claims), client_address))
+        .collect()
+}
+
 /// No control characters (CR, LF, NUL, DEL...), not empty, not huge.
 fn is_safe_header_value(v: &str) -> bool {
     !v.is_empty() && v.len() <= MAX_HEADER_VALUE && !v.chars().any(char::is_control)
-}
-
-enum Step {
-    Deny(Denial),
-    Wait(ProviderId, bool),
-}
-
-impl From<Denial> for Step {
-    fn from(d: Denial) -> Step {
-        Step::Deny(d)
-    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ pub struct KeysRecord {
     pub kid_refetch_ms: u64,
     /// The JWKS URL found by discovery.
     pub jwks_uri: Option<String>,
+    /// The introspection endpoint found by discovery.
+    #[serde(default)]
+    pub introspection_uri: Option<String>,
 }
 
 /// Whether a provider's keys can verify tokens now.
@@ -181,12 +184,17 @@ impl KeysRecord {
         now_ms: u64,
         jitter: u64,
     ) -> Result<HttpUrl, String> {
-        let result = read_discovery(answer, issuer);
-        match &result {
-            Ok(url) => self.jwks_uri = Some(url.to_string()),
-            Err(e) => self.fail(e.clone(), cfg, now_ms, jitter),
+        match read_discovery(answer, issuer) {
+            Ok((jwks, introspection)) => {
+                self.jwks_uri = Some(jwks.to_string());
+                self.introspection_uri = introspection.map(|u| u.to_string());
+                Ok(jwks)
+            }
+            Err(e) => {
+                self.fail(e.clone(), cfg, now_ms, jitter);
+                Err(e)
+            }
         }
-        result
     }
 
     /// Takes a JWKS answer. Keys are replaced only by a good one; otherwise the failure is
@@ -273,7 +281,8 @@ pub fn ttl_seconds(cache_control: Option<&str>, cfg: &RemoteKeys) -> u64 {
         .clamp(cfg.min_ttl, cfg.max_ttl)
 }
 
-fn read_discovery(answer: FetchAnswer, issuer: &str) -> Result<HttpUrl, String> {
+/// The `jwks_uri` and, when given, the `introspection_endpoint` of a discovery document.
+fn read_discovery(answer: FetchAnswer, issuer: &str) -> Result<(HttpUrl, Option<HttpUrl>), String> {
     match answer.status {
         None => return Err("discovery: no answer (timeout or connection failure)".into()),
         Some(200) => {}
@@ -293,7 +302,16 @@ fn read_discovery(answer: FetchAnswer, issuer: &str) -> Result<HttpUrl, String> 
         .get("jwks_uri")
         .and_then(|v| v.as_str())
         .ok_or_else(|| "discovery document has no jwks_uri".to_string())?;
-    HttpUrl::parse(uri).map_err(|e| format!("discovery jwks_uri: {e}"))
+    let jwks = HttpUrl::parse(uri).map_err(|e| format!("discovery jwks_uri: {e}"))?;
+    let introspection = match doc.get("introspection_endpoint") {
+        None => None,
+        Some(v) => Some(
+            v.as_str()
+                .and_then(|u| HttpUrl::parse(u).ok())
+                .ok_or_else(|| "discovery introspection_endpoint is not a URL".to_string())?,
+        ),
+    };
+    Ok((jwks, introspection))
 }
 
 #[cfg(test)]
@@ -489,9 +507,13 @@ mod tests {
         c.discovery = true;
         let mut r = KeysRecord::default();
         assert!(r.needs_discovery(&c));
-        let doc = r#"{"issuer":"http://idp","jwks_uri":"http://idp/keys"}"#;
+        let doc = r#"{"issuer":"http://idp","jwks_uri":"http://idp/keys","introspection_endpoint":"http://idp/introspect"}"#;
         let url = r.apply_discovery(ok(doc), "http://idp", &c, 0, 0).unwrap();
         assert_eq!(url.path, "/keys");
+        assert_eq!(
+            r.introspection_uri.as_deref(),
+            Some("http://idp/introspect")
+        );
         assert_eq!(r.jwks_url(&c), Some(url));
         assert!(!r.needs_discovery(&c));
         let other = r#"{"issuer":"http://evil","jwks_uri":"http://idp/keys"}"#;

@@ -18,6 +18,8 @@ pub struct Request<'a> {
     /// `:authority` (Host).
     pub authority: &'a str,
     pub headers: &'a [(String, String)],
+    /// The downstream peer's address (rate-limit key of anonymous requests).
+    pub client_address: &'a str,
 }
 
 impl<'a> Request<'a> {
@@ -273,6 +275,7 @@ mod tests {
             path,
             authority: "api.example.com",
             headers: h,
+            client_address: "10.0.0.1",
         }
     }
 

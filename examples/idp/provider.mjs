@@ -8,7 +8,10 @@
 // Without --keys it uses demo-keys.json beside this file.
 //
 // Test instrumentation (not a mock, the provider is the real thing): every request is counted
-// by path; GET /_counts answers {path: count}, POST /_counts/reset zeroes the counts. The
+// by path; GET /_counts answers {path: count}, POST /_counts/reset zeroes the counts.
+// POST /_faults with {"introspection": {"delay_ms": 3000}} and/or {"introspection": {"status":
+// 500}} makes the introspection endpoint slow or failing (a delay is a timer, other requests are
+// served meanwhile); POST /_faults with {} clears every fault; GET /_faults shows them. The
 // process prints one line `ready <issuer>` on stdout once it listens, and exits 0 on SIGTERM or
 // SIGINT.
 import { readFileSync } from 'node:fs';
@@ -193,7 +196,76 @@ provider.use(async (ctx, next) => {
     ctx.status = 204;
     return undefined;
   }
-  counts[ctx.path] = (counts[ctx.path] ?? 0) + 1;
+  if (ctx.path !== '/_faults') counts[ctx.path] = (counts[ctx.path] ?? 0) + 1;
+  return next();
+});
+
+// --- test instrumentation: faults of the introspection endpoint -------------------------------
+// Registered after the counter, so a faulty introspection call is still counted.
+const INTROSPECTION_PATH = '/token/introspection';
+let faults = {};
+
+async function readJson(req) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  return text ? JSON.parse(text) : {};
+}
+
+// {} clears; {"introspection": {"delay_ms": N, "status": S}} sets (either or both).
+function parseFaults(body) {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new Error('expected a JSON object');
+  }
+  const out = {};
+  for (const [name, value] of Object.entries(body)) {
+    if (name !== 'introspection') throw new Error(`unknown fault target ${name}`);
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      throw new Error('introspection: expected an object');
+    }
+    const fault = {};
+    for (const [k, v] of Object.entries(value)) {
+      if (k === 'delay_ms' && Number.isInteger(v) && v >= 0 && v <= 600000) fault.delay_ms = v;
+      else if (k === 'status' && Number.isInteger(v) && v >= 100 && v <= 599) fault.status = v;
+      else throw new Error(`introspection.${k}: expected delay_ms (0..600000) or status (100..599)`);
+    }
+    out.introspection = fault;
+  }
+  return out;
+}
+
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/_faults') {
+    if (ctx.method === 'GET') {
+      ctx.type = 'json';
+      ctx.body = faults;
+      return undefined;
+    }
+    if (ctx.method === 'POST') {
+      try {
+        faults = parseFaults(await readJson(ctx.req));
+      } catch (err) {
+        ctx.status = 400;
+        ctx.type = 'json';
+        ctx.body = { error: 'invalid_request', error_description: err.message };
+        return undefined;
+      }
+      console.error(`provider: faults ${JSON.stringify(faults)}`);
+      ctx.status = 204;
+      return undefined;
+    }
+  }
+  const fault = ctx.path === INTROSPECTION_PATH ? faults.introspection : undefined;
+  if (fault) {
+    // A timer, not a busy wait: the event loop keeps serving other requests meanwhile.
+    if (fault.delay_ms) await new Promise((resolve) => { setTimeout(resolve, fault.delay_ms); });
+    if (fault.status) {
+      ctx.status = fault.status;
+      ctx.type = 'json';
+      ctx.body = { error: 'server_error', error_description: `injected fault: ${fault.status}` };
+      return undefined;
+    }
+  }
   return next();
 });
 

@@ -1,85 +1,89 @@
-//! Shared data across worker VMs: one keys record and one fetch lease per remote provider.
+//! Shared data across worker VMs: read, compare-and-swap update, and leases.
 //!
-//! The lease is a deadline stored under its own key and taken with compare-and-swap, so exactly
-//! one worker fetches while the others wait for the record to change. A lease whose holder died
-//! expires by itself. Keys are named after the provider and a fingerprint of where its keys
-//! come from, so a changed configuration never reads another source's keys.
+//! Envoy runs one VM per worker; the only state they share is the host's key-value store, whose
+//! writes can be conditional on a version (CAS). [`update`] turns that into "apply this pure
+//! function atomically", which is how rate-limit counters stay exact across workers, and
+//! [`Lease`] into "exactly one worker does this now", which is how one JWKS fetch or one
+//! introspection call serves every worker. A lease whose holder died expires by itself.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
-use tollgate::config::RemoteKeys;
-use tollgate::keys::KeysRecord;
 
-pub struct Lease {
-    name: String,
-    record_key: String,
-    lease_key: String,
+/// A CAS value no entry has: a write with it succeeds only when the key does not exist yet
+/// (the host ignores the CAS of a new key, and refuses a mismatching one on an existing key).
+const CREATE_ONLY: u32 = u32::MAX;
+/// Conflicting writers retried before giving up (each retry means another worker won).
+const MAX_CAS_TRIES: usize = 64;
+
+/// The value under `key` (`None`: absent, or the host failed).
+pub fn read(key: &str) -> Option<Vec<u8>> {
+    hostcalls::get_shared_data(key)
+        .ok()
+        .and_then(|(value, _)| value)
 }
 
-/// A CAS value no entry has yet: a write with it succeeds only when the key does not exist.
-const CREATE_ONLY: u32 = u32::MAX;
+/// Sets `key` unconditionally.
+pub fn write(key: &str, value: &[u8]) {
+    let _ = hostcalls::set_shared_data(key, Some(value), None);
+}
 
-fn fingerprint(text: &str) -> u64 {
-    // FNV-1a: stable across builds and workers.
+/// Applies `f` to the value under `key` atomically: `f` gets the current value and returns
+/// the value to store (`None`: leave it) and a result. Retries when another worker wrote in
+/// between; `None` when the host failed or conflicts did not stop.
+pub fn update<T>(key: &str, mut f: impl FnMut(Option<&[u8]>) -> (Option<Vec<u8>>, T)) -> Option<T> {
+    for _ in 0..MAX_CAS_TRIES {
+        let (current, cas) = match hostcalls::get_shared_data(key) {
+            Ok(found) => found,
+            Err(Status::NotFound) => (None, None),
+            Err(_) => return None,
+        };
+        let (next, result) = f(current.as_deref());
+        let Some(next) = next else {
+            return Some(result);
+        };
+        match hostcalls::set_shared_data(key, Some(&next), Some(cas.unwrap_or(CREATE_ONLY))) {
+            Ok(()) => return Some(result),
+            Err(Status::CasMismatch) => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// FNV-1a: stable across builds and workers, for naming shared keys.
+pub fn fingerprint(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
+/// "Exactly one worker does this until the deadline", stored as the deadline in ms.
+pub struct Lease {
+    key: String,
+}
+
 impl Lease {
-    pub fn new(provider: &str, remote: &RemoteKeys) -> Lease {
-        let source = format!(
-            "{}|{}|{}|{}",
-            provider, remote.cluster, remote.url, remote.discovery
-        );
-        let base = format!("tollgate.keys.{provider}.{:016x}", fingerprint(&source));
-        Lease {
-            name: provider.to_string(),
-            record_key: format!("{base}.record"),
-            lease_key: format!("{base}.lease"),
-        }
-    }
-
-    pub fn provider_name(&self) -> &str {
-        &self.name
-    }
-
-    /// Creates the lease entry if no worker has yet, without overwriting one that exists.
-    pub fn ensure_exists(&self) {
-        let _ = hostcalls::set_shared_data(&self.lease_key, Some(b"0"), Some(CREATE_ONLY));
+    pub fn new(key: String) -> Lease {
+        Lease { key }
     }
 
     /// Takes the lease until `now + hold_ms` if it is free or expired.
     pub fn acquire(&self, now_ms: u64, hold_ms: u64) -> bool {
-        self.ensure_exists();
-        let Ok((value, Some(cas))) = hostcalls::get_shared_data(&self.lease_key) else {
-            return false;
-        };
-        let held_until = value
-            .and_then(|v| String::from_utf8(v).ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        if held_until > now_ms {
-            return false;
-        }
-        let until = (now_ms + hold_ms).to_string();
-        hostcalls::set_shared_data(&self.lease_key, Some(until.as_bytes()), Some(cas)).is_ok()
+        update(&self.key, |current| {
+            let held_until = current
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            if held_until > now_ms {
+                (None, false)
+            } else {
+                (Some((now_ms + hold_ms).to_string().into_bytes()), true)
+            }
+        })
+        .unwrap_or(false)
     }
 
     pub fn release(&self) {
-        let _ = hostcalls::set_shared_data(&self.lease_key, Some(b"0"), None);
-    }
-
-    pub fn read_record(&self) -> Option<KeysRecord> {
-        match hostcalls::get_shared_data(&self.record_key) {
-            Ok((Some(bytes), _)) => KeysRecord::decode(&bytes),
-            Ok((None, _)) => Some(KeysRecord::default()),
-            Err(Status::NotFound) => Some(KeysRecord::default()),
-            Err(_) => None,
-        }
-    }
-
-    pub fn write_record(&self, record: &KeysRecord) {
-        let _ = hostcalls::set_shared_data(&self.record_key, Some(&record.encode()), None);
+        write(&self.key, b"0");
     }
 }

@@ -83,6 +83,8 @@ struct FakeKeys {
     pending: bool,
     may_refetch: bool,
     inline: JwkSet,
+    /// The one introspection answer the host knows, by token hash.
+    introspected: Option<([u8; 32], Introspected)>,
 }
 
 impl FakeKeys {
@@ -94,6 +96,7 @@ impl FakeKeys {
             ),
             pending: false,
             may_refetch: true,
+            introspected: None,
             inline: JwkSet::from_value(
                 &json!({"keys": [{"kty": "oct", "kid": "p1", "k": b64::encode(HMAC_SECRET)}]}),
                 KeyOrigin::Inline,
@@ -104,7 +107,7 @@ impl FakeKeys {
     }
 }
 
-impl Keyring for FakeKeys {
+impl Host for FakeKeys {
     fn keys(&self, provider: ProviderId) -> KeysView<'_> {
         match (provider, &self.remote) {
             (1, _) => KeysView::Ready(&self.inline),
@@ -116,6 +119,24 @@ impl Keyring for FakeKeys {
     fn may_refetch(&self, _: ProviderId) -> bool {
         self.may_refetch
     }
+    fn introspection(&self, _: ProviderId, hash: &[u8; 32]) -> IntrospectionView<'_> {
+        match &self.introspected {
+            Some((h, _)) if h != hash => IntrospectionView::Unknown,
+            Some((_, Introspected::Active(claims))) => IntrospectionView::Active {
+                claims,
+                cached: true,
+            },
+            Some((_, Introspected::Inactive)) => IntrospectionView::Inactive,
+            Some((_, Introspected::Failed)) => IntrospectionView::Failed("timeout"),
+            None => IntrospectionView::Unknown,
+        }
+    }
+}
+
+enum Introspected {
+    Active(serde_json::Map<String, Value>),
+    Inactive,
+    Failed,
 }
 
 fn run(
@@ -134,6 +155,7 @@ fn run(
         path,
         authority: "api.example.com",
         headers: &headers,
+        client_address: "10.0.0.1",
     };
     gate.decide(&req, keys, NOW)
 }
@@ -160,7 +182,7 @@ fn a_valid_token_passes_with_identity_headers_and_spoofed_ones_removed() {
         "/orders/1",
         &[("authorization", &bearer(&token)), ("x-user", "mallory")],
     );
-    let Verdict::Allow(edits) = &d.verdict else {
+    let Verdict::Allow(Allowed { edits, .. }) = &d.verdict else {
         panic!("{d:?}")
     };
     let payload = token.split('.').nth(1).unwrap().to_string();
@@ -193,7 +215,7 @@ fn anonymous_routes_still_lose_spoofed_identity_headers() {
         "/health",
         &[("x-user", "root")],
     );
-    let Verdict::Allow(edits) = &d.verdict else {
+    let Verdict::Allow(Allowed { edits, .. }) = &d.verdict else {
         panic!("{d:?}")
     };
     assert!(edits.contains(&HeaderEdit::Remove("x-user".into())));
@@ -527,7 +549,7 @@ fn control_characters_in_claims_are_not_forwarded() {
         "/orders",
         &[("authorization", &auth)],
     );
-    let Verdict::Allow(edits) = &d.verdict else {
+    let Verdict::Allow(Allowed { edits, .. }) = &d.verdict else {
         panic!("{d:?}")
     };
     assert!(
@@ -548,8 +570,184 @@ fn the_token_can_be_kept_from_the_upstream() {
         "/orders",
         &[("authorization", &bearer(&good_token()))],
     );
-    let Verdict::Allow(edits) = &d.verdict else {
+    let Verdict::Allow(Allowed { edits, .. }) = &d.verdict else {
         panic!("{d:?}")
     };
     assert_eq!(edits, &vec![HeaderEdit::Remove("authorization".into())]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Introspection and policies.
+
+const OPAQUE: &str = "opaque-token-0123456789";
+
+fn introspecting_config() -> Config {
+    config(json!({
+        "providers": {
+            "corp": {"issuer": ISS, "audiences": ["api://orders"], "token_type": "at+jwt",
+                     "jwks": {"uri": "https://idp.example.com/jwks", "cluster": "idp"},
+                     "introspection": {"endpoint": "https://idp.example.com/introspect", "cluster": "idp",
+                                       "client_id": "gw", "client_secret": "s3cret"}}
+        },
+        "policies": [
+            {"name": "admins", "when": [{"claim": "roles", "contains": "admin"}],
+             "headers": {"x-plan": "admin-plan"},
+             "rate_limits": [{"name": "burst", "requests": 10, "per": "1s", "key": "client_id"}]},
+            {"name": "viewers", "when": [{"claim": "roles", "contains": "viewer"}], "deny": [{"prefix": "/reports"}]},
+            {"name": "anonymous", "rate_limits": [{"requests": 5, "per": "1m", "key": "sub"}]}
+        ],
+        "default_policy": "anonymous"
+    }))
+}
+
+fn active_claims() -> serde_json::Map<String, Value> {
+    match json!({"active": true, "iss": ISS, "aud": "api://orders", "sub": "svc", "client_id": "orders-app",
+                 "exp": NOW + 60, "scope": "orders:read", "roles": ["admin"]})
+    {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn an_opaque_token_is_introspected_first() {
+    let gate = Gate::new(introspecting_config());
+    let d = run(
+        &gate,
+        &FakeKeys::ready(),
+        "GET",
+        "/orders",
+        &[("authorization", &bearer(OPAQUE))],
+    );
+    assert_eq!(
+        d.verdict,
+        Verdict::Introspect {
+            provider: 0,
+            token: OPAQUE.into()
+        }
+    );
+}
+
+#[test]
+fn an_active_answer_is_an_identity_with_its_policy_and_budgets() {
+    let gate = Gate::new(introspecting_config());
+    let mut keys = FakeKeys::ready();
+    keys.introspected = Some((
+        crate::introspection::token_hash(OPAQUE),
+        Introspected::Active(active_claims()),
+    ));
+    let d = run(
+        &gate,
+        &keys,
+        "GET",
+        "/orders",
+        &[("authorization", &bearer(OPAQUE)), ("x-plan", "spoofed")],
+    );
+    let Verdict::Allow(allowed) = &d.verdict else {
+        panic!("{d:?}")
+    };
+    assert_eq!(allowed.policy, Some(0));
+    assert_eq!(allowed.charges, vec!["client:orders-app".to_string()]);
+    assert!(allowed.edits.contains(&HeaderEdit::Remove("x-plan".into())));
+    assert!(allowed
+        .edits
+        .contains(&HeaderEdit::Set("x-plan".into(), "admin-plan".into())));
+    assert!(allowed
+        .edits
+        .contains(&HeaderEdit::Set("x-user".into(), "svc".into())));
+    assert!(!allowed
+        .edits
+        .iter()
+        .any(|e| matches!(e, HeaderEdit::Set(n, _) if n == "x-jwt-payload")));
+    assert_eq!(
+        (d.facts.source, d.facts.policy.as_deref()),
+        (Some("introspection_cache"), Some("admins"))
+    );
+}
+
+#[test]
+fn inactive_failed_and_mismatched_answers_are_refused() {
+    let gate = Gate::new(introspecting_config());
+    let hash = crate::introspection::token_hash(OPAQUE);
+    let auth = bearer(OPAQUE);
+    let mut keys = FakeKeys::ready();
+    keys.introspected = Some((hash, Introspected::Inactive));
+    assert_eq!(
+        denial(&run(
+            &gate,
+            &keys,
+            "GET",
+            "/orders",
+            &[("authorization", &auth)]
+        )),
+        Denial::TokenInactive
+    );
+    keys.introspected = Some((hash, Introspected::Failed));
+    assert!(matches!(
+        denial(&run(
+            &gate,
+            &keys,
+            "GET",
+            "/orders",
+            &[("authorization", &auth)]
+        )),
+        Denial::IntrospectionFailed(_)
+    ));
+    let mut other_audience = active_claims();
+    other_audience.insert("aud".into(), json!("api://billing"));
+    keys.introspected = Some((hash, Introspected::Active(other_audience)));
+    assert_eq!(
+        denial(&run(
+            &gate,
+            &keys,
+            "GET",
+            "/orders",
+            &[("authorization", &auth)]
+        )),
+        Denial::WrongAudience
+    );
+}
+
+#[test]
+fn an_opaque_token_without_an_introspecting_provider_is_malformed() {
+    let gate = Gate::new(config(json!({})));
+    assert!(matches!(
+        denial(&run(
+            &gate,
+            &FakeKeys::ready(),
+            "GET",
+            "/orders",
+            &[("authorization", &bearer(OPAQUE))]
+        )),
+        Denial::Malformed(_)
+    ));
+}
+
+#[test]
+fn policies_refuse_routes_and_anonymous_requests_spend_the_client_address() {
+    let gate = Gate::new(introspecting_config());
+    let mut viewer = claims();
+    viewer["roles"] = json!(["viewer"]);
+    let auth = bearer(&sign_eddsa(
+        json!({"alg": "EdDSA", "kid": "k1", "typ": "at+jwt"}),
+        viewer,
+    ));
+    assert_eq!(
+        denial(&run(
+            &gate,
+            &FakeKeys::ready(),
+            "GET",
+            "/reports/1",
+            &[("authorization", &auth)]
+        )),
+        Denial::PolicyDenied("viewers".into())
+    );
+    let d = run(&gate, &FakeKeys::ready(), "GET", "/health", &[]);
+    let Verdict::Allow(allowed) = &d.verdict else {
+        panic!("{d:?}")
+    };
+    assert_eq!(
+        (allowed.policy, allowed.charges.clone()),
+        (Some(2), vec!["addr:10.0.0.1".to_string()])
+    );
 }

@@ -54,6 +54,8 @@ class EchoHandler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    # Bursts of allowed requests from two Envoy workers arrive at once: keep them all queued.
+    request_queue_size = 128
     allow_reuse_address = True
 
 

@@ -450,7 +450,7 @@ class Idp:
     Clients (client_secret_basic, client_credentials): ``orders-app``/``orders-app-secret``
     (orders:read orders:write orders:admin), ``reporting``/``reporting-secret`` (orders:read),
     ``introspector``/``introspector-secret``. Resource ``api://orders`` (the default) gets JWT
-    access tokens, ``api://opaque`` opaque ones.
+    access tokens, ``api://opaque`` opaque ones. ``faults()`` makes introspection slow or failing.
     """
 
     JWKS_PATH = "/jwks"
@@ -624,6 +624,19 @@ class Idp:
         res = self._call("POST", "/_counts/reset")
         if res.status != 204:
             raise ServiceError(f"idp reset counts: {res.status} {res.text}")
+
+    def faults(self, faults: Optional[Mapping[str, Any]] = None) -> None:
+        """Make an endpoint misbehave (test instrumentation): ``{"introspection": {"delay_ms":
+        3000}}`` delays introspection answers, ``{"introspection": {"status": 500}}`` answers
+        them with that status (both may be given), ``{}`` or None clears every fault. Faulty
+        calls are still counted by ``counts()``."""
+        assert self.port is not None
+        res = _http(
+            "POST", self.port, "/_faults", [("content-type", "application/json")],
+            json.dumps(dict(faults or {})),
+        )
+        if res.status != 204:
+            raise ServiceError(f"idp faults: {res.status} {res.text}")
 
 
 # --------------------------------------------------------------------------------------------

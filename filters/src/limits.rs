@@ -1,0 +1,70 @@
+//! Charging a request's rate limits and quotas, exactly, across workers.
+//!
+//! Each (policy, limit, slot) counter is one small value in shared data, changed only through
+//! compare-and-swap with the engine's pure `ratelimit::charge`, so two workers can never both
+//! spend the last request of a budget. The number of counters is bounded by each limit's
+//! `max_keys`. Counting that cannot complete (the host keeps refusing the swap) refuses the
+//! request: failing closed.
+
+use crate::shared;
+use crate::worker::Worker;
+use tollgate::config::Limit;
+use tollgate::denial::{Denial, RateLimitDenial};
+use tollgate::ratelimit::{self, Charge};
+
+/// Retry-After when a counter could not be updated at all.
+const UNCOUNTED_RETRY_MS: u64 = 1000;
+
+impl Worker {
+    /// Charges every limit of the policy, in order, for the identities the engine named.
+    /// `Ok`: the response headers that report the budget. `Err`: the limit that refused, and
+    /// the 429 to answer with.
+    pub fn charge_limits(
+        &mut self,
+        policy: usize,
+        keys: &[String],
+    ) -> Result<Vec<(String, String)>, (String, Denial)> {
+        let Some(gate) = self.gate.clone() else {
+            return Ok(Vec::new());
+        };
+        let Some(policy) = gate.config.policies.get(policy) else {
+            return Ok(Vec::new());
+        };
+        if policy.limits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now_ms;
+        let mut reports = Vec::with_capacity(policy.limits.len());
+        for (limit, key) in policy.limits.iter().zip(keys) {
+            let slot = ratelimit::slot(key, limit.max_keys);
+            let shared_key = format!("tollgate.rl.{}.{}.{}", policy.name, limit.name, slot);
+            let outcome = shared::update(&shared_key, |state| {
+                ratelimit::charge(&limit.kind, state, now)
+            })
+            .unwrap_or(Charge::Limited {
+                retry_after_ms: UNCOUNTED_RETRY_MS,
+                reset_ms: UNCOUNTED_RETRY_MS,
+            });
+            if outcome.is_limited() {
+                let all: Vec<&Limit> = policy.limits.iter().collect();
+                let denial = Denial::RateLimited(Box::new(RateLimitDenial {
+                    policy: policy.name.clone(),
+                    limit: limit.name.clone(),
+                    retry_after: ratelimit::retry_after_seconds(&outcome).unwrap_or(1),
+                    policy_header: ratelimit::policy_header(&all),
+                    ratelimit_header: ratelimit::ratelimit_header(&limit.name, &outcome),
+                }));
+                return Err((limit.name.clone(), denial));
+            }
+            reports.push(ratelimit::ratelimit_header(&limit.name, &outcome));
+        }
+        let all: Vec<&Limit> = policy.limits.iter().collect();
+        Ok(vec![
+            (
+                "ratelimit-policy".to_string(),
+                ratelimit::policy_header(&all),
+            ),
+            ("ratelimit".to_string(), reports.join(", ")),
+        ])
+    }
+}

@@ -1,0 +1,550 @@
+//! One worker's state, and the loop from a request to its answer.
+//!
+//! A [`Worker`] belongs to one VM (one Envoy worker thread) and is shared by its root context and
+//! its HTTP contexts. [`Worker::handle`] reads nothing itself: it asks the engine for a verdict
+//! with the worker as the engine's [`Host`] (keys, cached introspection answers), and carries the
+//! verdict out: rewrite headers and continue, answer with a refusal, or park the request until
+//! keys or an introspection answer arrive. Parked requests are handled again, by the same
+//! function, when what they wait for changes or their time is up.
+
+use crate::host::{log, OwnedRequest};
+use crate::metrics::Metrics;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MapType};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use tollgate::audit::{AuditEvent, AuditFacts};
+use tollgate::config::{KeySource, ProviderId, RemoteKeys};
+use tollgate::denial::Denial;
+use tollgate::gate::{Decision, Gate, Host, IntrospectionView, KeysView, Verdict};
+use tollgate::introspection::{token_hash, CachedAnswer};
+use tollgate::jwk::JwkSet;
+use tollgate::keys::{Availability, KeysRecord};
+use tollgate::request::HeaderEdit;
+
+/// Requests a worker keeps paused; more are refused with 503.
+pub const MAX_WAITING: usize = 4096;
+
+/// What became of a request after its verdict was carried out.
+pub enum Applied {
+    Passed,
+    Refused,
+    Parked,
+}
+
+/// What a parked request waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    /// A change of the provider's keys record (its version).
+    Keys {
+        provider: ProviderId,
+        seen_version: u64,
+    },
+    /// An introspection answer for this token hash.
+    Introspection {
+        provider: ProviderId,
+        hash: [u8; 32],
+    },
+}
+
+pub struct Waiter {
+    pub wait: WaitFor,
+    pub deadline_ms: u64,
+    pub request: OwnedRequest,
+    /// For an introspection wait: the token, should this worker have to make the call.
+    pub token: Option<String>,
+}
+
+/// One provider's keys as this worker knows them.
+#[derive(Default)]
+pub struct ProviderKeys {
+    pub record: KeysRecord,
+    pub set: Option<JwkSet>,
+    /// A call of ours for this provider's keys started at this time and has not answered (we
+    /// hold the lease). A call that never answers stops counting after twice its timeout.
+    pub fetching_since_ms: Option<u64>,
+    /// An unknown kid asked for a refetch that has not started yet.
+    pub kid_refetch_wanted: bool,
+    /// Introspection calls of this worker in flight.
+    pub introspections_in_flight: u32,
+}
+
+/// A dispatched call, by its token.
+#[derive(Clone, Copy)]
+pub enum PendingCall {
+    Discovery {
+        provider: ProviderId,
+    },
+    Jwks {
+        provider: ProviderId,
+    },
+    Introspection {
+        provider: ProviderId,
+        hash: [u8; 32],
+        started_ms: u64,
+    },
+}
+
+/// An introspection answer the engine is being shown while it decides.
+pub struct Known {
+    pub provider: ProviderId,
+    pub hash: [u8; 32],
+    pub answer: KnownAnswer,
+}
+
+pub enum KnownAnswer {
+    Answer {
+        cached: CachedAnswer,
+        from_cache: bool,
+    },
+    Failed(&'static str),
+}
+
+pub struct Worker {
+    pub root_id: u32,
+    pub gate: Option<Rc<Gate>>,
+    pub providers: Vec<ProviderKeys>,
+    pub waiters: BTreeMap<u32, Waiter>,
+    pub calls: HashMap<u32, PendingCall>,
+    /// Headers to add to the response of an allowed request (rate-limit budget).
+    pub response_headers: HashMap<u32, Vec<(String, String)>>,
+    pub metrics: Metrics,
+    pub now_ms: u64,
+    /// The context whose callback is running: the effective context to return to.
+    pub callback_context: u32,
+    /// A request's own callback is running (not the root's): see [`Worker::dispatch_keys`].
+    pub in_request_callback: bool,
+    /// Set while a parked request gets its last chance: nothing is worth waiting for.
+    pub final_attempt: bool,
+    pub known: Option<Known>,
+}
+
+impl Worker {
+    pub fn new(root_id: u32) -> Worker {
+        Worker {
+            root_id,
+            gate: None,
+            providers: Vec::new(),
+            waiters: BTreeMap::new(),
+            calls: HashMap::new(),
+            response_headers: HashMap::new(),
+            metrics: Metrics::default(),
+            now_ms: 0,
+            callback_context: root_id,
+            in_request_callback: false,
+            final_attempt: false,
+            known: None,
+        }
+    }
+
+    pub fn remote(&self, id: ProviderId) -> Option<&RemoteKeys> {
+        match &self.gate.as_ref()?.config.provider(id)?.keys {
+            Some(KeySource::Remote(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn provider_name(&self, id: ProviderId) -> String {
+        self.gate
+            .as_ref()
+            .and_then(|g| g.config.provider(id))
+            .map_or_else(|| "none".to_string(), |p| p.name.clone())
+    }
+
+    pub fn wait_ms(&self) -> u64 {
+        self.gate
+            .as_ref()
+            .map_or(5000, |g| g.config.keys_wait_timeout_ms)
+    }
+
+    pub fn realm(&self) -> String {
+        self.gate
+            .as_ref()
+            .map_or_else(|| "tollgate".to_string(), |g| g.config.realm.clone())
+    }
+
+    /// Decides a request on the current context and carries the verdict out. `parked_until`
+    /// is the deadline of a request that was parked already (it is resumed, deadline kept).
+    pub fn handle(
+        &mut self,
+        context_id: u32,
+        request: OwnedRequest,
+        parked_until: Option<u64>,
+    ) -> Applied {
+        let Some(gate) = self.gate.clone() else {
+            // Not configured: fail closed.
+            self.refuse(&request, Denial::KeysUnavailable, &AuditFacts::default());
+            return Applied::Refused;
+        };
+        let now_s = self.now_ms / 1000;
+        let mut decision = gate.decide(&request.view(), self, now_s);
+        // Keys missing here may already be shared by another worker.
+        if let (Verdict::Wait { provider, .. }, None) = (&decision.verdict, parked_until) {
+            let provider = *provider;
+            self.sync_keys(provider);
+            decision = gate.decide(&request.view(), self, now_s);
+        }
+        // A cached introspection answer decides without a call.
+        if let Verdict::Introspect { provider, token } = &decision.verdict {
+            let (provider, hash) = (*provider, token_hash(token));
+            let name = self.provider_name(provider);
+            match self.cached_answer(provider, &hash) {
+                Some(cached) => {
+                    self.metrics.introspection_cache(&name, true);
+                    self.known = Some(Known {
+                        provider,
+                        hash,
+                        answer: KnownAnswer::Answer {
+                            cached,
+                            from_cache: true,
+                        },
+                    });
+                    decision = gate.decide(&request.view(), self, now_s);
+                    self.known = None;
+                }
+                None => self.metrics.introspection_cache(&name, false),
+            }
+        }
+        self.apply(context_id, request, decision, parked_until)
+    }
+
+    fn apply(
+        &mut self,
+        context_id: u32,
+        request: OwnedRequest,
+        decision: Decision,
+        parked_until: Option<u64>,
+    ) -> Applied {
+        let mut facts = decision.facts;
+        match decision.verdict {
+            Verdict::Allow(allowed) => {
+                let mut response_headers = Vec::new();
+                if let Some(policy) = allowed.policy {
+                    match self.charge_limits(policy, &allowed.charges) {
+                        Ok(headers) => response_headers = headers,
+                        Err((limit, denial)) => {
+                            facts.limit = Some(limit);
+                            self.refuse(&request, denial, &facts);
+                            return Applied::Refused;
+                        }
+                    }
+                }
+                for edit in &allowed.edits {
+                    let result = match edit {
+                        HeaderEdit::Remove(name) => {
+                            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)
+                        }
+                        HeaderEdit::Set(name, value) => {
+                            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+                        }
+                    };
+                    if result.is_err() {
+                        // An identity header that could not be set or removed must not pass.
+                        self.refuse(
+                            &request,
+                            Denial::BadRequest("headers could not be rewritten"),
+                            &facts,
+                        );
+                        return Applied::Refused;
+                    }
+                }
+                let send_budget = self
+                    .gate
+                    .as_ref()
+                    .is_some_and(|g| g.config.rate_limit_headers);
+                if send_budget && !response_headers.is_empty() {
+                    self.response_headers.insert(context_id, response_headers);
+                }
+                self.metrics.request(facts.provider.as_deref(), "allow");
+                if self.audit_allowed(&request) {
+                    audit_line(&request, "allow", 200, "ok", &facts, self.now_ms);
+                }
+                if parked_until.is_some() {
+                    let _ = hostcalls::resume_http_request();
+                }
+                Applied::Passed
+            }
+            Verdict::Deny(denial) => {
+                self.refuse(&request, denial, &facts);
+                Applied::Refused
+            }
+            Verdict::Wait { provider, refetch } => {
+                if let Some(local) = self.providers.get_mut(provider) {
+                    local.kid_refetch_wanted |= refetch;
+                }
+                if !self.in_request_callback {
+                    self.maybe_fetch_keys(provider);
+                }
+                let seen_version = self.providers.get(provider).map_or(0, |k| k.record.version);
+                let deadline = parked_until.unwrap_or(self.now_ms + self.wait_ms());
+                self.park(
+                    context_id,
+                    request,
+                    WaitFor::Keys {
+                        provider,
+                        seen_version,
+                    },
+                    deadline,
+                    None,
+                    &facts,
+                )
+            }
+            Verdict::Introspect { provider, token } => {
+                if self.final_attempt {
+                    self.refuse(
+                        &request,
+                        Denial::IntrospectionFailed("no answer in time"),
+                        &facts,
+                    );
+                    return Applied::Refused;
+                }
+                let hash = token_hash(&token);
+                if let Err(why) = self.start_introspection(provider, &token, hash) {
+                    self.refuse(&request, Denial::IntrospectionFailed(why), &facts);
+                    return Applied::Refused;
+                }
+                let timeout = self.introspection_timeout(provider);
+                let deadline = parked_until.unwrap_or(self.now_ms + timeout + 1000);
+                let wait = WaitFor::Introspection { provider, hash };
+                self.park(context_id, request, wait, deadline, Some(token), &facts)
+            }
+        }
+    }
+
+    fn park(
+        &mut self,
+        context_id: u32,
+        request: OwnedRequest,
+        wait: WaitFor,
+        deadline_ms: u64,
+        token: Option<String>,
+        facts: &AuditFacts,
+    ) -> Applied {
+        if self.waiters.len() >= MAX_WAITING {
+            self.refuse(&request, Denial::KeysUnavailable, facts);
+            return Applied::Refused;
+        }
+        self.waiters.insert(
+            context_id,
+            Waiter {
+                wait,
+                deadline_ms,
+                request,
+                token,
+            },
+        );
+        Applied::Parked
+    }
+
+    fn audit_allowed(&self, request: &OwnedRequest) -> bool {
+        let Some(gate) = &self.gate else { return true };
+        if !gate.config.audit {
+            return false;
+        }
+        let share = gate.config.audit_sample_allowed;
+        if share >= 1.0 {
+            return true;
+        }
+        // A stable draw per request id (or time): the same request is sampled the same way.
+        let seed = request
+            .request_id
+            .clone()
+            .unwrap_or_else(|| self.now_ms.to_string());
+        let draw = crate::shared::fingerprint(&seed) % 10_000;
+        (draw as f64) < share * 10_000.0
+    }
+
+    /// Answers the current context with a refusal, and counts and audits it.
+    pub fn refuse(&mut self, request: &OwnedRequest, denial: Denial, facts: &AuditFacts) {
+        let answer = denial.response(&self.realm(), request.request_id.as_deref());
+        self.metrics.request(facts.provider.as_deref(), "deny");
+        self.metrics.denial(denial.code());
+        if let (Denial::RateLimited(limited), Some(policy)) = (&denial, &facts.policy) {
+            self.metrics.rate_limited(policy, &limited.limit);
+        }
+        if self.gate.as_ref().is_none_or(|g| g.config.audit) {
+            audit_line(
+                request,
+                "deny",
+                answer.status,
+                denial.code(),
+                facts,
+                self.now_ms,
+            );
+        }
+        let headers: Vec<(&str, &str)> = answer
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        if hostcalls::send_http_response(answer.status, headers, Some(answer.body.as_bytes()))
+            .is_err()
+        {
+            let _ = hostcalls::reset_http_request();
+        }
+    }
+
+    /// Handles parked requests again when what they wait for changed or their time is up.
+    pub fn wake_waiters(&mut self) {
+        let now = self.now_ms;
+        let due: Vec<u32> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| now >= w.deadline_ms || self.can_proceed(&w.wait))
+            .map(|(id, _)| *id)
+            .collect();
+        for context_id in due {
+            self.resume_waiter(context_id);
+        }
+        // Waiters for an introspection no worker is making any more (its caller gave up or
+        // died): take the call over.
+        let orphans: Vec<(ProviderId, [u8; 32], String)> = self
+            .waiters
+            .values()
+            .filter_map(|w| match (w.wait, &w.token) {
+                (WaitFor::Introspection { provider, hash }, Some(token))
+                    if !self.calling(&hash) =>
+                {
+                    Some((provider, hash, token.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (provider, hash, token) in orphans {
+            if !self.calling(&hash) {
+                if let Err(why) = self.start_introspection(provider, &token, hash) {
+                    self.known = Some(Known {
+                        provider,
+                        hash,
+                        answer: KnownAnswer::Failed(why),
+                    });
+                    self.wake_hash(&hash);
+                    self.known = None;
+                }
+            }
+        }
+        let _ = hostcalls::set_effective_context(self.callback_context);
+    }
+
+    /// Handles again every request parked for this token hash (with `self.known` set).
+    pub fn wake_hash(&mut self, hash: &[u8; 32]) {
+        let ids: Vec<u32> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| matches!(w.wait, WaitFor::Introspection { hash: h, .. } if &h == hash))
+            .map(|(id, _)| *id)
+            .collect();
+        for context_id in ids {
+            self.resume_waiter(context_id);
+        }
+        let _ = hostcalls::set_effective_context(self.callback_context);
+    }
+
+    fn resume_waiter(&mut self, context_id: u32) {
+        let Some(waiter) = self.waiters.remove(&context_id) else {
+            return;
+        };
+        if hostcalls::set_effective_context(context_id).is_err() {
+            return; // the request is gone
+        }
+        self.final_attempt = self.now_ms >= waiter.deadline_ms;
+        self.handle(context_id, waiter.request, Some(waiter.deadline_ms));
+        self.final_attempt = false;
+    }
+
+    fn can_proceed(&self, wait: &WaitFor) -> bool {
+        match *wait {
+            WaitFor::Keys {
+                provider,
+                seen_version,
+            } => self.providers.get(provider).map_or(0, |k| k.record.version) != seen_version,
+            WaitFor::Introspection { provider, hash } => {
+                !self.calling(&hash) && self.cached_answer(provider, &hash).is_some()
+            }
+        }
+    }
+}
+
+impl Host for Worker {
+    fn keys(&self, provider: ProviderId) -> KeysView<'_> {
+        let Some(p) = self.gate.as_ref().and_then(|g| g.config.provider(provider)) else {
+            return KeysView::Unavailable;
+        };
+        match &p.keys {
+            Some(KeySource::Inline(set)) => return KeysView::Ready(set),
+            Some(KeySource::Remote(_)) => {}
+            None => return KeysView::Unavailable,
+        }
+        let Some(local) = self.providers.get(provider) else {
+            return KeysView::Unavailable;
+        };
+        let availability = local.record.availability_for_request(
+            self.now_ms,
+            self.is_fetching_keys(provider),
+            self.wait_ms(),
+            self.final_attempt,
+        );
+        match (&local.set, availability) {
+            (Some(set), Availability::Ready) => KeysView::Ready(set),
+            (_, Availability::Pending) => KeysView::Pending,
+            _ => KeysView::Unavailable,
+        }
+    }
+
+    fn may_refetch(&self, provider: ProviderId) -> bool {
+        if self.final_attempt {
+            return false;
+        }
+        match (self.remote(provider), self.providers.get(provider)) {
+            (Some(cfg), Some(local)) => local.record.may_refetch_for_kid(self.now_ms, cfg),
+            _ => false,
+        }
+    }
+
+    fn introspection(&self, provider: ProviderId, hash: &[u8; 32]) -> IntrospectionView<'_> {
+        match &self.known {
+            Some(known) if known.provider == provider && &known.hash == hash => match &known.answer
+            {
+                KnownAnswer::Failed(why) => IntrospectionView::Failed(why),
+                KnownAnswer::Answer { cached, from_cache } => {
+                    if cached.active {
+                        IntrospectionView::Active {
+                            claims: claims_of(cached),
+                            cached: *from_cache,
+                        }
+                    } else {
+                        IntrospectionView::Inactive
+                    }
+                }
+            },
+            _ => IntrospectionView::Unknown,
+        }
+    }
+}
+
+fn claims_of(cached: &CachedAnswer) -> &Map<String, Value> {
+    &cached.claims
+}
+
+pub fn audit_line(
+    request: &OwnedRequest,
+    decision: &str,
+    status: u32,
+    reason: &str,
+    facts: &AuditFacts,
+    now: u64,
+) {
+    let line = AuditEvent {
+        now_ms: now,
+        request_id: request.request_id.as_deref(),
+        method: &request.method,
+        path: &request.path,
+        decision,
+        status,
+        reason,
+        facts,
+    }
+    .to_json_line();
+    log(LogLevel::Info, &line);
+}

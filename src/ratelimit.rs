@@ -1,0 +1,1031 @@
+//! Rate limits and quotas: the arithmetic, the stored state, the keying and the headers.
+//!
+//! # Where the counters live, and why the state is shaped so
+//!
+//! Envoy runs the filter on several worker threads, each with its own Wasm VM, so a counter
+//! must live in the host's shared key-value store. The filter keeps **one small value per
+//! (limit, slot)** and updates it with compare-and-swap: it reads `(value, cas)`, calls
+//! [`charge`], and writes the returned value with the `cas`, retrying on conflict. That shape
+//! drives every choice here:
+//!
+//! - **One value, one CAS.** Everything a decision needs fits in a single value, so a charge
+//!   is one read and at most one conditional write; no second key can go stale between them.
+//! - **Small and self-contained.** A rate limit stores only its theoretical arrival time
+//!   (GCRA), a quota only its window start and count: a few dozen ASCII bytes, and no
+//!   background task is needed to expire or refill anything (time is an argument).
+//! - **Bounded keys.** Identities are hashed into `max_keys` slots ([`slot`]), so the number
+//!   of stored values per limit is bounded whatever the traffic. Identities that share a slot
+//!   share a counter, which can only make counting stricter, never looser.
+//! - **Writes only on change.** [`charge`] returns `None` when the value would not change (a
+//!   limited request), so rejected traffic costs a read and no write.
+//! - **Untrusted bytes.** A value that does not parse is treated as never used, and a value
+//!   that claims a time far in the future is clamped, so corrupt state can neither panic nor
+//!   lock an identity out for longer than one full period.
+//!
+//! # State encodings (ASCII)
+//!
+//! - Rate: `"<numerator>/<requests>"`, the theoretical arrival time (TAT) in milliseconds since
+//!   the epoch as an exact fraction whose denominator is the limit's `requests`. In those
+//!   units of `1/requests` ms the emission interval `period_ms / requests` is the whole number
+//!   `period_ms`, so "3 per 1000 ms" accumulates no rounding error however long it runs. The
+//!   denominator is stored so that a configuration change of `requests` rescales the time
+//!   (rounding up, the stricter way) instead of misreading it.
+//! - Quota: `"<window start ms>:<count>"`, the UTC calendar window's start and the requests
+//!   counted in it.
+//!
+//! The two use different separators, so a limit that changes kind under the same name reads
+//! the other kind's value as unparseable and starts fresh.
+//!
+//! # Headers
+//!
+//! `RateLimit-Policy` and `RateLimit` follow draft-ietf-httpapi-ratelimit-headers-11 (May
+//! 2026): each is a Structured Fields List (RFC 9651) of items whose value is a String (the
+//! limit name), serialized canonically as `", "`-separated members:
+//!
+//! ```text
+//! RateLimit-Policy: "burst";q=10;w=1;tollgate-burst=20, "daily";q=1000;w=86400
+//! RateLimit: "burst";r=0;t=1
+//! Retry-After: 1
+//! ```
+//!
+//! - Rate: `q` = `requests` and `w` = `period_ms` in seconds, rounded up (so the advertised
+//!   rate is never higher than the enforced one). When `burst` differs from `requests`, the
+//!   vendor parameter `tollgate-burst` (the draft asks for a vendor prefix) gives it.
+//! - Quota: `q` = `requests`; `w` = 3600 for hours and 86400 for days. Calendar months last
+//!   28 to 31 days, so they carry no `w` (it is optional); the `RateLimit` `t` gives the exact
+//!   time to their reset.
+//! - `RateLimit`: `r` = requests still allowed now; `t` = seconds (rounded up) until the
+//!   limit is fully restored for an allowed request, and until the next request would be
+//!   allowed for a limited one. The latter keeps `Retry-After` equal to `t`: the draft says a
+//!   `Retry-After` SHOULD NOT point earlier than the end of the effective window (section 6).
+//! - `Retry-After` is delay-seconds, rounded up and at least 1.
+
+use crate::claims::{lookup, scalar_text};
+use crate::config::{CalendarWindow, Limit, LimitKey, LimitKind};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::net::{IpAddr, Ipv6Addr};
+
+const MS_PER_HOUR: u64 = 3_600_000;
+const MS_PER_DAY: u64 = 86_400_000;
+/// Largest Integer a Structured Field may carry (RFC 9651 section 3.3.1).
+const SF_INTEGER_MAX: u64 = 999_999_999_999_999;
+/// Longest decimal state field read (u128::MAX has 39 digits).
+const MAX_DIGITS: usize = 39;
+
+/// The outcome of charging one request against one limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// The request is counted. `remaining`: requests still allowed right now; `reset_ms`:
+    /// time until the limit is fully restored (the bucket is full, or the quota window ends).
+    Allowed { remaining: u64, reset_ms: u64 },
+    /// The request is refused. `retry_after_ms`: time until the next request would be
+    /// allowed; `reset_ms`: time until the limit is fully restored.
+    Limited { retry_after_ms: u64, reset_ms: u64 },
+}
+
+impl Charge {
+    pub fn is_limited(&self) -> bool {
+        matches!(self, Charge::Limited { .. })
+    }
+}
+
+/// Charges one request: given the stored state (`None` = never used), returns the state to
+/// store (`None` when it does not change, as for most limited requests) and the outcome.
+///
+/// Unparseable state counts as never used; state that claims a time far in the future is
+/// clamped, and then the clamped value is returned for storing even when limited.
+pub fn charge(kind: &LimitKind, state: Option<&[u8]>, now_ms: u64) -> (Option<Vec<u8>>, Charge) {
+    let (new_state, outcome) = match *kind {
+        LimitKind::Rate {
+            requests,
+            period_ms,
+            burst,
+        } => charge_rate(requests, period_ms, burst, state, now_ms),
+        LimitKind::Quota { requests, window } => charge_quota(requests, window, state, now_ms),
+    };
+    let changed = new_state.filter(|s| state != Some(s.as_slice()));
+    (changed, outcome)
+}
+
+/// GCRA (virtual scheduling) in units of `1/requests` ms, where the emission interval is
+/// exactly `period_ms` units and a full bucket is `burst` intervals ahead of now.
+fn charge_rate(
+    requests: u64,
+    period_ms: u64,
+    burst: u64,
+    state: Option<&[u8]>,
+    now_ms: u64,
+) -> (Option<Vec<u8>>, Charge) {
+    let per_ms = u128::from(requests.max(1));
+    let interval = u128::from(period_ms.max(1));
+    let capacity = u128::from(burst.max(1)) * interval;
+    let now = u128::from(now_ms) * per_ms;
+    let to_ms = |units: u128| saturate(units.div_ceil(per_ms));
+
+    let stored = state.and_then(|s| parse_rate_state(s, per_ms));
+    // A TAT more than a full bucket ahead cannot come from this clock going forward: the
+    // clock went back, or the value is corrupt. An empty bucket is the strictest state that
+    // can honestly exist, so clamp to it (and store the clamp, or it would never expire).
+    let limit = now + capacity;
+    let (tat, clamped) = match stored {
+        Some(tat) if tat > limit => (limit, true),
+        Some(tat) => (tat.max(now), false),
+        None => (now, false),
+    };
+    let next = tat + interval;
+    if next - now <= capacity {
+        let ahead = next - now;
+        let outcome = Charge::Allowed {
+            remaining: saturate((capacity - ahead) / interval),
+            reset_ms: to_ms(ahead),
+        };
+        (Some(rate_state(next, per_ms)), outcome)
+    } else {
+        let outcome = Charge::Limited {
+            retry_after_ms: to_ms(next - capacity - now),
+            reset_ms: to_ms(tat - now),
+        };
+        (clamped.then(|| rate_state(tat, per_ms)), outcome)
+    }
+}
+
+fn rate_state(tat: u128, per_ms: u128) -> Vec<u8> {
+    format!("{tat}/{per_ms}").into_bytes()
+}
+
+/// Reads `"<numerator>/<denominator>"` as a time in units of `1/per_ms` ms, rounding up.
+fn parse_rate_state(state: &[u8], per_ms: u128) -> Option<u128> {
+    let text = std::str::from_utf8(state).ok()?;
+    let (num, den) = text.split_once('/')?;
+    let (num, den) = (parse_digits(num)?, parse_digits(den)?);
+    if den == 0 {
+        return None;
+    }
+    if den == per_ms {
+        return Some(num);
+    }
+    // Saturation only happens for absurd values, which the caller then clamps.
+    Some(num.saturating_mul(per_ms).div_ceil(den))
+}
+
+fn charge_quota(
+    requests: u64,
+    window: CalendarWindow,
+    state: Option<&[u8]>,
+    now_ms: u64,
+) -> (Option<Vec<u8>>, Charge) {
+    let current = window_start(window, now_ms);
+    let next = window_end(window, current);
+    let (start, count) = match state.and_then(|s| parse_quota_state(s, window)) {
+        // An earlier window has ended: this one starts from zero.
+        Some((start, _)) if start < current => (current, 0),
+        Some((start, count)) if start == current => (current, count),
+        // A later window: the clock went back across a boundary, or the value is corrupt.
+        // Keep counting there (a fresh count would grant a second budget), but never further
+        // ahead than the next window.
+        Some((start, count)) => (start.min(next), count),
+        None => (current, 0),
+    };
+    let reset_ms = window_end(window, start).saturating_sub(now_ms).max(1);
+    if count < requests {
+        let count = count + 1;
+        let outcome = Charge::Allowed {
+            remaining: requests - count,
+            reset_ms,
+        };
+        (Some(format!("{start}:{count}").into_bytes()), outcome)
+    } else {
+        let outcome = Charge::Limited {
+            retry_after_ms: reset_ms,
+            reset_ms,
+        };
+        (Some(format!("{start}:{count}").into_bytes()), outcome)
+    }
+}
+
+/// Reads `"<window start ms>:<count>"`; a start that is not a window boundary is corrupt.
+fn parse_quota_state(state: &[u8], window: CalendarWindow) -> Option<(u64, u64)> {
+    let text = std::str::from_utf8(state).ok()?;
+    let (start, count) = text.split_once(':')?;
+    let start = u64::try_from(parse_digits(start)?).ok()?;
+    let count = u64::try_from(parse_digits(count)?).ok()?;
+    (window_start(window, start) == start).then_some((start, count))
+}
+
+/// Plain ASCII digits only (`str::parse` would also take a leading `+`).
+fn parse_digits(s: &str) -> Option<u128> {
+    if s.is_empty() || s.len() > MAX_DIGITS || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn saturate(v: u128) -> u64 {
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+/// Start (ms since the epoch) of the UTC calendar window holding `ms`.
+fn window_start(window: CalendarWindow, ms: u64) -> u64 {
+    match window {
+        CalendarWindow::Hour => ms - ms % MS_PER_HOUR,
+        CalendarWindow::Day => ms - ms % MS_PER_DAY,
+        CalendarWindow::Month => {
+            let (year, month, _) = civil_from_days(ms / MS_PER_DAY);
+            day_ms(days_from_civil(year, month, 1))
+        }
+    }
+}
+
+/// End (exclusive) of the UTC calendar window holding `ms`, saturating at the end of time.
+fn window_end(window: CalendarWindow, ms: u64) -> u64 {
+    match window {
+        CalendarWindow::Hour => window_start(window, ms).saturating_add(MS_PER_HOUR),
+        CalendarWindow::Day => window_start(window, ms).saturating_add(MS_PER_DAY),
+        CalendarWindow::Month => {
+            let (year, month, _) = civil_from_days(ms / MS_PER_DAY);
+            let (year, month) = if month == 12 {
+                (year + 1, 1)
+            } else {
+                (year, month + 1)
+            };
+            day_ms(days_from_civil(year, month, 1))
+        }
+    }
+}
+
+fn day_ms(days: i64) -> u64 {
+    u64::try_from(days).map_or(0, |d| d.saturating_mul(MS_PER_DAY))
+}
+
+/// Howard Hinnant's `civil_from_days`: (year, month 1-12, day 1-31) of a day since 1970-01-01.
+fn civil_from_days(days: u64) -> (i64, i64, i64) {
+    // At most u64::MAX / 86_400_000 days, far inside i64.
+    let z = i64::try_from(days).unwrap_or(i64::MAX / 2) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// Howard Hinnant's `days_from_civil`: days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The identity whose budget a request spends, namespaced by kind (`sub:`, `client:`,
+/// `claim:`, `addr:`) so that, say, a subject spelled like an IP address never shares a
+/// counter with that address.
+///
+/// `claims` is `None` for anonymous requests. An identity that is missing, empty or not a
+/// scalar falls back to the client address. `client_id` falls back to `azp` (OIDC) first.
+/// The address drops its port (a client opens many connections) and an IPv6 address counts
+/// by its /64 (one host commonly owns a whole /64); IPv4-mapped IPv6 counts as IPv4.
+pub fn key_value(
+    key: &LimitKey,
+    claims: Option<&Map<String, Value>>,
+    client_address: &str,
+) -> String {
+    let text = |path: &str| {
+        claims
+            .and_then(|c| lookup(c, path))
+            .and_then(scalar_text)
+            .filter(|t| !t.is_empty())
+    };
+    let identity = match key {
+        LimitKey::Subject => text("sub").map(|t| format!("sub:{t}")),
+        LimitKey::ClientId => text("client_id")
+            .or_else(|| text("azp"))
+            .map(|t| format!("client:{t}")),
+        LimitKey::Claim(path) => text(path).map(|t| format!("claim:{t}")),
+        LimitKey::ClientAddress => None,
+    };
+    identity.unwrap_or_else(|| format!("addr:{}", address_key(client_address)))
+}
+
+/// The address part of a key: without port, IPv6 reduced to its /64.
+fn address_key(address: &str) -> String {
+    let address = address.trim();
+    let host = if let Some(rest) = address.strip_prefix('[') {
+        rest.split_once(']').map_or(rest, |(host, _)| host)
+    } else if address.matches(':').count() == 1 {
+        address.split_once(':').map_or(address, |(host, _)| host)
+    } else {
+        address
+    };
+    // A zone ("fe80::1%eth0") names an interface, not a host.
+    let host = host.split_once('%').map_or(host, |(h, _)| h);
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let prefix = u128::from(v6) & !u128::from(u64::MAX);
+                format!("{}/64", Ipv6Addr::from(prefix))
+            }
+        },
+        Err(_) => host.to_string(),
+    }
+}
+
+/// The slot (`0..max_keys`) whose counter a key value spends: the first 8 bytes of its
+/// SHA-256, modulo `max_keys`. The hash spreads keys uniformly, so the stored counters per
+/// limit stay at most `max_keys`; keys that share a slot share a counter (stricter, never
+/// looser).
+pub fn slot(key_value: &str, max_keys: u32) -> u32 {
+    let digest = Sha256::digest(key_value.as_bytes());
+    let head = digest
+        .iter()
+        .take(8)
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    // The remainder is below max_keys, which fits u32.
+    u32::try_from(head % u64::from(max_keys.max(1))).unwrap_or(0)
+}
+
+/// `RateLimit-Policy` field value for these limits (see the module documentation).
+pub fn policy_header(limits: &[&Limit]) -> String {
+    let items: Vec<String> = limits
+        .iter()
+        .map(|limit| {
+            let name = sf_string(&limit.name);
+            match limit.kind {
+                LimitKind::Rate {
+                    requests,
+                    period_ms,
+                    burst,
+                } => {
+                    let w = period_ms.div_ceil(1000).max(1);
+                    let mut item = format!("{name};q={};w={}", sf_int(requests), sf_int(w));
+                    if burst != requests {
+                        item.push_str(&format!(";tollgate-burst={}", sf_int(burst)));
+                    }
+                    item
+                }
+                LimitKind::Quota { requests, window } => {
+                    let q = sf_int(requests);
+                    match window {
+                        CalendarWindow::Hour => format!("{name};q={q};w=3600"),
+                        CalendarWindow::Day => format!("{name};q={q};w=86400"),
+                        CalendarWindow::Month => format!("{name};q={q}"),
+                    }
+                }
+            }
+        })
+        .collect();
+    items.join(", ")
+}
+
+/// One `RateLimit` list member for the limit `name`; join several with `", "`.
+pub fn ratelimit_header(name: &str, charge: &Charge) -> String {
+    let (remaining, t) = match *charge {
+        Charge::Allowed {
+            remaining,
+            reset_ms,
+        } => (remaining, reset_ms.div_ceil(1000)),
+        Charge::Limited { retry_after_ms, .. } => (0, retry_seconds(retry_after_ms)),
+    };
+    format!(
+        "{};r={};t={}",
+        sf_string(name),
+        sf_int(remaining),
+        sf_int(t)
+    )
+}
+
+/// `Retry-After` in seconds (rounded up, at least 1) for a limited request.
+pub fn retry_after_seconds(charge: &Charge) -> Option<u64> {
+    match *charge {
+        Charge::Allowed { .. } => None,
+        Charge::Limited { retry_after_ms, .. } => Some(retry_seconds(retry_after_ms)),
+    }
+}
+
+fn retry_seconds(ms: u64) -> u64 {
+    ms.div_ceil(1000).clamp(1, SF_INTEGER_MAX)
+}
+
+fn sf_int(v: u64) -> u64 {
+    v.min(SF_INTEGER_MAX)
+}
+
+/// A Structured Fields String: printable ASCII, with `"` and `\` escaped; anything else is
+/// dropped (limit names are validated to `[A-Za-z0-9_-]` anyway).
+fn sf_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars().filter(|c| (' '..='~').contains(c)) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// 2030-01-01T00:00:00Z, so the rate arithmetic runs at realistic clock magnitudes.
+    const BASE: u64 = 1_893_456_000_000;
+
+    fn rate(requests: u64, period_ms: u64, burst: u64) -> LimitKind {
+        LimitKind::Rate {
+            requests,
+            period_ms,
+            burst,
+        }
+    }
+
+    fn quota(requests: u64, window: CalendarWindow) -> LimitKind {
+        LimitKind::Quota { requests, window }
+    }
+
+    /// What the filter does: read, charge, write back what `charge` returns.
+    fn hit(kind: &LimitKind, state: &mut Option<Vec<u8>>, now_ms: u64) -> Charge {
+        let (new_state, outcome) = charge(kind, state.as_deref(), now_ms);
+        if let Some(s) = new_state {
+            *state = Some(s);
+        }
+        outcome
+    }
+
+    /// Requests every `step_ms` from `from` to `to` inclusive; returns how many were allowed.
+    fn steady(
+        kind: &LimitKind,
+        state: &mut Option<Vec<u8>>,
+        from: u64,
+        to: u64,
+        step_ms: u64,
+    ) -> u64 {
+        (from..=to)
+            .step_by(step_ms as usize)
+            .filter(|&t| !hit(kind, state, t).is_limited())
+            .count() as u64
+    }
+
+    fn allowed(remaining: u64, reset_ms: u64) -> Charge {
+        Charge::Allowed {
+            remaining,
+            reset_ms,
+        }
+    }
+
+    fn limited(retry_after_ms: u64, reset_ms: u64) -> Charge {
+        Charge::Limited {
+            retry_after_ms,
+            reset_ms,
+        }
+    }
+
+    /// Seconds since the epoch of a UTC date (values from `date -u -d <date> +%s`).
+    fn utc(secs: u64) -> u64 {
+        secs * 1000
+    }
+    const FEB_1_2028: u64 = 1_832_976_000;
+    const FEB_29_2028: u64 = 1_835_395_200;
+    const MAR_1_2028: u64 = 1_835_481_600;
+    const DEC_1_2027: u64 = 1_827_619_200;
+    const DEC_31_2027: u64 = 1_830_211_200;
+    const JAN_1_2028: u64 = 1_830_297_600;
+    const FEB_1_2100: u64 = 4_105_123_200;
+    const MAR_1_2100: u64 = 4_107_542_400;
+    const FEB_1_2000: u64 = 949_363_200;
+    const MAR_1_2000: u64 = 951_868_800;
+
+    // ---- rate (GCRA) ----
+
+    #[test]
+    fn the_request_at_exactly_the_period_boundary_is_allowed() {
+        let kind = rate(1, 1000, 1);
+        let mut s = None;
+        assert_eq!(hit(&kind, &mut s, BASE), allowed(0, 1000));
+        assert_eq!(hit(&kind, &mut s, BASE + 999), limited(1, 1));
+        assert_eq!(hit(&kind, &mut s, BASE + 1000), allowed(0, 1000));
+        assert_eq!(hit(&kind, &mut s, BASE + 1000), limited(1000, 1000));
+        assert_eq!(hit(&kind, &mut s, BASE + 2000), allowed(0, 1000));
+    }
+
+    #[test]
+    fn a_burst_arrives_at_once_then_refills_at_the_rate() {
+        let kind = rate(10, 1000, 20);
+        let mut s = None;
+        for i in 0..20 {
+            assert_eq!(
+                hit(&kind, &mut s, BASE),
+                allowed(19 - i, (i + 1) * 100),
+                "request {i}"
+            );
+        }
+        assert_eq!(hit(&kind, &mut s, BASE), limited(100, 2000));
+        assert_eq!(hit(&kind, &mut s, BASE + 99), limited(1, 1901));
+        // One interval later, exactly one more.
+        assert_eq!(hit(&kind, &mut s, BASE + 100), allowed(0, 2000));
+        assert!(hit(&kind, &mut s, BASE + 100).is_limited());
+        // 900 ms later, nine more.
+        let later: Vec<Charge> = (0..10).map(|_| hit(&kind, &mut s, BASE + 1000)).collect();
+        assert_eq!(later.iter().filter(|c| !c.is_limited()).count(), 9);
+        assert_eq!(later[0], allowed(8, 1200));
+        assert_eq!(later[8], allowed(0, 2000));
+        assert_eq!(later[9], limited(100, 2000));
+        // Idle for the full reset time: the whole burst again.
+        assert_eq!(hit(&kind, &mut s, BASE + 3000), allowed(19, 100));
+    }
+
+    #[test]
+    fn sustained_traffic_gets_exactly_the_rate_plus_the_burst() {
+        // 10/s, burst 20, 60 s of traffic at 100/s (0 ms through 60 000 ms).
+        let kind = rate(10, 1000, 20);
+        let mut s = None;
+        assert_eq!(steady(&kind, &mut s, BASE, BASE + 60_000, 10), 600 + 20);
+        // 3 per 1000 ms is an interval of 333.33.. ms: exact over an hour, no drift. (With a
+        // burst of 1 there is no tolerance at all, so a request arriving a fraction after its
+        // slot loses that fraction: GCRA's definition, not rounding.)
+        let kind = rate(3, 1000, 2);
+        let mut s = None;
+        assert_eq!(
+            steady(&kind, &mut s, BASE, BASE + 3_600_000, 10),
+            3 * 3600 + 2
+        );
+        // And it keeps being exact when the run continues.
+        assert_eq!(
+            steady(&kind, &mut s, BASE + 3_600_010, BASE + 7_200_000, 10),
+            3 * 3600
+        );
+        // 7 per minute, burst 2.
+        let kind = rate(7, 60_000, 2);
+        let mut s = None;
+        assert_eq!(steady(&kind, &mut s, BASE, BASE + 600_000, 250), 70 + 2);
+    }
+
+    #[test]
+    fn limited_requests_do_not_write() {
+        let kind = rate(1, 1000, 1);
+        let (state, _) = charge(&kind, None, BASE);
+        let state = state.unwrap();
+        let (again, outcome) = charge(&kind, Some(&state), BASE + 10);
+        assert!(outcome.is_limited());
+        assert_eq!(again, None);
+    }
+
+    #[test]
+    fn the_state_is_the_tat_as_an_exact_fraction() {
+        let (state, _) = charge(&rate(3, 1000, 1), None, 1000);
+        // TAT = 1000 ms + 333.33.. ms = 4000/3 ms, in thirds of a millisecond.
+        assert_eq!(state.unwrap(), b"4000/3");
+        // A third of a millisecond early is early.
+        let (state, outcome) = charge(&rate(3, 1000, 1), Some(b"4000/3"), 1333);
+        assert_eq!((state, outcome), (None, limited(1, 1)));
+        // Later than the TAT: the next slot counts from now.
+        let (state, _) = charge(&rate(3, 1000, 1), Some(b"4000/3"), 1334);
+        assert_eq!(state.unwrap(), b"5002/3");
+    }
+
+    #[test]
+    fn a_changed_request_count_rescales_the_stored_time() {
+        // TAT 1 300 ms stored in thousandths; read with requests = 10 (tenths): 13 000.
+        let kind = rate(10, 1000, 5);
+        let (state, outcome) = charge(&kind, Some(b"1300000/1000"), 1000);
+        assert_eq!(outcome, allowed(1, 400));
+        assert_eq!(state.unwrap(), b"14000/10");
+        // Rescaling rounds up (stricter): 1/3 ms is 4/10 ms here, not 3/10.
+        let (state, _) = charge(&rate(10, 1, 1000), Some(b"1/3"), 0);
+        assert_eq!(state.unwrap(), b"5/10");
+    }
+
+    #[test]
+    fn a_clock_going_backwards_grants_nothing_extra() {
+        let kind = rate(10, 1000, 20);
+        let mut s = None;
+        assert_eq!(steady(&kind, &mut s, BASE, BASE + 10_000, 10), 20 + 100);
+        // A small step back: still limited.
+        assert!(hit(&kind, &mut s, BASE + 9_000).is_limited());
+        // Five seconds back, then ten more seconds of real time at 100/s.
+        let after = steady(&kind, &mut s, BASE + 5_000, BASE + 15_000, 10);
+        // 20 s of real time at 10/s with a burst of 20 is at most 220 in all.
+        assert!(120 + after <= 20 + 200, "{after}");
+        assert_eq!(after, 100);
+    }
+
+    #[test]
+    fn a_tat_far_in_the_future_is_clamped_to_an_empty_bucket() {
+        let kind = rate(10, 1000, 20);
+        for corrupt in [
+            format!("{}/10", u128::from(u64::MAX) * 10),
+            format!("{}/10", u128::MAX),
+            format!("{}/7", u128::MAX),
+            format!("{}/10", (BASE + 86_400_000) * 10),
+        ] {
+            let (state, outcome) = charge(&kind, Some(corrupt.as_bytes()), BASE);
+            assert_eq!(outcome, limited(100, 2000), "{corrupt}");
+            // The clamp is stored, so the lock-out ends after one interval.
+            let state = state.unwrap();
+            assert_eq!(state, format!("{}/10", (BASE + 2000) * 10).as_bytes());
+            let (_, outcome) = charge(&kind, Some(&state), BASE + 100);
+            assert_eq!(outcome, allowed(0, 2000));
+        }
+    }
+
+    #[test]
+    fn corrupt_rate_state_counts_as_never_used() {
+        let kind = rate(10, 1000, 20);
+        let fresh = charge(&kind, None, BASE);
+        assert_eq!(fresh.1, allowed(19, 100));
+        let forty_digits = "1".repeat(40);
+        for bad in [
+            &b""[..],
+            b"abc",
+            b"\xff\xfe",
+            b"12/0",
+            b"/10",
+            b"12/",
+            b"+5/10",
+            b"-1/10",
+            b" 5/10",
+            b"1/2/3",
+            b"1.5/10",
+            b"5:10",
+            forty_digits.as_bytes(),
+        ] {
+            assert_eq!(
+                charge(&kind, Some(bad), BASE),
+                fresh,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let long = format!("{forty_digits}/10");
+        assert_eq!(charge(&kind, Some(long.as_bytes()), BASE), fresh);
+    }
+
+    #[test]
+    fn a_tat_in_the_past_is_a_full_bucket() {
+        let kind = rate(10, 1000, 20);
+        assert_eq!(charge(&kind, Some(b"0/10"), BASE).1, allowed(19, 100));
+    }
+
+    #[test]
+    fn degenerate_rates_do_not_panic() {
+        for kind in [
+            rate(0, 0, 0),
+            rate(1_000_000_000, 86_400_000, 1_000_000_000),
+            rate(1, 1, u64::MAX),
+        ] {
+            for now in [0, 1, BASE, u64::MAX] {
+                let (state, _) = charge(&kind, None, now);
+                let _ = charge(&kind, state.as_deref(), now);
+                let _ = charge(
+                    &kind,
+                    Some(b"340282366920938463463374607431768211455/1"),
+                    now,
+                );
+            }
+        }
+    }
+
+    // ---- quotas (UTC calendar windows) ----
+
+    #[test]
+    fn an_hourly_quota_resets_on_the_hour() {
+        let kind = quota(2, CalendarWindow::Hour);
+        let ten = BASE + 10 * 3_600_000;
+        let mut s = None;
+        assert_eq!(hit(&kind, &mut s, ten + 1000), allowed(1, 3_599_000));
+        assert_eq!(hit(&kind, &mut s, ten + 3_599_999), allowed(0, 1));
+        assert_eq!(hit(&kind, &mut s, ten + 3_599_999), limited(1, 1));
+        assert_eq!(s.as_deref(), Some(format!("{ten}:2").as_bytes()));
+        // Exactly on the boundary: a new window.
+        assert_eq!(hit(&kind, &mut s, ten + 3_600_000), allowed(1, 3_600_000));
+        assert_eq!(
+            s.as_deref(),
+            Some(format!("{}:1", ten + 3_600_000).as_bytes())
+        );
+    }
+
+    #[test]
+    fn a_daily_quota_resets_at_midnight_utc_including_feb_29() {
+        let kind = quota(1, CalendarWindow::Day);
+        let mut s = None;
+        assert_eq!(hit(&kind, &mut s, utc(FEB_29_2028) - 1), allowed(0, 1));
+        assert_eq!(hit(&kind, &mut s, utc(FEB_29_2028)), allowed(0, 86_400_000));
+        assert_eq!(hit(&kind, &mut s, utc(MAR_1_2028) - 1), limited(1, 1));
+        assert_eq!(hit(&kind, &mut s, utc(MAR_1_2028)), allowed(0, 86_400_000));
+        let mut s = None;
+        assert_eq!(hit(&kind, &mut s, utc(JAN_1_2028) - 1), allowed(0, 1));
+        assert_eq!(hit(&kind, &mut s, utc(JAN_1_2028)), allowed(0, 86_400_000));
+    }
+
+    #[test]
+    fn a_monthly_quota_follows_the_calendar() {
+        let kind = quota(3, CalendarWindow::Month);
+        let day = 86_400_000;
+        // February 2028 has 29 days.
+        let mut s = None;
+        assert_eq!(hit(&kind, &mut s, utc(FEB_1_2028)), allowed(2, 29 * day));
+        assert_eq!(
+            hit(&kind, &mut s, utc(FEB_29_2028) + 3_600_000),
+            allowed(1, 23 * 3_600_000)
+        );
+        assert_eq!(hit(&kind, &mut s, utc(MAR_1_2028) - 1), allowed(0, 1));
+        assert_eq!(hit(&kind, &mut s, utc(MAR_1_2028) - 1), limited(1, 1));
+        assert_eq!(
+            s.as_deref(),
+            Some(format!("{}:3", utc(FEB_1_2028)).as_bytes())
+        );
+        assert_eq!(hit(&kind, &mut s, utc(MAR_1_2028)), allowed(2, 31 * day));
+        // December 31 to January 1.
+        let mut s = None;
+        assert_eq!(hit(&kind, &mut s, utc(DEC_31_2027)), allowed(2, day));
+        assert_eq!(
+            s.as_deref(),
+            Some(format!("{}:1", utc(DEC_1_2027)).as_bytes())
+        );
+        assert_eq!(hit(&kind, &mut s, utc(JAN_1_2028) - 1), allowed(1, 1));
+        assert_eq!(hit(&kind, &mut s, utc(JAN_1_2028)), allowed(2, 31 * day));
+        assert_eq!(
+            s.as_deref(),
+            Some(format!("{}:1", utc(JAN_1_2028)).as_bytes())
+        );
+        // 2100 is not a leap year; 2000 is.
+        assert_eq!(charge(&kind, None, utc(FEB_1_2100)).1, allowed(2, 28 * day));
+        assert_eq!(utc(MAR_1_2100) - utc(FEB_1_2100), 28 * day);
+        assert_eq!(
+            charge(&kind, None, utc(FEB_1_2000) + 5).1,
+            allowed(2, 29 * day - 5)
+        );
+        assert_eq!(utc(MAR_1_2000) - utc(FEB_1_2000), 29 * day);
+    }
+
+    #[test]
+    fn month_starts_agree_with_the_audit_calendar() {
+        let day = 86_400_000;
+        for d in (0..200_000u64).step_by(7) {
+            let ms = d * day + 12_345;
+            let start = window_start(CalendarWindow::Month, ms);
+            let end = window_end(CalendarWindow::Month, ms);
+            assert!(start <= ms && ms < end);
+            assert!(crate::audit::rfc3339(start).ends_with("-01T00:00:00.000Z"));
+            assert!(crate::audit::rfc3339(end).ends_with("-01T00:00:00.000Z"));
+            assert!((28..=31).contains(&((end - start) / day)));
+            let (y, m, dd) = civil_from_days(d);
+            assert_eq!(days_from_civil(y, m, dd), d as i64);
+        }
+    }
+
+    #[test]
+    fn a_quota_clock_going_backwards_keeps_the_later_window() {
+        let kind = quota(2, CalendarWindow::Hour);
+        let eleven = BASE + 11 * 3_600_000;
+        let mut s = None;
+        assert!(!hit(&kind, &mut s, eleven).is_limited());
+        assert!(!hit(&kind, &mut s, eleven).is_limited());
+        // Back to 10:59:59: the 11:00 window's count still applies, no second budget.
+        assert_eq!(
+            hit(&kind, &mut s, eleven - 1000),
+            limited(3_601_000, 3_601_000)
+        );
+        assert!(hit(&kind, &mut s, eleven + 10).is_limited());
+        assert!(!hit(&kind, &mut s, eleven + 3_600_000).is_limited());
+    }
+
+    #[test]
+    fn corrupt_quota_state_is_fresh_or_clamped() {
+        let kind = quota(5, CalendarWindow::Day);
+        let fresh = charge(&kind, None, BASE + 10);
+        assert_eq!(fresh.1, allowed(4, 86_400_000 - 10));
+        let unaligned = format!("{}:2", BASE + 1);
+        for bad in [
+            &b""[..],
+            b"x",
+            b"1:",
+            b":1",
+            b"+1:1",
+            b"1/1",
+            b"1:2:3",
+            unaligned.as_bytes(),
+            b"\xff:1",
+        ] {
+            assert_eq!(
+                charge(&kind, Some(bad), BASE + 10),
+                fresh,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // An aligned start years ahead: clamped to the next window, the count kept.
+        let far = format!("{}:5", BASE + 1000 * 86_400_000);
+        let (state, outcome) = charge(&kind, Some(far.as_bytes()), BASE + 10);
+        assert_eq!(outcome, limited(2 * 86_400_000 - 10, 2 * 86_400_000 - 10));
+        assert_eq!(
+            state.unwrap(),
+            format!("{}:5", BASE + 86_400_000).as_bytes()
+        );
+        // A count beyond the quota is simply limited, without a write.
+        let over = format!("{BASE}:99");
+        assert_eq!(
+            charge(&kind, Some(over.as_bytes()), BASE + 10),
+            (None, limited(86_399_990, 86_399_990))
+        );
+    }
+
+    #[test]
+    fn quotas_at_the_ends_of_time_do_not_panic() {
+        for window in [
+            CalendarWindow::Hour,
+            CalendarWindow::Day,
+            CalendarWindow::Month,
+        ] {
+            let kind = quota(1, window);
+            for now in [0, 1, u64::MAX - 1, u64::MAX] {
+                let (state, _) = charge(&kind, None, now);
+                let _ = charge(&kind, state.as_deref(), now);
+                let _ = charge(
+                    &kind,
+                    Some(b"18446744073709551615:18446744073709551615"),
+                    now,
+                );
+            }
+        }
+    }
+
+    // ---- keys and slots ----
+
+    #[test]
+    fn keys_come_from_the_identity_or_fall_back_to_the_address() {
+        let claims = json!({"sub": "alice", "azp": "web", "tenant": {"id": 42}, "groups": ["a"], "empty": ""});
+        let claims = claims.as_object();
+        let addr = "10.0.0.1:5555";
+        assert_eq!(key_value(&LimitKey::Subject, claims, addr), "sub:alice");
+        assert_eq!(key_value(&LimitKey::ClientId, claims, addr), "client:web");
+        let with_client = json!({"client_id": "cli", "azp": "web"});
+        assert_eq!(
+            key_value(&LimitKey::ClientId, with_client.as_object(), addr),
+            "client:cli"
+        );
+        assert_eq!(
+            key_value(&LimitKey::Claim("tenant.id".into()), claims, addr),
+            "claim:42"
+        );
+        // Missing, non-scalar and empty identities, anonymous requests, and address keys.
+        assert_eq!(
+            key_value(&LimitKey::Subject, with_client.as_object(), addr),
+            "addr:10.0.0.1"
+        );
+        assert_eq!(
+            key_value(&LimitKey::Claim("groups".into()), claims, addr),
+            "addr:10.0.0.1"
+        );
+        assert_eq!(
+            key_value(&LimitKey::Claim("empty".into()), claims, addr),
+            "addr:10.0.0.1"
+        );
+        assert_eq!(key_value(&LimitKey::Subject, None, addr), "addr:10.0.0.1");
+        assert_eq!(
+            key_value(&LimitKey::ClientAddress, claims, addr),
+            "addr:10.0.0.1"
+        );
+        // A subject spelled like an address does not share its counter.
+        let tricky = json!({"sub": "10.0.0.1"});
+        assert_ne!(
+            key_value(&LimitKey::Subject, tricky.as_object(), addr),
+            key_value(&LimitKey::Subject, None, addr)
+        );
+    }
+
+    #[test]
+    fn addresses_drop_the_port_and_ipv6_counts_by_its_64() {
+        let key = |a: &str| key_value(&LimitKey::ClientAddress, None, a);
+        assert_eq!(key("192.0.2.7"), "addr:192.0.2.7");
+        assert_eq!(key("192.0.2.7:40000"), "addr:192.0.2.7");
+        assert_eq!(key("[2001:db8:1:2:3:4:5:6]:443"), "addr:2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff::1"), "addr:2001:db8:1:2::/64");
+        assert_eq!(key("[fe80::1%eth0]:80"), "addr:fe80::/64");
+        assert_eq!(key("[::ffff:192.0.2.7]:1234"), "addr:192.0.2.7");
+        assert_eq!(key("unix:/tmp/sock"), "addr:unix");
+        assert_eq!(key("not an address"), "addr:not an address");
+        assert_eq!(key(""), "addr:");
+    }
+
+    #[test]
+    fn slots_spread_keys_over_all_of_them() {
+        let mut counts = [0u32; 64];
+        for i in 0..10_000 {
+            let s = slot(&format!("sub:user-{i}"), 64);
+            counts[s as usize] += 1;
+        }
+        // 156 expected per slot; a uniform hash stays well within these bounds.
+        assert!(
+            counts.iter().all(|&c| (90..=230).contains(&c)),
+            "{counts:?}"
+        );
+        assert_eq!(slot("sub:alice", 64), slot("sub:alice", 64));
+        assert_eq!(slot("sub:alice", 1), 0);
+        assert_eq!(slot("sub:alice", 0), 0);
+        assert!((0..1000).all(|i| slot(&i.to_string(), 1 << 20) < 1 << 20));
+    }
+
+    // ---- headers ----
+
+    fn limit(name: &str, kind: LimitKind) -> Limit {
+        Limit {
+            name: name.into(),
+            kind,
+            key: LimitKey::Subject,
+            max_keys: 16_384,
+        }
+    }
+
+    #[test]
+    fn the_policy_header_lists_every_limit() {
+        let limits = [
+            limit("burst", rate(10, 1000, 20)),
+            limit("steady", rate(3, 1500, 3)),
+            limit("hourly", quota(100, CalendarWindow::Hour)),
+            limit("daily", quota(1000, CalendarWindow::Day)),
+            limit("monthly", quota(20_000, CalendarWindow::Month)),
+        ];
+        let refs: Vec<&Limit> = limits.iter().collect();
+        assert_eq!(
+            policy_header(&refs),
+            "\"burst\";q=10;w=1;tollgate-burst=20, \"steady\";q=3;w=2, \"hourly\";q=100;w=3600, \
+             \"daily\";q=1000;w=86400, \"monthly\";q=20000"
+        );
+        assert_eq!(policy_header(&[]), "");
+    }
+
+    #[test]
+    fn the_ratelimit_header_gives_remaining_and_seconds() {
+        assert_eq!(
+            ratelimit_header("burst", &allowed(19, 100)),
+            "\"burst\";r=19;t=1"
+        );
+        assert_eq!(
+            ratelimit_header("burst", &allowed(0, 2000)),
+            "\"burst\";r=0;t=2"
+        );
+        assert_eq!(
+            ratelimit_header("daily", &allowed(999, 86_400_000)),
+            "\"daily\";r=999;t=86400"
+        );
+        assert_eq!(
+            ratelimit_header("burst", &allowed(5, 0)),
+            "\"burst\";r=5;t=0"
+        );
+        // Limited: t is the wait, the same as Retry-After.
+        assert_eq!(
+            ratelimit_header("burst", &limited(100, 2000)),
+            "\"burst\";r=0;t=1"
+        );
+        assert_eq!(
+            ratelimit_header("daily", &limited(3_601_000, 3_601_000)),
+            "\"daily\";r=0;t=3601"
+        );
+        assert_eq!(
+            ratelimit_header("x", &allowed(u64::MAX, u64::MAX)),
+            "\"x\";r=999999999999999;t=999999999999999"
+        );
+        // Names are SF Strings.
+        assert_eq!(
+            ratelimit_header("a\"b\\c\u{e9}\n", &allowed(1, 1)),
+            "\"a\\\"b\\\\c\";r=1;t=1"
+        );
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up() {
+        assert_eq!(retry_after_seconds(&allowed(0, 5000)), None);
+        assert_eq!(retry_after_seconds(&limited(0, 0)), Some(1));
+        assert_eq!(retry_after_seconds(&limited(1, 1)), Some(1));
+        assert_eq!(retry_after_seconds(&limited(1000, 2000)), Some(1));
+        assert_eq!(retry_after_seconds(&limited(1001, 2000)), Some(2));
+        assert_eq!(
+            retry_after_seconds(&limited(86_400_000, 86_400_000)),
+            Some(86_400)
+        );
+    }
+
+    #[test]
+    fn a_full_round_trip_reads_as_the_draft_shows() {
+        let kind = rate(20, 1000, 20);
+        let mut s = None;
+        let mut last = None;
+        for _ in 0..21 {
+            last = Some(hit(&kind, &mut s, BASE));
+        }
+        let last = last.unwrap();
+        assert_eq!(ratelimit_header("burst", &last), "\"burst\";r=0;t=1");
+        assert_eq!(retry_after_seconds(&last), Some(1));
+    }
+}
