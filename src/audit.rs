@@ -41,6 +41,20 @@ impl AuditFacts {
     }
 }
 
+/// Whether an allowed request is audited when a `share` (0.0 to 1.0) of them is: a stable
+/// draw from `seed` (the request id), so that one request is sampled the same way everywhere.
+pub fn sampled(share: f64, seed: &str) -> bool {
+    if share >= 1.0 {
+        return true;
+    }
+    let digest = Sha256::digest(seed.as_bytes());
+    let draw = digest
+        .iter()
+        .take(2)
+        .fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
+    f64::from(draw) < share * 65_536.0
+}
+
 /// The first 8 bytes of SHA-256, in hex.
 pub fn token_fingerprint(token: &str) -> String {
     Sha256::digest(token.as_bytes())
@@ -126,6 +140,17 @@ pub fn rfc3339(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sampling_keeps_about_the_share_asked_for() {
+        let kept = (0..10_000)
+            .filter(|i| sampled(0.25, &format!("req-{i}")))
+            .count();
+        assert!((2_300..2_700).contains(&kept), "{kept}");
+        assert!((0..100).all(|i| sampled(1.0, &i.to_string())));
+        assert!((0..100).all(|i| !sampled(0.0, &i.to_string())));
+        assert_eq!(sampled(0.5, "same"), sampled(0.5, "same"));
+    }
 
     #[test]
     fn timestamps_are_rfc3339() {

@@ -339,20 +339,11 @@ impl Worker {
 
     fn audit_allowed(&self, request: &OwnedRequest) -> bool {
         let Some(gate) = &self.gate else { return true };
-        if !gate.config.audit {
-            return false;
-        }
-        let share = gate.config.audit_sample_allowed;
-        if share >= 1.0 {
-            return true;
-        }
-        // A stable draw per request id (or time): the same request is sampled the same way.
         let seed = request
             .request_id
             .clone()
             .unwrap_or_else(|| self.now_ms.to_string());
-        let draw = crate::shared::fingerprint(&seed) % 10_000;
-        (draw as f64) < share * 10_000.0
+        gate.config.audit && tollgate::audit::sampled(gate.config.audit_sample_allowed, &seed)
     }
 
     /// Answers the current context with a refusal, and counts and audits it.

@@ -721,6 +721,15 @@ def wasm_filter(
     }
 
 
+# The filter's metric names carry their labels as ".name.value" pairs
+# (wasmcustom.tollgate.requests.provider.corp.decision.allow); these turn them into Prometheus
+# labels: tollgate_requests{provider="corp",decision="allow"}. examples/envoy/envoy.yaml has the same.
+TOLLGATE_STATS_TAGS = [
+    {"tag_name": label, "regex": rf"^wasmcustom\.tollgate\..*?(\.{label}\.([^.]+))"}
+    for label in ("provider", "decision", "reason", "policy", "limit")
+]
+
+
 def static_cluster(name: str, port: int, host: str = "127.0.0.1") -> dict[str, Any]:
     return {
         "name": name,
@@ -831,6 +840,7 @@ class Envoy:
         boot: dict[str, Any] = {
             "admin": {"address": {"socket_address": {
                 "address": "127.0.0.1", "port_value": self.admin_port}}},
+            "stats_config": {"stats_tags": TOLLGATE_STATS_TAGS},
             "static_resources": {
                 "listeners": [{
                     "name": "main",

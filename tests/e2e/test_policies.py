@@ -134,7 +134,8 @@ def audit_events(gate: harness.Envoy, request_ids: Iterable[str], timeout: float
 def tollgate_metrics(gate: harness.Envoy) -> dict[str, float]:
     """The lines of ``/stats/prometheus`` that name tollgate: name (with its labels, if it has
     any) -> value. The filter's counters are wasm custom metrics; Envoy exports them under their
-    own names, e.g. ``tollgate_denials_reason_rate_limited``."""
+    own names, and the harness's ``stats_tags`` turn their ``.label.value`` pairs into labels,
+    e.g. ``tollgate_denials{reason="rate_limited"}``."""
     out: dict[str, float] = {}
     for line in gate.stats().splitlines():
         if line.startswith("#") or "tollgate" not in line.lower():
@@ -407,22 +408,22 @@ def test_decisions_are_counted_in_envoy_stats_and_audited(envoy_with, idp):
     assert metrics, "no tollgate metric in /stats/prometheus"
     expected = {
         # requests by provider and decision ("none": refused before a provider was known)
-        "tollgate_requests_provider_local_decision_allow": 6,
-        "tollgate_requests_provider_local_decision_deny": 2,
-        "tollgate_requests_provider_none_decision_deny": 2,
+        'tollgate_requests{provider="local",decision="allow"}': 6,
+        'tollgate_requests{provider="local",decision="deny"}': 2,
+        'tollgate_requests{provider="none",decision="deny"}': 2,
         # denials by reason
-        "tollgate_denials_reason_missing_token": 1,
-        "tollgate_denials_reason_malformed_token": 1,
-        "tollgate_denials_reason_rate_limited": 2,
+        'tollgate_denials{reason="missing_token"}': 1,
+        'tollgate_denials{reason="malformed_token"}': 1,
+        'tollgate_denials{reason="rate_limited"}': 2,
         # introspection calls, cache hits and misses, by provider
-        "tollgate_introspection_calls_provider_local": 1,
-        "tollgate_introspection_cache_misses_provider_local": 1,
-        "tollgate_introspection_cache_hits_provider_local": 1,
+        'tollgate_introspection_calls{provider="local"}': 1,
+        'tollgate_introspection_cache_misses{provider="local"}': 1,
+        'tollgate_introspection_cache_hits{provider="local"}': 1,
         # rate-limited requests by policy and limit
-        "tollgate_ratelimited_policy_partners_limit_per_minute": 2,
+        'tollgate_ratelimited{policy="partners",limit="per-minute"}': 2,
     }
     assert {name: metrics.get(name) for name in expected} == expected
-    assert metrics.get("tollgate_jwks_fetches_provider_local", 0) >= 1, "JWKS fetches"
+    assert metrics.get('tollgate_jwks_fetches{provider="local"}', 0) >= 1, "JWKS fetches"
 
     events = audit_events(gate, [rid for rid, _ in sent])
     assert events["m-bad"]["reason"] == "malformed_token"
@@ -432,3 +433,37 @@ def test_decisions_are_counted_in_envoy_stats_and_audited(envoy_with, idp):
     assert (events["m-limit-4"]["status"], events["m-limit-4"]["policy"], events["m-limit-4"]["limit"]) == (
         429, "partners", "per-minute")
     assert opaque not in gate.logs() and jwt not in gate.logs(), "tokens never reach the log"
+
+
+def with_vm_environment(variables: dict[str, str]):
+    """A bootstrap hook that gives the filter's VM these environment variables, as a gateway
+    fills them from a Kubernetes Secret (Envoy: vm_config.environment_variables)."""
+
+    def hook(bootstrap: dict[str, Any]) -> None:
+        for listener in bootstrap["static_resources"]["listeners"]:
+            for chain in listener["filter_chains"]:
+                for network_filter in chain["filters"]:
+                    for http_filter in network_filter["typed_config"]["http_filters"]:
+                        if http_filter["name"] == "envoy.filters.http.wasm":
+                            vm = http_filter["typed_config"]["config"]["vm_config"]
+                            vm["environment_variables"] = {"key_values": variables}
+
+    return hook
+
+
+def test_the_introspection_secret_can_come_from_the_environment(envoy_with, idp):
+    config = gate_config(idp, client_secret=None, client_secret_env="TOLLGATE_INTROSPECTION_SECRET")
+    del config["providers"]["local"]["introspection"]["client_secret"]
+    gate = envoy_with(
+        config,
+        idp_port=idp.port,
+        bootstrap_hook=with_vm_environment({"TOLLGATE_INTROSPECTION_SECRET": "introspector-secret"}),
+    )
+    assert gate.request("GET", "/orders", bearer(opaque_token(idp))).status == 200
+
+    # Without the variable the configuration is refused at load, naming the field.
+    with pytest.raises(harness.ServiceError) as failure:
+        envoy_with(config, idp_port=idp.port, name="envoy-without-secret")
+    assert "providers.local.introspection.client_secret_env: the environment has no TOLLGATE_INTROSPECTION_SECRET" in str(
+        failure.value
+    )
