@@ -20,7 +20,7 @@ pub fn validate(token: &VerifiedToken, provider: &Provider, now: u64) -> Result<
     check_time(&token.claims, provider, now)
 }
 
-fn check_type(typ: Option<&str>, required: Option<&str>) -> Result<(), Denial> {
+pub(crate) fn check_type(typ: Option<&str>, required: Option<&str>) -> Result<(), Denial> {
     match required {
         Some(required) if typ != Some(required) => Err(Denial::WrongTokenType),
         _ => Ok(()),
@@ -93,7 +93,11 @@ pub(crate) fn numeric_date(
     }
 }
 
-fn check_time(claims: &Map<String, Value>, provider: &Provider, now: u64) -> Result<(), Denial> {
+pub(crate) fn check_time(
+    claims: &Map<String, Value>,
+    provider: &Provider,
+    now: u64,
+) -> Result<(), Denial> {
     check_dates(
         claims,
         provider.clock_skew,

@@ -49,6 +49,11 @@ pub struct ConfigFile {
     /// always carry them). Default: false.
     #[serde(default)]
     pub rate_limit_headers: Option<bool>,
+    /// Verified JWTs remembered per worker (and shared between workers), so that a token's
+    /// signature is checked once, not on every request; dates are checked every time.
+    /// Default: 10000; 0 turns the cache off; at most 200000.
+    #[serde(default)]
+    pub token_cache_entries: Option<u32>,
 }
 
 /// A named policy: who it applies to and what it grants and limits.
@@ -420,6 +425,7 @@ pub struct Config {
     /// Index into `policies`.
     pub default_policy: Option<usize>,
     pub rate_limit_headers: bool,
+    pub token_cache_entries: u32,
     /// Every header the filter may set (claim, payload and policy headers), lower case: removed
     /// from each incoming request before anything else.
     pub owned_headers: Vec<String>,
@@ -755,6 +761,16 @@ impl Config {
             found
         });
         let mut owned_headers: Vec<String> = headers.owned_headers().map(str::to_string).collect();
+        for (i, policy) in policies.iter().enumerate() {
+            for (name, _) in &policy.headers {
+                if owned_headers.contains(name) {
+                    errs.add(
+                        format!("policies[{i}].headers.{name}"),
+                        "already set from a claim by headers.claims or headers.payload",
+                    );
+                }
+            }
+        }
         for policy in &policies {
             for (name, _) in &policy.headers {
                 if !owned_headers.contains(name) {
@@ -776,6 +792,14 @@ impl Config {
         if !(0.0..=1.0).contains(&file.audit.sample_allowed.unwrap_or(1.0)) {
             errs.add("audit.sample_allowed", "must be between 0.0 and 1.0");
         }
+        let token_cache_entries = bounded(
+            &mut errs,
+            "token_cache_entries",
+            file.token_cache_entries.map(u64::from),
+            10_000,
+            0,
+            200_000,
+        );
         let keys_wait_timeout_ms = bounded(
             &mut errs,
             "keys_wait_timeout_ms",
@@ -795,6 +819,7 @@ impl Config {
             policies,
             default_policy,
             rate_limit_headers: file.rate_limit_headers.unwrap_or(false),
+            token_cache_entries: token_cache_entries as u32,
             owned_headers,
         })
     }
@@ -891,6 +916,16 @@ fn compile_provider(
     };
     if verify != VerifyMode::Jwt && p.introspection.is_none() {
         errs.add(at("introspection"), "required to verify by introspection");
+    }
+    if verify == VerifyMode::Jwt
+        && p.introspection
+            .as_ref()
+            .is_some_and(|i| i.introspect_jwts != Some(true))
+    {
+        errs.add(
+            at("introspection"),
+            "never used: verify is \"jwt\" and introspect_jwts is not set",
+        );
     }
     let introspection = p.introspection.as_ref().and_then(|i| {
         compile_introspection(&at("introspection"), i, p.discovery.is_some(), env, errs)
@@ -1031,6 +1066,13 @@ fn compile_policy(path: &str, p: &PolicyFile, errs: &mut Errors) -> Policy {
                 errs.add(format!("{at}.claim"), "required");
             }
             let test = match (&c.equals, &c.contains, &c.any_of) {
+                (Some(_), None, None) if c.claim == "scope" => {
+                    errs.add(
+                        format!("{at}.equals"),
+                        "scopes are a list: use contains or any_of",
+                    );
+                    return None;
+                }
                 (Some(v), None, None) => ConditionTest::Equals(v.clone()),
                 (None, Some(v), None) => ConditionTest::Contains(v.clone()),
                 (None, None, Some(vs)) if !vs.is_empty() => ConditionTest::AnyOf(vs.clone()),
@@ -1090,7 +1132,7 @@ fn compile_policy(path: &str, p: &PolicyFile, errs: &mut Errors) -> Policy {
             errs.add(format!("{at}.requests"), "must be between 1 and 1000000000");
         }
         let burst = r.burst.unwrap_or(r.requests);
-        if burst == 0 || burst > 1_000_000_000 {
+        if r.burst.is_some() && (burst == 0 || burst > 1_000_000_000) {
             errs.add(format!("{at}.burst"), "must be between 1 and 1000000000");
         }
         limits.push(Limit {
@@ -1782,6 +1824,40 @@ mod tests {
         assert!(
             committed.trim() == schema_json().trim(),
             "docs/config.schema.json is stale: run `make schema` and commit it"
+        );
+    }
+
+    #[test]
+    fn policy_and_introspection_mistakes_are_named() {
+        let json = r#"{
+            "providers": {"a": {"issuer": "https://a", "audiences": ["x"], "verify": "jwt",
+                "jwks": {"uri": "https://a/k", "cluster": "c"},
+                "introspection": {"endpoint": "https://a/i", "cluster": "c", "client_id": "gw", "client_secret": "s"}}},
+            "headers": {"claims": {"x-plan": "plan"}},
+            "policies": [{"name": "p", "when": [{"claim": "scope", "equals": "read"}],
+                          "headers": {"x-plan": "gold"},
+                          "rate_limits": [{"requests": 0, "per": "1s"}, {"requests": 1, "per": "1d"}],
+                          "quotas": [{"requests": 5, "per": "week"}]}],
+            "default_policy": "missing"
+        }"#;
+        let errs = errors(json);
+        for expected in [
+            "providers.a.introspection: never used",
+            "policies[0].when[0].equals: scopes are a list",
+            "policies[0].headers.x-plan: already set from a claim",
+            "policies[0].rate_limits[0].requests: must be between 1",
+            "policies[0].rate_limits[1].per: a number and s, m or h",
+            "policies[0].quotas[0].per: one of",
+            "default_policy: no policy named \"missing\"",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.starts_with(expected)),
+                "missing {expected:?} in {errs:#?}"
+            );
+        }
+        assert!(
+            !errs.iter().any(|e| e.contains("burst")),
+            "no burst error for a defaulted burst: {errs:#?}"
         );
     }
 

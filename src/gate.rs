@@ -21,7 +21,9 @@ use crate::jws::UntrustedToken;
 use crate::policy;
 use crate::ratelimit;
 use crate::request::{find_tokens, normalize_path, strip_token, FoundToken, HeaderEdit, Request};
+use crate::verified::{project, token_key, TokenKey, VerifiedIdentity};
 use serde_json::{Map, Value};
+use std::rc::Rc;
 
 /// What the host knows of one provider's keys.
 pub enum KeysView<'a> {
@@ -58,6 +60,15 @@ pub trait Host {
     ) -> IntrospectionView<'_> {
         IntrospectionView::Unknown
     }
+    /// Which key set the provider has now: remembered verifications of another generation are
+    /// not used (a key removed from the JWKS stops the tokens it signed).
+    fn keys_generation(&self, _provider: ProviderId) -> u64 {
+        0
+    }
+    /// A token verified before (by this worker or another).
+    fn verified(&self, _key: &TokenKey) -> Option<Rc<VerifiedIdentity>> {
+        None
+    }
 }
 
 /// An allowed request: edits for its headers, and the budgets it spends.
@@ -88,10 +99,13 @@ pub enum Verdict {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub verdict: Verdict,
     pub facts: AuditFacts,
+    /// A token whose signature and claims were verified for this decision: the host remembers
+    /// it, so the next request with it skips the signature.
+    pub learned: Option<(TokenKey, VerifiedIdentity)>,
 }
 
 /// The compiled configuration and the decision logic over it.
@@ -104,9 +118,30 @@ pub struct Gate {
 const MAX_HEADER_VALUE: usize = 4096;
 
 /// A verified identity: its claims, and the JWT payload segment when it came from a JWT.
-struct Identity<'t> {
-    claims: Map<String, Value>,
-    payload_segment: Option<&'t str>,
+enum Identity<'t> {
+    Fresh {
+        claims: Map<String, Value>,
+        payload_segment: Option<&'t str>,
+    },
+    Remembered(Rc<VerifiedIdentity>),
+}
+
+impl Identity<'_> {
+    fn claims(&self) -> &Map<String, Value> {
+        match self {
+            Identity::Fresh { claims, .. } => claims,
+            Identity::Remembered(v) => &v.claims,
+        }
+    }
+
+    fn payload_segment(&self) -> Option<&str> {
+        match self {
+            Identity::Fresh {
+                payload_segment, ..
+            } => *payload_segment,
+            Identity::Remembered(v) => v.payload_segment.as_deref(),
+        }
+    }
 }
 
 enum Step {
@@ -130,7 +165,8 @@ impl Gate {
     pub fn decide(&self, req: &Request, host: &dyn Host, now: u64) -> Decision {
         let mut facts = AuditFacts::default();
         let mut token = None;
-        let verdict = match self.check(req, host, now, &mut facts, &mut token) {
+        let mut learned = None;
+        let verdict = match self.check(req, host, now, &mut facts, &mut token, &mut learned) {
             Ok(allowed) => Verdict::Allow(allowed),
             Err(Step::Deny(d)) => Verdict::Deny(d),
             Err(Step::Wait(provider, refetch)) => Verdict::Wait { provider, refetch },
@@ -142,7 +178,11 @@ impl Gate {
                 None => Verdict::Deny(Denial::MissingToken),
             },
         };
-        Decision { verdict, facts }
+        Decision {
+            verdict,
+            facts,
+            learned,
+        }
     }
 
     fn rule_for(&self, req: &Request, path: &str) -> Option<(usize, &Rule)> {
@@ -160,6 +200,7 @@ impl Gate {
         now: u64,
         facts: &mut AuditFacts,
         found_token: &mut Option<FoundToken>,
+        learned: &mut Option<(TokenKey, VerifiedIdentity)>,
     ) -> Result<Allowed, Step> {
         let path = normalize_path(req.path)?;
         let rule = self.rule_for(req, &path);
@@ -188,23 +229,23 @@ impl Gate {
         };
         facts.token_sha256 = Some(token_fingerprint(&token.token));
         let token = &*found_token.insert(token);
-        let identity = if token.token.contains('.') {
-            self.verify_jwt(token, &accepted, host, now, facts)?
-        } else {
-            let id = self.introspecting_provider(&accepted)?;
-            self.verify_by_introspection(token, id, host, now, facts)?
+        // A compact JWS has exactly two dots; anything else goes to introspection where the
+        // route has a provider that introspects (and is refused as malformed otherwise).
+        let is_jws = token.token.bytes().filter(|b| *b == b'.').count() == 2;
+        let identity = match (is_jws, self.introspecting_provider(&accepted)) {
+            (false, Ok(id)) => self.verify_by_introspection(token, id, host, now, facts)?,
+            (false, Err(step)) if !token.token.contains('.') => return Err(step),
+            _ => self.verify_jwt(token, &accepted, host, now, facts, learned)?,
         };
-        facts.identity_from(&identity.claims);
+        facts.identity_from(identity.claims());
         if let Some(rule) = rule {
-            let missing = claims::missing_scopes(&identity.claims, &rule.scopes);
+            let missing = claims::missing_scopes(identity.claims(), &rule.scopes);
             if !missing.is_empty() {
                 return Err(Denial::InsufficientScope(missing).into());
             }
-            if let Some((claim, _)) = rule
-                .claims
-                .iter()
-                .find(|(claim, accepted)| !claims::claim_matches(&identity.claims, claim, accepted))
-            {
+            if let Some((claim, _)) = rule.claims.iter().find(|(claim, accepted)| {
+                !claims::claim_matches(identity.claims(), claim, accepted)
+            }) {
                 return Err(Denial::ClaimMismatch(claim.clone()).into());
             }
         }
@@ -221,7 +262,7 @@ impl Gate {
         token: Option<&FoundToken>,
         facts: &mut AuditFacts,
     ) -> Result<Allowed, Step> {
-        let selected = policy::select(&self.config, identity.map(|i| &i.claims));
+        let selected = policy::select(&self.config, identity.map(Identity::claims));
         facts.policy = selected.map(|(_, p)| p.name.clone());
         if let Some((_, p)) = selected {
             if !policy::route_allowed(p, req.method, path, req.authority) {
@@ -272,7 +313,12 @@ impl Gate {
         host: &dyn Host,
         now: u64,
         facts: &mut AuditFacts,
+        learned: &mut Option<(TokenKey, VerifiedIdentity)>,
     ) -> Result<Identity<'t>, Step> {
+        let key = token_key(&token.token);
+        if let Some(identity) = self.remembered(&key, token, accepted, host, now, facts)? {
+            return Ok(identity);
+        }
         let untrusted = UntrustedToken::parse(&token.token)?;
         let (id, provider) = self.provider_for(&untrusted, accepted)?;
         facts.provider = Some(provider.name.clone());
@@ -301,6 +347,21 @@ impl Gate {
         let verified = untrusted.verify(key)?;
         claims::validate(&verified, provider, now)?;
         facts.source = Some("jwt");
+        let payload_segment = self
+            .config
+            .headers
+            .payload
+            .as_ref()
+            .map(|_| verified.payload_segment.to_string());
+        *learned = Some((
+            token_key(&token.token),
+            VerifiedIdentity {
+                provider: id,
+                keys_generation: host.keys_generation(id),
+                claims: project(&verified.claims, &self.config),
+                payload_segment,
+            },
+        ));
         if provider
             .introspection
             .as_ref()
@@ -310,10 +371,48 @@ impl Gate {
             self.verify_by_introspection(token, id, host, now, facts)?;
             facts.source = Some("jwt");
         }
-        Ok(Identity {
+        Ok(Identity::Fresh {
             claims: verified.claims,
             payload_segment: Some(verified.payload_segment),
         })
+    }
+
+    /// A token verified before, still good: same provider key set, the route accepts its
+    /// provider, and its dates hold now. `Ok(None)`: not remembered, verify it.
+    fn remembered<'t>(
+        &self,
+        key: &TokenKey,
+        token: &FoundToken,
+        accepted: &[ProviderId],
+        host: &dyn Host,
+        now: u64,
+        facts: &mut AuditFacts,
+    ) -> Result<Option<Identity<'t>>, Step> {
+        let Some(identity) = host.verified(key) else {
+            return Ok(None);
+        };
+        let id = identity.provider;
+        let provider = self.provider(id)?;
+        let usable = accepted.contains(&id)
+            && provider.sources.contains(&token.source)
+            && provider.verify != VerifyMode::Introspection
+            && matches!(host.keys(id), KeysView::Ready(_))
+            && host.keys_generation(id) == identity.keys_generation;
+        if !usable {
+            return Ok(None);
+        }
+        facts.provider = Some(provider.name.clone());
+        claims::check_time(&identity.claims, provider, now)?;
+        facts.source = Some("jwt");
+        if provider
+            .introspection
+            .as_ref()
+            .is_some_and(|i| i.introspect_jwts)
+        {
+            self.verify_by_introspection(token, id, host, now, facts)?;
+            facts.source = Some("jwt");
+        }
+        Ok(Some(Identity::Remembered(identity)))
     }
 
     /// The one provider of the route that can introspect a token that is not a JWT.
@@ -362,7 +461,7 @@ impl Gate {
                 } else {
                     "introspection"
                 });
-                Ok(Identity {
+                Ok(Identity::Fresh {
                     claims: claims.clone(),
                     payload_segment: None,
                 })
@@ -394,7 +493,7 @@ impl Gate {
     fn identity_headers(&self, identity: &Identity) -> Vec<HeaderEdit> {
         let mut edits = Vec::new();
         for (header, path) in &self.config.headers.claims {
-            let value = match claims::lookup(&identity.claims, path) {
+            let value = match claims::lookup(identity.claims(), path) {
                 Some(Value::Array(items)) => {
                     let parts: Option<Vec<String>> =
                         items.iter().map(claims::scalar_text).collect();
@@ -408,7 +507,7 @@ impl Gate {
             }
         }
         if let (Some(header), Some(segment)) =
-            (&self.config.headers.payload, identity.payload_segment)
+            (&self.config.headers.payload, identity.payload_segment())
         {
             edits.push(HeaderEdit::Set(header.clone(), segment.to_string()));
         }
@@ -421,7 +520,7 @@ fn charges(policy: &Policy, identity: Option<&Identity>, client_address: &str) -
     policy
         .limits
         .iter()
-        .map(|l| ratelimit::key_value(&l.key, identity.map(|i| &i.claims), client_address))
+        .map(|l| ratelimit::key_value(&l.key, identity.map(Identity::claims), client_address))
         .collect()
 }
 

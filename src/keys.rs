@@ -220,7 +220,7 @@ impl KeysRecord {
         match parsed {
             Ok(set) => {
                 let ttl_ms = ttl_seconds(answer.cache_control, cfg) * 1000;
-                self.version += 1;
+                self.version = self.version.wrapping_add(1);
                 self.jwks = Some(String::from_utf8_lossy(answer.body).into_owned());
                 self.fetched_at_ms = now_ms;
                 self.refresh_at_ms = now_ms + ttl_ms;
@@ -238,7 +238,7 @@ impl KeysRecord {
     }
 
     fn fail(&mut self, error: String, _cfg: &RemoteKeys, now_ms: u64, jitter: u64) {
-        self.version += 1;
+        self.version = self.version.wrapping_add(1);
         self.failures = self.failures.saturating_add(1);
         self.next_attempt_ms = now_ms + backoff_ms(self.failures, jitter);
         self.last_error = Some(error);
@@ -303,14 +303,11 @@ fn read_discovery(answer: FetchAnswer, issuer: &str) -> Result<(HttpUrl, Option<
         .and_then(|v| v.as_str())
         .ok_or_else(|| "discovery document has no jwks_uri".to_string())?;
     let jwks = HttpUrl::parse(uri).map_err(|e| format!("discovery jwks_uri: {e}"))?;
-    let introspection = match doc.get("introspection_endpoint") {
-        None => None,
-        Some(v) => Some(
-            v.as_str()
-                .and_then(|u| HttpUrl::parse(u).ok())
-                .ok_or_else(|| "discovery introspection_endpoint is not a URL".to_string())?,
-        ),
-    };
+    // A bad introspection endpoint must not cost the keys: it is only left unknown.
+    let introspection = doc
+        .get("introspection_endpoint")
+        .and_then(|v| v.as_str())
+        .and_then(|u| HttpUrl::parse(u).ok());
     Ok((jwks, introspection))
 }
 
@@ -340,6 +337,21 @@ mod tests {
             cache_control: None,
             body: body.as_bytes(),
         }
+    }
+
+    #[test]
+    fn the_version_wraps_rather_than_overflows() {
+        // Found by the keys_record fuzz target: a shared record (bytes any worker may have
+        // written) at u64::MAX panicked on the next write with overflow checks on.
+        let mut r = KeysRecord {
+            version: u64::MAX,
+            ..KeysRecord::default()
+        };
+        r.apply_jwks(ok(JWKS), &cfg(), 1_000, 0).unwrap();
+        assert_eq!(r.version, 0);
+        r.version = u64::MAX;
+        assert!(r.apply_jwks(ok("{}"), &cfg(), 2_000, 0).is_err());
+        assert_eq!(r.version, 0, "a change is still a change");
     }
 
     #[test]

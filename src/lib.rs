@@ -19,3 +19,4 @@ pub mod keys;
 pub mod policy;
 pub mod ratelimit;
 pub mod request;
+pub mod verified;

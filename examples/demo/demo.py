@@ -11,11 +11,12 @@ What runs (all on 127.0.0.1, each process stopped by its PID when the demo ends)
   admin on 9901 if free. The filter finds the provider's keys through its discovery document,
   fetched over the Envoy cluster ``idp``.
 
-Then it sends the example requests, shows for each the equivalent ``curl`` line, the status,
-the ``WWW-Authenticate`` challenge and the problem body of a denial, or what the upstream
-received for an allowed request, and checks every answer: the exit status is 1 when an answer
-is not the expected one, so the demo doubles as a smoke test. With a terminal on stdin it then
-prints how to call the gateway yourself and waits for Ctrl-C; otherwise it exits at once.
+Then it sends the example requests (JWTs, an opaque token checked by introspection, a client
+running into its rate limit), shows for each the equivalent ``curl`` line, the status, the
+``WWW-Authenticate`` challenge, rate-limit headers and the problem body of a denial, or what the
+upstream received for an allowed request, and checks every answer: the exit status is 1 when an
+answer is not the expected one, so the demo doubles as a smoke test. With a terminal on stdin it
+then prints how to call the gateway yourself and waits for Ctrl-C; otherwise it exits at once.
 
 Standard library only; it reuses the end-to-end harness (``tests/e2e/harness.py``).
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -87,16 +89,27 @@ def port_or_free(preferred: int) -> int:
 # the gateway's configuration
 
 
+REPORTING_LIMIT = 3  # requests per minute for the `reporting` client
+
+
 def plugin_config(issuer: str) -> dict[str, Any]:
     """The tollgate configuration of the demo (see docs/configuration.md)."""
     return {
         "providers": {
             "demo": {
                 "issuer": issuer,
-                "audiences": ["api://orders"],
+                "audiences": ["api://orders", "api://opaque"],
                 "token_type": "at+jwt",
                 # {issuer}/.well-known/openid-configuration, fetched through cluster "idp".
                 "discovery": {"cluster": "idp"},
+                # JWTs by signature; any other token by RFC 7662 introspection, at the
+                # introspection_endpoint of the discovery document, as client "introspector".
+                "verify": "jwt_then_introspection",
+                "introspection": {
+                    "cluster": "idp",
+                    "client_id": "introspector",
+                    "client_secret": "introspector-secret",
+                },
             }
         },
         "rules": [
@@ -110,9 +123,23 @@ def plugin_config(issuer: str) -> dict[str, Any]:
                 "x-user": "sub",
                 "x-client": "client_id",
                 "x-roles": "roles",
-                "x-plan": "tenant.plan",
             }
         },
+        # The first policy whose `when` holds applies; otherwise (and for anonymous requests)
+        # the default policy. Policy headers are set for the upstream like claim headers.
+        "policies": [
+            {
+                "name": "reporting",
+                "when": [{"claim": "client_id", "equals": "reporting"}],
+                "headers": {"x-plan": "reporting"},
+                "rate_limits": [{"name": "per-minute", "requests": REPORTING_LIMIT,
+                                 "per": "1m", "key": "client_id"}],
+            },
+            {"name": "standard", "headers": {"x-plan": "standard"}},
+        ],
+        "default_policy": "standard",
+        # RateLimit-Policy and RateLimit on allowed answers too, not only on 429s.
+        "rate_limit_headers": True,
     }
 
 
@@ -150,6 +177,16 @@ class Expect:
     error: Optional[str] = None
     # For an allowed request: headers the upstream must have received (None: must be absent).
     upstream: dict[str, Optional[str]] = field(default_factory=dict)
+    # Headers of the answer itself: name -> regular expression the value must match in full.
+    answer: dict[str, str] = field(default_factory=dict)
+    # For a denial: members the problem body must have, besides `reason`.
+    problem: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def challenge(self) -> bool:
+        """Whether a denial carries a WWW-Authenticate challenge: not a 429 (not an
+        authentication problem) nor a 503 (try again later)."""
+        return self.status not in (429, 503)
 
 
 @dataclass
@@ -178,15 +215,27 @@ def check(step: Step, res: harness.HttpResult) -> list[str]:
     exp = step.expect
     if res.status != exp.status:
         problems.append(f"status {res.status}, expected {exp.status}")
+    for name, pattern in exp.answer.items():
+        got = res.headers.get(name)
+        if got is None or re.fullmatch(pattern, got) is None:
+            problems.append(f"answer header {name}: {got!r}, expected /{pattern}/")
     if exp.status >= 400:
         try:
-            reason = res.json().get("reason")
-        except (ValueError, AttributeError):
-            reason = None
-        if reason != exp.reason:
-            problems.append(f"reason {reason!r}, expected {exp.reason!r}")
+            body = res.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            body = {}
+        if body.get("reason") != exp.reason:
+            problems.append(f"reason {body.get('reason')!r}, expected {exp.reason!r}")
+        for name, want in exp.problem.items():
+            if body.get(name) != want:
+                problems.append(f"problem {name} {body.get(name)!r}, expected {want!r}")
         challenge = res.headers.get("www-authenticate")
-        if challenge is None:
+        if not exp.challenge:
+            if challenge is not None:
+                problems.append(f"a www-authenticate header: {challenge!r}")
+        elif challenge is None:
             problems.append("no www-authenticate header")
         elif challenge_error(challenge) != exp.error:
             got = challenge_error(challenge)
@@ -207,7 +256,9 @@ def check(step: Step, res: harness.HttpResult) -> list[str]:
 
 
 IDENTITY_HEADERS = ("x-user", "x-client", "x-roles", "x-plan")
-AUDIT_FIELDS = ("decision", "route", "reason", "provider", "subject", "scopes", "token_sha256")
+AUDIT_FIELDS = ("decision", "route", "reason", "provider", "source", "subject", "client_id",
+                "policy", "limit", "token_sha256")
+ANSWER_HEADERS = ("www-authenticate", "retry-after", "ratelimit-policy", "ratelimit")
 
 
 def request_id(res: harness.HttpResult) -> Optional[str]:
@@ -253,11 +304,10 @@ def show(step: Step, res: harness.HttpResult, problems: list[str]) -> None:
             pass
     verdict = green("as expected") if not problems else red("UNEXPECTED: " + "; ".join(problems))
     print(f"   -> {bold(str(res.status))}{reason}   [{verdict}]")
+    for name in ANSWER_HEADERS:
+        if name in res.headers:
+            print(f"   {name}: {res.headers[name]}")
     if res.status >= 400:
-        if "www-authenticate" in res.headers:
-            print(f"   www-authenticate: {res.headers['www-authenticate']}")
-        if "retry-after" in res.headers:
-            print(f"   retry-after: {res.headers['retry-after']}")
         print(f"   body ({res.headers.get('content-type', '?')}): {res.text[:600]}")
         return
     try:
@@ -274,19 +324,53 @@ def show(step: Step, res: harness.HttpResult, problems: list[str]) -> None:
         print(f"     {name}: {shown}{spoofed}")
 
 
-def steps(orders_token: str, writer_token: str, reporting_token: str) -> list[Step]:
+def rate_limit_steps(reporting_token: str) -> list[Step]:
+    """The reporting client's requests: REPORTING_LIMIT pass, the next one is refused."""
+    auth = [("authorization", f"Bearer {reporting_token}")]
+    policy = f'"per-minute";q={REPORTING_LIMIT};w=60'
+    out = []
+    for n in range(1, REPORTING_LIMIT + 1):
+        out.append(Step(
+            f"Rate limit: reporting's request {n} of {REPORTING_LIMIT + 1} to GET /orders "
+            f"(policy reporting: {REPORTING_LIMIT} per minute, by client_id)",
+            "GET", "/orders",
+            Expect(200, upstream={"x-client": "reporting", "x-plan": "reporting"},
+                   answer={"ratelimit-policy": re.escape(policy),
+                           "ratelimit": rf'"per-minute";r={REPORTING_LIMIT - n};t=\d+'}),
+            headers=auth,
+            note="the first of reporting's requests to spend its budget: its 403s above did "
+                 "not (refused requests are not counted)" if n == 1 else "",
+        ))
+    out.append(Step(
+        f"Rate limit: reporting's request {REPORTING_LIMIT + 1} of {REPORTING_LIMIT + 1}: "
+        "the budget is spent",
+        "GET", "/orders",
+        Expect(429, reason="rate_limited",
+               answer={"retry-after": r"[1-9]\d*", "ratelimit-policy": re.escape(policy),
+                       "ratelimit": r'"per-minute";r=0;t=[1-9]\d*'},
+               problem={"policy": "reporting", "limit": "per-minute"}),
+        headers=auth,
+        note="429 with Retry-After and the RateLimit headers; no WWW-Authenticate: the token "
+             "is fine, the client must slow down",
+    ))
+    return out
+
+
+def steps(orders_token: str, writer_token: str, reporting_token: str,
+          opaque_token: str) -> list[Step]:
     tampered = tamper(orders_token)
     identity = {
         "x-user": "orders-app",
         "x-client": "orders-app",
         "x-roles": "admin,buyer",
-        "x-plan": "gold",
+        "x-plan": "standard",
     }
     return [
         Step(
             "Anonymous: GET /health needs no token (rules[0] is anonymous)",
             "GET", "/health",
-            Expect(200, upstream={"x-user": None}),
+            Expect(200, upstream={"x-user": None, "x-plan": "standard"}),
+            note="anonymous requests get the default policy, standard, and its x-plan header",
         ),
         Step(
             "No token: GET /orders",
@@ -330,12 +414,38 @@ def steps(orders_token: str, writer_token: str, reporting_token: str) -> list[St
             Expect(403, reason="claim_mismatch", error="insufficient_scope"),
             headers=[("authorization", f"Bearer {reporting_token}")],
         ),
-        # ---- RATE LIMITING: NOT IMPLEMENTED YET (a later issue) ---------------------------
-        # When the filter enforces rate limits, the steps that show them go here: a burst of
-        # requests from one client until 429 with Retry-After and the RateLimit headers. Do not
-        # add a step before the filter does it: every step here is checked against real answers.
-        # -----------------------------------------------------------------------------------
+        Step(
+            "Opaque token from orders-app (resource api://opaque): checked by introspection",
+            "GET", "/orders/7",
+            Expect(200, upstream={"x-user": None, "x-client": "orders-app",
+                                  "x-roles": "admin,buyer", "x-plan": "standard"}),
+            headers=[("authorization", f"Bearer {opaque_token}")],
+            note="not a JWT: the filter asks the provider's introspection endpoint (RFC 7662) as "
+                 "client introspector and caches the answer; the answer has no sub",
+        ),
+        Step(
+            "An opaque token the provider never issued",
+            "GET", "/orders/7",
+            Expect(401, reason="token_inactive", error="invalid_token"),
+            headers=[("authorization", "Bearer not-issued-by-the-idp")],
+            note="the introspection endpoint answers {\"active\": false}",
+        ),
+        *rate_limit_steps(reporting_token),
     ]
+
+
+def show_metrics(envoy: harness.Envoy) -> None:
+    """The filter's series on Envoy's /stats/prometheus (shown, not checked)."""
+    try:
+        text = envoy.stats()
+    except OSError:
+        return
+    lines = [line for line in text.splitlines()
+             if line.startswith("tollgate_") and not line.startswith("#")]
+    print()
+    print(bold("The filter's metrics") + f" (http://127.0.0.1:{envoy.admin_port}/stats/prometheus):")
+    for line in sorted(lines):
+        print("  " + line)
 
 
 def tamper(token: str) -> str:
@@ -372,7 +482,10 @@ def print_try_it(envoy: harness.Envoy, idp: harness.Idp, log_dir: Path) -> None:
           "   # 403: no orders:write")
     print(f"  curl -si {gw}/health")
     print()
-    print(f"  Envoy admin: http://127.0.0.1:{envoy.admin_port}/stats?filter=wasm")
+    print("  # the same with an opaque token (-d resource=api://opaque): checked by introspection;")
+    print("  # a reporting:reporting-secret token may make 3 requests a minute, then 429")
+    print()
+    print(f"  Metrics:     http://127.0.0.1:{envoy.admin_port}/stats/prometheus  (tollgate_*)")
     print(f"  Discovery:   {idp.issuer}/.well-known/openid-configuration")
     assert envoy.service is not None
     print(f"  Audit lines: grep tollgate.decision {envoy.service.log_path}")
@@ -437,19 +550,27 @@ class Demo:
         orders_token = idp.token("orders-app", scope="orders:read")
         writer_token = idp.token("orders-app", scope="orders:read orders:write")
         reporting_token = idp.token("reporting", scope="orders:read")
-        labels = {t: abbreviate(t) for t in (orders_token, writer_token, reporting_token)}
+        opaque_token = idp.token("orders-app", scope="orders:read", resource="api://opaque")
+        tokens = (orders_token, writer_token, reporting_token, opaque_token)
+        labels = {t: abbreviate(t) for t in tokens}
         print()
-        print(bold("Tokens from the provider") + " (client_credentials grant, RFC 9068 JWTs):")
+        print(bold("Tokens from the provider") + " (client_credentials grant; RFC 9068 JWTs for "
+              "api://orders, an opaque token for api://opaque):")
         for name, token in (("orders-app, orders:read", orders_token),
                             ("orders-app, orders:read orders:write", writer_token),
-                            ("reporting, orders:read", reporting_token)):
-            _, claims = harness.decode_jwt(token)
-            shown = {k: claims.get(k) for k in ("sub", "scope", "roles", "tenant")}
+                            ("reporting, orders:read", reporting_token),
+                            ("orders-app, orders:read, opaque", opaque_token)):
             print(f"  {name}: {abbreviate(token)}")
+            try:
+                _, claims = harness.decode_jwt(token)
+            except ValueError:
+                print(f"    {dim('(opaque: only the provider knows what it stands for)')}")
+                continue
+            shown = {k: claims.get(k) for k in ("sub", "client_id", "scope", "roles", "tenant")}
             print(f"    {dim(json.dumps(shown))}")
 
         failures = 0
-        all_steps = steps(orders_token, writer_token, reporting_token)
+        all_steps = steps(orders_token, writer_token, reporting_token, opaque_token)
         for step in all_steps:
             for _, value in step.headers:
                 token = value[len("Bearer "):] if value.startswith("Bearer ") else ""
@@ -476,6 +597,7 @@ class Demo:
                 fields = " ".join(f"{k}={json.dumps(event.get(k))}" for k in AUDIT_FIELDS)
                 print(dim(f"   audit: {fields}"))
 
+        show_metrics(envoy)
         print()
         if failures:
             print(red(bold(f"{failures} of {len(all_steps)} answers were not the expected ones.")))

@@ -72,6 +72,16 @@ impl Worker {
         }
     }
 
+    /// Whether the introspection endpoint will come from a discovery that has not succeeded yet
+    /// (the request then waits for the provider's record like a request waiting for keys).
+    pub fn awaiting_discovery(&self, id: ProviderId) -> bool {
+        let from_discovery = self
+            .introspection_cfg(id)
+            .is_some_and(|c| c.endpoint.is_none());
+        let record = self.providers.get(id).map(|p| &p.record);
+        from_discovery && record.is_some_and(|r| r.jwks_uri.is_none())
+    }
+
     /// Makes sure an introspection of this token is under way somewhere: ours, or another
     /// worker's (it holds the slot's lease). `Err` when none can be made.
     pub fn start_introspection(

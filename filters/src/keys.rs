@@ -63,6 +63,7 @@ impl Worker {
                 || (local.set.is_none() && record.has_keys(now))
             {
                 local.set = record.key_set(now);
+                local.generation = generation(&record);
                 local.record = record;
             }
         }
@@ -236,6 +237,7 @@ impl Worker {
         record.version = record.version.max(local.record.version) + 1;
         shared::write(&names.record, &record.encode());
         local.set = record.key_set(now);
+        local.generation = generation(&record);
         local.record = record;
         if !discovery || !ok {
             self.metrics.jwks_fetch(&name, ok);
@@ -271,6 +273,11 @@ impl Worker {
             .wrapping_add(u64::from(self.root_id))
             >> 17
     }
+}
+
+/// The key set's fingerprint: it changes only when the JWKS document does.
+fn generation(record: &KeysRecord) -> u64 {
+    record.jwks.as_deref().map_or(0, shared::fingerprint)
 }
 
 /// Largest answer read from the IdP for keys or discovery.

@@ -33,6 +33,7 @@ use std::rc::Rc;
 use std::time::Duration;
 use tollgate::config::Config;
 use tollgate::gate::Gate;
+use tollgate::verified::VerifiedCache;
 use worker::{Applied, PendingCall, ProviderKeys, Worker};
 
 proxy_wasm::main! {{
@@ -104,6 +105,9 @@ impl RootContext for Root {
                     .iter()
                     .map(|_| ProviderKeys::default())
                     .collect();
+                worker.verified =
+                    RefCell::new(VerifiedCache::new(config.token_cache_entries as usize));
+                worker.config_tag = shared::fingerprint(&String::from_utf8_lossy(&bytes));
                 worker.gate = Some(Rc::new(Gate::new(config)));
                 worker.now_ms = now_ms();
                 for id in 0..worker.providers.len() {

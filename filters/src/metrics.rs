@@ -77,6 +77,14 @@ impl Metrics {
         }
     }
 
+    /// A JWT signature verified (not a remembered one).
+    pub fn jwt_verified(&mut self, provider: &str) {
+        self.count(format!(
+            "tollgate.jwt.verifications.provider.{}",
+            label(provider)
+        ));
+    }
+
     pub fn introspection_call(&mut self, provider: &str, ok: bool) {
         let outcome = if ok { "calls" } else { "failures" };
         self.count(format!(

@@ -12,6 +12,7 @@ use crate::metrics::Metrics;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType};
 use serde_json::{Map, Value};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use tollgate::audit::{AuditEvent, AuditFacts};
@@ -22,6 +23,7 @@ use tollgate::introspection::{token_hash, CachedAnswer};
 use tollgate::jwk::JwkSet;
 use tollgate::keys::{Availability, KeysRecord};
 use tollgate::request::HeaderEdit;
+use tollgate::verified::{TokenKey, VerifiedCache, VerifiedIdentity};
 
 /// Requests a worker keeps paused; more are refused with 503.
 pub const MAX_WAITING: usize = 4096;
@@ -68,6 +70,8 @@ pub struct ProviderKeys {
     pub kid_refetch_wanted: bool,
     /// Introspection calls of this worker in flight.
     pub introspections_in_flight: u32,
+    /// A fingerprint of the key set in `set`: remembered verifications are tied to it.
+    pub generation: u64,
 }
 
 /// A dispatched call, by its token.
@@ -118,6 +122,10 @@ pub struct Worker {
     /// Set while a parked request gets its last chance: nothing is worth waiting for.
     pub final_attempt: bool,
     pub known: Option<Known>,
+    /// Tokens this worker verified or read from another worker's verification.
+    pub verified: RefCell<VerifiedCache>,
+    /// A fingerprint of the configuration, naming its shared entries.
+    pub config_tag: u64,
 }
 
 impl Worker {
@@ -135,6 +143,8 @@ impl Worker {
             in_request_callback: false,
             final_attempt: false,
             known: None,
+            verified: RefCell::new(VerifiedCache::new(0)),
+            config_tag: 0,
         }
     }
 
@@ -206,7 +216,38 @@ impl Worker {
                 None => self.metrics.introspection_cache(&name, false),
             }
         }
+        self.remember(&mut decision);
         self.apply(context_id, request, decision, parked_until)
+    }
+
+    /// Keeps a token the engine just verified, for this worker and, through shared data, the
+    /// others: the next request with it skips the signature.
+    fn remember(&mut self, decision: &mut Decision) {
+        let Some((key, identity)) = decision.learned.take() else {
+            return;
+        };
+        let name = self.provider_name(identity.provider);
+        self.metrics.jwt_verified(&name);
+        let capacity = self
+            .gate
+            .as_ref()
+            .map_or(0, |g| g.config.token_cache_entries);
+        if capacity == 0 {
+            return;
+        }
+        if let Some(bytes) = identity.encode(&key) {
+            crate::shared::write(&self.verified_slot(&key, capacity), &bytes);
+        }
+        self.verified.borrow_mut().insert(key, Rc::new(identity));
+    }
+
+    fn verified_slot(&self, key: &TokenKey, capacity: u32) -> String {
+        let head = u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
+        format!(
+            "tollgate.verified.{:016x}.{}",
+            self.config_tag,
+            head % capacity.max(1)
+        )
     }
 
     fn apply(
@@ -298,6 +339,18 @@ impl Worker {
                         &facts,
                     );
                     return Applied::Refused;
+                }
+                if self.awaiting_discovery(provider) {
+                    if !self.in_request_callback {
+                        self.maybe_fetch_keys(provider);
+                    }
+                    let seen_version = self.providers.get(provider).map_or(0, |k| k.record.version);
+                    let deadline = parked_until.unwrap_or(self.now_ms + self.wait_ms());
+                    let wait = WaitFor::Keys {
+                        provider,
+                        seen_version,
+                    };
+                    return self.park(context_id, request, wait, deadline, None, &facts);
                 }
                 let hash = token_hash(&token);
                 if let Err(why) = self.start_introspection(provider, &token, hash) {
@@ -491,6 +544,30 @@ impl Host for Worker {
             (Some(cfg), Some(local)) => local.record.may_refetch_for_kid(self.now_ms, cfg),
             _ => false,
         }
+    }
+
+    fn keys_generation(&self, provider: ProviderId) -> u64 {
+        self.providers.get(provider).map_or(0, |p| p.generation)
+    }
+
+    fn verified(&self, key: &TokenKey) -> Option<Rc<VerifiedIdentity>> {
+        if let Some(found) = self.verified.borrow().get(key) {
+            return Some(found);
+        }
+        // Another worker may have verified it.
+        let capacity = self
+            .gate
+            .as_ref()
+            .map_or(0, |g| g.config.token_cache_entries);
+        if capacity == 0 {
+            return None;
+        }
+        let bytes = crate::shared::read(&self.verified_slot(key, capacity))?;
+        let identity = Rc::new(VerifiedIdentity::decode(&bytes, key)?);
+        self.verified
+            .borrow_mut()
+            .insert(*key, Rc::clone(&identity));
+        Some(identity)
     }
 
     fn introspection(&self, provider: ProviderId, hash: &[u8; 32]) -> IntrospectionView<'_> {

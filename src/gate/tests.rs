@@ -85,6 +85,12 @@ struct FakeKeys {
     inline: JwkSet,
     /// The one introspection answer the host knows, by token hash.
     introspected: Option<([u8; 32], Introspected)>,
+    /// The one token the host remembers as verified, and the key-set generation.
+    remembered: Option<(
+        crate::verified::TokenKey,
+        std::rc::Rc<crate::verified::VerifiedIdentity>,
+    )>,
+    generation: u64,
 }
 
 impl FakeKeys {
@@ -97,6 +103,8 @@ impl FakeKeys {
             pending: false,
             may_refetch: true,
             introspected: None,
+            remembered: None,
+            generation: 7,
             inline: JwkSet::from_value(
                 &json!({"keys": [{"kty": "oct", "kid": "p1", "k": b64::encode(HMAC_SECRET)}]}),
                 KeyOrigin::Inline,
@@ -118,6 +126,18 @@ impl Host for FakeKeys {
     }
     fn may_refetch(&self, _: ProviderId) -> bool {
         self.may_refetch
+    }
+    fn keys_generation(&self, _: ProviderId) -> u64 {
+        self.generation
+    }
+    fn verified(
+        &self,
+        key: &crate::verified::TokenKey,
+    ) -> Option<std::rc::Rc<crate::verified::VerifiedIdentity>> {
+        match &self.remembered {
+            Some((k, v)) if k == key => Some(std::rc::Rc::clone(v)),
+            _ => None,
+        }
     }
     fn introspection(&self, _: ProviderId, hash: &[u8; 32]) -> IntrospectionView<'_> {
         match &self.introspected {
@@ -591,7 +611,7 @@ fn introspecting_config() -> Config {
         },
         "policies": [
             {"name": "admins", "when": [{"claim": "roles", "contains": "admin"}],
-             "headers": {"x-plan": "admin-plan"},
+             "headers": {"x-tier": "admin-plan"},
              "rate_limits": [{"name": "burst", "requests": 10, "per": "1s", "key": "client_id"}]},
             {"name": "viewers", "when": [{"claim": "roles", "contains": "viewer"}], "deny": [{"prefix": "/reports"}]},
             {"name": "anonymous", "rate_limits": [{"requests": 5, "per": "1m", "key": "sub"}]}
@@ -641,17 +661,17 @@ fn an_active_answer_is_an_identity_with_its_policy_and_budgets() {
         &keys,
         "GET",
         "/orders",
-        &[("authorization", &bearer(OPAQUE)), ("x-plan", "spoofed")],
+        &[("authorization", &bearer(OPAQUE)), ("x-tier", "spoofed")],
     );
     let Verdict::Allow(allowed) = &d.verdict else {
         panic!("{d:?}")
     };
     assert_eq!(allowed.policy, Some(0));
     assert_eq!(allowed.charges, vec!["client:orders-app".to_string()]);
-    assert!(allowed.edits.contains(&HeaderEdit::Remove("x-plan".into())));
+    assert!(allowed.edits.contains(&HeaderEdit::Remove("x-tier".into())));
     assert!(allowed
         .edits
-        .contains(&HeaderEdit::Set("x-plan".into(), "admin-plan".into())));
+        .contains(&HeaderEdit::Set("x-tier".into(), "admin-plan".into())));
     assert!(allowed
         .edits
         .contains(&HeaderEdit::Set("x-user".into(), "svc".into())));
@@ -750,4 +770,118 @@ fn policies_refuse_routes_and_anonymous_requests_spend_the_client_address() {
         (allowed.policy, allowed.charges.clone()),
         (Some(2), vec!["addr:10.0.0.1".to_string()])
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Remembered verifications.
+
+#[test]
+fn a_verified_token_is_learned_with_only_the_claims_the_configuration_reads() {
+    let gate = Gate::new(config(json!({})));
+    let token = good_token();
+    let d = run(
+        &gate,
+        &FakeKeys::ready(),
+        "GET",
+        "/orders",
+        &[("authorization", &bearer(&token))],
+    );
+    let (key, identity) = d.learned.expect("a fresh verification is learned");
+    assert_eq!(key, crate::verified::token_key(&token));
+    assert_eq!((identity.provider, identity.keys_generation), (0, 7));
+    assert_eq!(
+        identity.claims.get("tenant"),
+        Some(&json!({"plan": "gold"})),
+        "read by x-plan"
+    );
+    assert!(
+        identity.claims.get("aud").is_none(),
+        "not read by the configuration"
+    );
+    assert_eq!(identity.payload_segment.as_deref(), token.split('.').nth(1));
+    // A refused token teaches nothing.
+    let bad = run(
+        &gate,
+        &FakeKeys::ready(),
+        "GET",
+        "/orders",
+        &[("authorization", &bearer("a.b.c"))],
+    );
+    assert!(bad.learned.is_none());
+}
+
+#[test]
+fn a_remembered_token_skips_the_signature_but_never_the_clock_or_the_key_set() {
+    let gate = Gate::new(config(json!({})));
+    let token = good_token();
+    let first = run(
+        &gate,
+        &FakeKeys::ready(),
+        "GET",
+        "/orders",
+        &[("authorization", &bearer(&token))],
+    );
+    let (key, identity) = first.learned.unwrap();
+    let mut keys = FakeKeys::ready();
+    keys.remembered = Some((key, std::rc::Rc::new(identity.clone())));
+    // With no keys at all the remembered verification still needs the key set to be there.
+    keys.remote = None;
+    keys.pending = true;
+    let waiting = run(
+        &gate,
+        &keys,
+        "GET",
+        "/orders",
+        &[("authorization", &bearer(&token))],
+    );
+    assert!(
+        matches!(waiting.verdict, Verdict::Wait { .. }),
+        "{waiting:?}"
+    );
+    let mut keys = FakeKeys::ready();
+    keys.remembered = Some((key, std::rc::Rc::new(identity.clone())));
+    let hit = run(
+        &gate,
+        &keys,
+        "GET",
+        "/orders/1",
+        &[("authorization", &bearer(&token))],
+    );
+    assert!(hit.learned.is_none(), "a hit is not verified again");
+    let Verdict::Allow(allowed) = &hit.verdict else {
+        panic!("{hit:?}")
+    };
+    assert!(allowed
+        .edits
+        .contains(&HeaderEdit::Set("x-plan".into(), "gold".into())));
+    assert!(allowed.edits.contains(&HeaderEdit::Set(
+        "x-jwt-payload".into(),
+        token.split('.').nth(1).unwrap().into()
+    )));
+    // The clock still applies.
+    let mut expired = identity.clone();
+    expired.claims.insert("exp".into(), json!(NOW - 61));
+    keys.remembered = Some((key, std::rc::Rc::new(expired)));
+    assert_eq!(
+        denial(&run(
+            &gate,
+            &keys,
+            "GET",
+            "/orders",
+            &[("authorization", &bearer(&token))]
+        )),
+        Denial::Expired
+    );
+    // Another key set: verified again from scratch (and learned again).
+    keys.remembered = Some((key, std::rc::Rc::new(identity)));
+    keys.generation = 8;
+    let again = run(
+        &gate,
+        &keys,
+        "GET",
+        "/orders",
+        &[("authorization", &bearer(&token))],
+    );
+    assert!(matches!(again.verdict, Verdict::Allow(_)));
+    assert_eq!(again.learned.map(|(_, i)| i.keys_generation), Some(8));
 }

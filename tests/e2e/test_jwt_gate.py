@@ -307,3 +307,27 @@ def test_no_keys_at_all_fails_closed(envoy_with, own_idp):
     assert result.status == 503
     assert reason(result) == "keys_unavailable"
     assert "retry-after" in result.headers
+
+
+def test_a_token_is_verified_once_for_both_workers(envoy_with, idp):
+    gate = envoy_with(gate_config(idp), concurrency=2)
+    token = idp.token("orders-app", scope="orders:read")
+    assert gate.request("GET", "/orders", bearer(token)).status == 200
+
+    # Many connections, so both workers see the token; neither verifies its signature again.
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda _: gate.request("GET", "/orders", bearer(token)).status, range(64)))
+    assert statuses == [200] * 64
+    per_worker = [
+        int(line.rsplit(" ", 1)[1])
+        for line in gate.admin("/stats?filter=worker_.\\.downstream_cx_total").text.splitlines()
+        if "listener.127.0.0.1_" in line
+    ]
+    assert len(per_worker) == 2 and all(n > 0 for n in per_worker), per_worker
+
+    verifications = [
+        float(line.rsplit(" ", 1)[1])
+        for line in gate.stats().splitlines()
+        if line.startswith("tollgate_jwt_verifications{")
+    ]
+    assert verifications == [1.0], verifications

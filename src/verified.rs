@@ -1,0 +1,262 @@
+//! Tokens already verified: the hot path's shortcut.
+//!
+//! Verifying a JWT costs tens to hundreds of microseconds in wasm; a client sends the same token
+//! on every request until it expires. So a token whose signature and static claims (`typ`,
+//! `iss`, `aud`) passed is remembered, keyed by a hash of the whole token, with the claims the
+//! configuration reads. A hit skips parsing and the signature, never the clock: `exp`, `nbf`
+//! and `iat` are checked again on every request. An entry is tied to the provider's key-set
+//! generation, so a key removed from the JWKS stops every token it signed at the next refresh.
+//!
+//! Memory is bounded: a fixed number of entries per worker, each holding only the claims the
+//! configuration can read ([`project`]), and the same compact encoding ([`VerifiedIdentity::encode`])
+//! lets one worker's verification serve the others through shared data.
+
+use crate::config::{Config, LimitKey, ProviderId};
+use crate::json;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// The cache key of a token: 16 bytes of its SHA-256 (collisions need 2^64 work).
+pub type TokenKey = [u8; 16];
+
+pub fn token_key(token: &str) -> TokenKey {
+    let digest = Sha256::digest(token.as_bytes());
+    let mut key = [0u8; 16];
+    for (k, d) in key.iter_mut().zip(digest.iter()) {
+        *k = *d;
+    }
+    key
+}
+
+/// A verified token's identity, as remembered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedIdentity {
+    pub provider: ProviderId,
+    /// The provider's key-set generation that verified it.
+    pub keys_generation: u64,
+    /// The claims the configuration reads, and the dates.
+    pub claims: Map<String, Value>,
+    /// The payload segment, when the configuration forwards it.
+    pub payload_segment: Option<String>,
+}
+
+/// Largest encoded identity kept in shared data.
+pub const MAX_ENCODED_BYTES: usize = 4096;
+
+impl VerifiedIdentity {
+    /// Provider, generation, then the claims and the payload segment as JSON.
+    pub fn encode(&self, key: &TokenKey) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(key);
+        out.extend_from_slice(&(self.provider as u32).to_be_bytes());
+        out.extend_from_slice(&self.keys_generation.to_be_bytes());
+        let body = serde_json::json!({"c": self.claims, "p": self.payload_segment});
+        serde_json::to_writer(&mut out, &body).ok()?;
+        (out.len() <= MAX_ENCODED_BYTES).then_some(out)
+    }
+
+    /// The identity stored for `key`; `None` for another token or anything malformed.
+    pub fn decode(bytes: &[u8], key: &TokenKey) -> Option<VerifiedIdentity> {
+        if bytes.len() > MAX_ENCODED_BYTES {
+            return None;
+        }
+        let (stored, rest) = bytes.split_first_chunk::<16>()?;
+        if stored != key {
+            return None;
+        }
+        let (provider, rest) = rest.split_first_chunk::<4>()?;
+        let (generation, rest) = rest.split_first_chunk::<8>()?;
+        let mut body = json::parse_object(rest, json::MAX_DEPTH).ok()?;
+        let claims = match body.remove("c")? {
+            Value::Object(c) => c,
+            _ => return None,
+        };
+        let payload_segment = match body.remove("p") {
+            Some(Value::String(p)) => Some(p),
+            _ => None,
+        };
+        Some(VerifiedIdentity {
+            provider: u32::from_be_bytes(*provider) as usize,
+            keys_generation: u64::from_be_bytes(*generation),
+            claims,
+            payload_segment,
+        })
+    }
+}
+
+/// The claims a configuration can read: dates, identity for the audit, scopes, and every claim
+/// named by headers, rules, policies and limit keys (whole top-level members).
+pub fn project(claims: &Map<String, Value>, config: &Config) -> Map<String, Value> {
+    let mut paths: Vec<&str> = vec![
+        "exp",
+        "nbf",
+        "iat",
+        "iss",
+        "sub",
+        "client_id",
+        "azp",
+        "scope",
+        "scp",
+    ];
+    paths.extend(config.headers.claims.iter().map(|(_, p)| p.as_str()));
+    for rule in &config.rules {
+        paths.extend(rule.claims.iter().map(|(p, _)| p.as_str()));
+    }
+    for policy in &config.policies {
+        paths.extend(policy.when.iter().map(|c| c.claim.as_str()));
+        for limit in &policy.limits {
+            if let LimitKey::Claim(p) = &limit.key {
+                paths.push(p);
+            }
+        }
+    }
+    claims
+        .iter()
+        .filter(|(name, _)| {
+            paths.iter().any(|p| {
+                p == name
+                    || p.strip_prefix(name.as_str())
+                        .is_some_and(|rest| rest.starts_with('.'))
+            })
+        })
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect()
+}
+
+/// A worker's bounded map of verified tokens.
+#[derive(Debug)]
+pub struct VerifiedCache {
+    entries: HashMap<TokenKey, Rc<VerifiedIdentity>>,
+    capacity: usize,
+}
+
+impl VerifiedCache {
+    pub fn new(capacity: usize) -> VerifiedCache {
+        VerifiedCache {
+            entries: HashMap::new(),
+            capacity,
+        }
+    }
+
+    pub fn get(&self, key: &TokenKey) -> Option<Rc<VerifiedIdentity>> {
+        self.entries.get(key).cloned()
+    }
+
+    /// Remembers an identity; when full, an eighth of the entries (arbitrary ones) make room,
+    /// so inserting stays cheap and a flood of new tokens only evicts.
+    pub fn insert(&mut self, key: TokenKey, identity: Rc<VerifiedIdentity>) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
+            let evict: Vec<TokenKey> = self
+                .entries
+                .keys()
+                .take((self.capacity / 8).max(1))
+                .copied()
+                .collect();
+            for k in evict {
+                self.entries.remove(&k);
+            }
+        }
+        self.entries.insert(key, identity);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config() -> Config {
+        let c = json!({
+            "providers": {"p": {"issuer": "https://idp", "audiences": ["a"],
+                                "jwks": {"uri": "https://idp/jwks", "cluster": "idp"}}},
+            "rules": [{"match": {"prefix": "/admin"}, "claims": {"realm_access.roles": "admin"}}],
+            "headers": {"claims": {"x-plan": "tenant.plan"}},
+            "policies": [{"name": "p", "when": [{"claim": "groups", "contains": "g"}],
+                          "rate_limits": [{"requests": 1, "per": "1s", "key": "claim:org"}]}]
+        });
+        Config::from_json(c.to_string().as_bytes()).unwrap()
+    }
+
+    fn claims(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("object expected"),
+        }
+    }
+
+    #[test]
+    fn only_the_claims_the_configuration_reads_are_kept() {
+        let all = claims(json!({
+            "iss": "i", "sub": "s", "exp": 1, "jti": "drop", "scope": "a b",
+            "realm_access": {"roles": ["admin"]}, "tenant": {"plan": "gold"}, "groups": ["g"],
+            "org": "acme", "profile": {"big": "drop"}, "tenantx": "drop"
+        }));
+        let kept = project(&all, &config());
+        let mut names: Vec<&str> = kept.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            vec![
+                "exp",
+                "groups",
+                "iss",
+                "org",
+                "realm_access",
+                "scope",
+                "sub",
+                "tenant"
+            ]
+        );
+    }
+
+    #[test]
+    fn identities_round_trip_only_for_their_own_token() {
+        let id = VerifiedIdentity {
+            provider: 2,
+            keys_generation: 77,
+            claims: claims(json!({"sub": "alice", "exp": 10})),
+            payload_segment: Some("eyJ9".into()),
+        };
+        let key = token_key("a.b.c");
+        let bytes = id.encode(&key).unwrap();
+        assert_eq!(VerifiedIdentity::decode(&bytes, &key), Some(id));
+        assert_eq!(VerifiedIdentity::decode(&bytes, &token_key("x.y.z")), None);
+        assert_eq!(VerifiedIdentity::decode(&bytes[..20], &key), None);
+        assert_eq!(VerifiedIdentity::decode(b"garbage", &key), None);
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let mut cache = VerifiedCache::new(64);
+        let id = Rc::new(VerifiedIdentity {
+            provider: 0,
+            keys_generation: 0,
+            claims: Map::new(),
+            payload_segment: None,
+        });
+        for i in 0..1000 {
+            cache.insert(token_key(&format!("t{i}")), Rc::clone(&id));
+            assert!(cache.len() <= 64);
+        }
+        assert!(
+            cache.get(&token_key("t999")).is_some(),
+            "the newest entry is kept"
+        );
+        let mut off = VerifiedCache::new(0);
+        off.insert(token_key("t"), id);
+        assert!(off.is_empty());
+    }
+}
