@@ -57,11 +57,13 @@ pub fn sampled(share: f64, seed: &str) -> bool {
 
 /// The first 8 bytes of SHA-256, in hex.
 pub fn token_fingerprint(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    fingerprint_of(&digest)
+}
+
+/// The first 8 bytes of a token's SHA-256 (computed once per request), in hex.
+pub fn fingerprint_of(digest: &[u8; 32]) -> String {
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// One decision, ready to be written as a log line.

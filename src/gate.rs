@@ -11,7 +11,7 @@
 //! signature is verified with a key chosen by the configured provider for the claimed issuer,
 //! or before the provider's introspection endpoint said it is active.
 
-use crate::audit::{token_fingerprint, AuditFacts};
+use crate::audit::{fingerprint_of, AuditFacts};
 use crate::claims;
 use crate::config::{Config, Policy, Provider, ProviderId, Rule, TokenSource, VerifyMode};
 use crate::denial::Denial;
@@ -21,7 +21,7 @@ use crate::jws::UntrustedToken;
 use crate::policy;
 use crate::ratelimit;
 use crate::request::{find_tokens, normalize_path, strip_token, FoundToken, HeaderEdit, Request};
-use crate::verified::{project, token_key, TokenKey, VerifiedIdentity};
+use crate::verified::{key_of, project, TokenKey, VerifiedIdentity};
 use serde_json::{Map, Value};
 use std::rc::Rc;
 
@@ -227,15 +227,24 @@ impl Gate {
             [one] => one.clone(),
             _ => return Err(Denial::MultipleTokens.into()),
         };
-        facts.token_sha256 = Some(token_fingerprint(&token.token));
+        // One hash of the token serves the audit, the verified-token cache and introspection.
+        let digest = token_hash(&token.token);
+        facts.token_sha256 = Some(fingerprint_of(&digest));
         let token = &*found_token.insert(token);
         // A compact JWS has exactly two dots; anything else goes to introspection where the
         // route has a provider that introspects (and is refused as malformed otherwise).
         let is_jws = token.token.bytes().filter(|b| *b == b'.').count() == 2;
         let identity = match (is_jws, self.introspecting_provider(&accepted)) {
-            (false, Ok(id)) => self.verify_by_introspection(token, id, host, now, facts)?,
+            (false, Ok(id)) => {
+                self.verify_by_introspection(token, &digest, id, host, now, facts)?
+            }
             (false, Err(step)) if !token.token.contains('.') => return Err(step),
-            _ => self.verify_jwt(token, &accepted, host, now, facts, learned)?,
+            _ => {
+                let (identity, learnt) =
+                    self.verify_jwt(token, &digest, &accepted, host, now, facts)?;
+                *learned = learnt;
+                identity
+            }
         };
         facts.identity_from(identity.claims());
         if let Some(rule) = rule {
@@ -309,15 +318,14 @@ impl Gate {
     fn verify_jwt<'t>(
         &self,
         token: &'t FoundToken,
+        digest: &[u8; 32],
         accepted: &[ProviderId],
         host: &dyn Host,
         now: u64,
         facts: &mut AuditFacts,
-        learned: &mut Option<(TokenKey, VerifiedIdentity)>,
-    ) -> Result<Identity<'t>, Step> {
-        let key = token_key(&token.token);
-        if let Some(identity) = self.remembered(&key, token, accepted, host, now, facts)? {
-            return Ok(identity);
+    ) -> Result<(Identity<'t>, Option<(TokenKey, VerifiedIdentity)>), Step> {
+        if let Some(identity) = self.remembered(digest, token, accepted, host, now, facts)? {
+            return Ok((identity, None));
         }
         let untrusted = UntrustedToken::parse(&token.token)?;
         let (id, provider) = self.provider_for(&untrusted, accepted)?;
@@ -326,7 +334,8 @@ impl Gate {
             return Err(Denial::ProviderNotAccepted.into());
         }
         if provider.verify == VerifyMode::Introspection {
-            return self.verify_by_introspection(token, id, host, now, facts);
+            let identity = self.verify_by_introspection(token, digest, id, host, now, facts)?;
+            return Ok((identity, None));
         }
         if !provider.algorithms.contains(&untrusted.header.alg) {
             return Err(Denial::AlgorithmNotAllowed.into());
@@ -353,8 +362,8 @@ impl Gate {
             .payload
             .as_ref()
             .map(|_| verified.payload_segment.to_string());
-        *learned = Some((
-            token_key(&token.token),
+        let learnt = Some((
+            key_of(digest),
             VerifiedIdentity {
                 provider: id,
                 keys_generation: host.keys_generation(id),
@@ -368,27 +377,28 @@ impl Gate {
             .is_some_and(|i| i.introspect_jwts)
         {
             // Signature and claims hold; the provider must also still call it active.
-            self.verify_by_introspection(token, id, host, now, facts)?;
+            self.verify_by_introspection(token, digest, id, host, now, facts)?;
             facts.source = Some("jwt");
         }
-        Ok(Identity::Fresh {
+        let identity = Identity::Fresh {
             claims: verified.claims,
             payload_segment: Some(verified.payload_segment),
-        })
+        };
+        Ok((identity, learnt))
     }
 
     /// A token verified before, still good: same provider key set, the route accepts its
     /// provider, and its dates hold now. `Ok(None)`: not remembered, verify it.
     fn remembered<'t>(
         &self,
-        key: &TokenKey,
+        digest: &[u8; 32],
         token: &FoundToken,
         accepted: &[ProviderId],
         host: &dyn Host,
         now: u64,
         facts: &mut AuditFacts,
     ) -> Result<Option<Identity<'t>>, Step> {
-        let Some(identity) = host.verified(key) else {
+        let Some(identity) = host.verified(&key_of(digest)) else {
             return Ok(None);
         };
         let id = identity.provider;
@@ -409,7 +419,7 @@ impl Gate {
             .as_ref()
             .is_some_and(|i| i.introspect_jwts)
         {
-            self.verify_by_introspection(token, id, host, now, facts)?;
+            self.verify_by_introspection(token, digest, id, host, now, facts)?;
             facts.source = Some("jwt");
         }
         Ok(Some(Identity::Remembered(identity)))
@@ -437,6 +447,7 @@ impl Gate {
     fn verify_by_introspection<'t>(
         &self,
         token: &'t FoundToken,
+        digest: &[u8; 32],
         id: ProviderId,
         host: &dyn Host,
         now: u64,
@@ -450,7 +461,7 @@ impl Gate {
         let Some(cfg) = &provider.introspection else {
             return Err(Denial::Malformed("this provider does not introspect tokens").into());
         };
-        match host.introspection(id, &token_hash(&token.token)) {
+        match host.introspection(id, digest) {
             IntrospectionView::Unknown => Err(Step::Introspect(id)),
             IntrospectionView::Failed(why) => Err(Denial::IntrospectionFailed(why).into()),
             IntrospectionView::Inactive => Err(Denial::TokenInactive.into()),

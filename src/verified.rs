@@ -22,7 +22,12 @@ use std::rc::Rc;
 pub type TokenKey = [u8; 16];
 
 pub fn token_key(token: &str) -> TokenKey {
-    let digest = Sha256::digest(token.as_bytes());
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    key_of(&digest)
+}
+
+/// The cache key from a token's SHA-256 (computed once per request).
+pub fn key_of(digest: &[u8; 32]) -> TokenKey {
     let mut key = [0u8; 16];
     for (k, d) in key.iter_mut().zip(digest.iter()) {
         *k = *d;

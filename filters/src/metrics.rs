@@ -15,6 +15,10 @@ const MAX_SERIES: usize = 4096;
 #[derive(Default)]
 pub struct Metrics {
     ids: HashMap<String, u32>,
+    /// The per-request series, found without building their names: by provider, then
+    /// [allow, deny]; and by reason code.
+    requests: HashMap<String, [Option<u32>; 2]>,
+    denials: HashMap<&'static str, u32>,
 }
 
 /// Keeps a label value to characters that survive stat names and Prometheus: `[A-Za-z0-9_-]`.
@@ -51,15 +55,53 @@ impl Metrics {
         }
     }
 
-    pub fn request(&mut self, provider: Option<&str>, decision: &str) {
-        let provider = label(provider.unwrap_or("none"));
-        self.count(format!(
-            "tollgate.requests.provider.{provider}.decision.{decision}"
-        ));
+    pub fn request(&mut self, provider: Option<&str>, allowed: bool) {
+        let provider = provider.unwrap_or("none");
+        let slot = usize::from(!allowed);
+        let known = self
+            .requests
+            .get(provider)
+            .and_then(|ids| ids.get(slot).copied().flatten());
+        let id = match known {
+            Some(id) => Some(id),
+            None => {
+                let decision = if allowed { "allow" } else { "deny" };
+                let name = format!(
+                    "tollgate.requests.provider.{}.decision.{decision}",
+                    label(provider)
+                );
+                let id = self.id(MetricType::Counter, name);
+                if let Some(entry) = self
+                    .requests
+                    .entry(provider.to_string())
+                    .or_default()
+                    .get_mut(slot)
+                {
+                    *entry = id;
+                }
+                id
+            }
+        };
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
     }
 
-    pub fn denial(&mut self, reason: &str) {
-        self.count(format!("tollgate.denials.reason.{}", label(reason)));
+    pub fn denial(&mut self, reason: &'static str) {
+        let id = match self.denials.get(reason) {
+            Some(id) => Some(*id),
+            None => {
+                let name = format!("tollgate.denials.reason.{}", label(reason));
+                let id = self.id(MetricType::Counter, name);
+                if let Some(id) = id {
+                    self.denials.insert(reason, id);
+                }
+                id
+            }
+        };
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
     }
 
     pub fn jwks_fetch(&mut self, provider: &str, ok: bool) {
