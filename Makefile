@@ -53,7 +53,7 @@ demo: wasm
 	TOLLGATE_WASM=$(CURDIR)/$(WASM) $(PY) examples/demo/demo.py
 
 schema:
-	cargo run --quiet --bin tollgate-schema > docs/config.schema.json
+	cargo run --quiet -p tollgate-cli -- schema > docs/config.schema.json
 
 clean:
 	cargo clean

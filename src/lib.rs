@@ -10,6 +10,7 @@ pub mod claims;
 pub mod config;
 pub mod crypto;
 pub mod denial;
+pub mod explain;
 pub mod gate;
 pub mod introspection;
 pub mod json;
