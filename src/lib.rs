@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod b64;
+pub mod civil;
 pub mod claims;
 pub mod config;
 pub mod crypto;

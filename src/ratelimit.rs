@@ -60,6 +60,7 @@
 //!   `Retry-After` SHOULD NOT point earlier than the end of the effective window (section 6).
 //! - `Retry-After` is delay-seconds, rounded up and at least 1.
 
+use crate::civil::{civil_from_days, days_from_civil};
 use crate::claims::{lookup, scalar_text};
 use crate::config::{CalendarWindow, Limit, LimitKey, LimitKind};
 use serde_json::{Map, Value};
@@ -256,31 +257,6 @@ fn window_end(window: CalendarWindow, ms: u64) -> u64 {
 
 fn day_ms(days: i64) -> u64 {
     u64::try_from(days).map_or(0, |d| d.saturating_mul(MS_PER_DAY))
-}
-
-/// Howard Hinnant's `civil_from_days`: (year, month 1-12, day 1-31) of a day since 1970-01-01.
-fn civil_from_days(days: u64) -> (i64, i64, i64) {
-    // At most u64::MAX / 86_400_000 days, far inside i64.
-    let z = i64::try_from(days).unwrap_or(i64::MAX / 2) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
-/// Howard Hinnant's `days_from_civil`: days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// The identity whose budget a request spends, namespaced by kind (`sub:`, `client:`,

@@ -1,5 +1,7 @@
 //! `--now`: seconds since the epoch, or an RFC 3339 date and time.
 
+use tollgate::civil::days_from_civil;
+
 /// Reads `1700000000`, `2023-11-14T22:13:20Z`, `2023-11-14T23:13:20+01:00` or
 /// `2023-11-14 22:13:20.5Z` (fractions are cut) as seconds since the epoch.
 pub fn parse(text: &str) -> Result<u64, String> {
@@ -92,17 +94,6 @@ fn rfc3339(s: &str) -> Option<u64> {
     let seconds =
         days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
     u64::try_from(seconds).ok()
-}
-
-/// Days since 1970-01-01 (Howard Hinnant's days_from_civil).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
