@@ -778,6 +778,14 @@ impl Config {
                 }
             }
         }
+        // CGI, WSGI and PHP read `x_user` as `X-User`: a client must not spell its way past.
+        let underscored: Vec<String> = owned_headers
+            .iter()
+            .filter(|h| h.contains('-'))
+            .map(|h| h.replace('-', "_"))
+            .filter(|h| !owned_headers.contains(h))
+            .collect();
+        owned_headers.extend(underscored);
         let realm = file.realm.unwrap_or_else(|| "tollgate".to_string());
         if realm.is_empty()
             || !realm.chars().all(|c| c.is_ascii_graphic() || c == ' ')

@@ -567,9 +567,11 @@ impl<'a> Walk<'a> {
             format!("one token, in {}", describe_source(&token.source)),
         );
 
-        // As the gate: a compact JWS has exactly two dots; anything else goes to introspection
-        // where the route has a provider that introspects (and is refused as malformed otherwise).
-        let is_jws = token.token.bytes().filter(|b| *b == b'.').count() == 2;
+        // As the gate: the same classification of the token's shape.
+        let is_jws = match crate::jws::classify(&token.token) {
+            Ok(shape) => shape == crate::jws::TokenShape::Jose,
+            Err(d) => return Err(self.fail_plain("format", d)),
+        };
         let identity = match (is_jws, self.introspecting_provider(&accepted)) {
             (false, Ok(id)) => {
                 self.pass(

@@ -17,7 +17,7 @@ use crate::config::{Config, Policy, Provider, ProviderId, Rule, TokenSource, Ver
 use crate::denial::Denial;
 use crate::introspection::{self, token_hash};
 use crate::jwk::{JwkSet, KeySelection};
-use crate::jws::UntrustedToken;
+use crate::jws::{classify, TokenShape, UntrustedToken};
 use crate::policy;
 use crate::ratelimit;
 use crate::request::{find_tokens, normalize_path, strip_token, FoundToken, HeaderEdit, Request};
@@ -227,13 +227,15 @@ impl Gate {
             [one] => one.clone(),
             _ => return Err(Denial::MultipleTokens.into()),
         };
+        // Before anything hashes, parses or forwards it.
+        let shape = classify(&token.token)?;
         // One hash of the token serves the audit, the verified-token cache and introspection.
         let digest = token_hash(&token.token);
         facts.token_sha256 = Some(fingerprint_of(&digest));
         let token = &*found_token.insert(token);
-        // A compact JWS has exactly two dots; anything else goes to introspection where the
-        // route has a provider that introspects (and is refused as malformed otherwise).
-        let is_jws = token.token.bytes().filter(|b| *b == b'.').count() == 2;
+        // Opaque tokens (they may hold dots) go to the route's introspecting provider, and are
+        // refused as malformed where there is none.
+        let is_jws = shape == TokenShape::Jose;
         let identity = match (is_jws, self.introspecting_provider(&accepted)) {
             (false, Ok(id)) => {
                 self.verify_by_introspection(token, &digest, id, host, now, facts)?

@@ -16,6 +16,31 @@ pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// Longest `kid` accepted.
 pub const MAX_KID_LEN: usize = 256;
 
+/// What a presented token looks like before anything is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenShape {
+    /// Two dots (a JWS) or four (a JWE, refused when parsed): read as a JWT.
+    Jose,
+    /// Anything else: an opaque token, for introspection.
+    Opaque,
+}
+
+/// Caps the length (before anything hashes or splits the token), checks RFC 6750's b64token
+/// characters, and tells JOSE tokens from opaque ones by their dots.
+pub fn classify(token: &str) -> Result<TokenShape, Denial> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(Denial::TokenTooLarge);
+    }
+    let b64token = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
+    if !token.bytes().all(b64token) {
+        return Err(Denial::Malformed("characters outside RFC 6750's b64token"));
+    }
+    match token.bytes().filter(|b| *b == b'.').count() {
+        2 | 4 => Ok(TokenShape::Jose),
+        _ => Ok(TokenShape::Opaque),
+    }
+}
+
 /// The protected header members this filter reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoseHeader {

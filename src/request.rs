@@ -52,7 +52,10 @@ pub fn find_tokens(req: &Request, sources: &[&TokenSource]) -> Vec<FoundToken> {
     for &source in sources {
         match source {
             TokenSource::Header { name, prefix } => {
-                for value in req.header_values(name) {
+                // A proxy joins repeated headers with ","; no token contains one (RFC 6750's
+                // b64token), so each part is a value of its own.
+                for value in req.header_values(name).flat_map(|v| v.split(',')) {
+                    let value = value.trim_start_matches(' ');
                     let rest = match prefix {
                         None => Some(value),
                         Some(p) => value

@@ -9,11 +9,13 @@
 //
 // Test instrumentation (not a mock, the provider is the real thing): every request is counted
 // by path; GET /_counts answers {path: count}, POST /_counts/reset zeroes the counts.
-// POST /_faults with {"introspection": {"delay_ms": 3000}} and/or {"introspection": {"status":
-// 500}} makes the introspection endpoint slow or failing (a delay is a timer, other requests are
-// served meanwhile); POST /_faults with {} clears every fault; GET /_faults shows them. The
-// process prints one line `ready <issuer>` on stdout once it listens, and exits 0 on SIGTERM or
-// SIGINT.
+// POST /_faults with {"<target>": {"delay_ms": N, "status": S, "body": B}} makes an endpoint
+// slow, failing or lying; targets are `introspection`, `jwks` and `discovery`; B is one of
+// "html", "empty", "oversized", "garbage", "unusable_keys" (jwks only) or "wrong_issuer"
+// (discovery only), see FAULT_BODIES below. A delay is a timer, other requests are served
+// meanwhile. POST /_faults with {} clears every fault; GET /_faults shows them. The process
+// prints one line `ready <issuer>` on stdout once it listens, and exits 0 on SIGTERM or SIGINT.
+import { generateKeyPair, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -200,9 +202,80 @@ provider.use(async (ctx, next) => {
   return next();
 });
 
-// --- test instrumentation: faults of the introspection endpoint -------------------------------
-// Registered after the counter, so a faulty introspection call is still counted.
+// --- test instrumentation: faults of the introspection, JWKS and discovery endpoints --------
+// Registered after the counter, so a faulty call is still counted.
 const INTROSPECTION_PATH = '/token/introspection';
+const FAULT_PATHS = {
+  introspection: INTROSPECTION_PATH,
+  jwks: '/jwks',
+  discovery: '/.well-known/openid-configuration',
+};
+// Past the caps a gateway should have (tollgate: a JWKS at most 256 KiB, a discovery document
+// or an introspection answer at most 64 KiB), but no bigger than needed: a discovery document or
+// introspection answer of 96 KiB is over its own cap and under the JWKS one.
+const OVERSIZED_BYTES = { jwks: 300 * 1024, discovery: 96 * 1024, introspection: 96 * 1024 };
+
+// A JWKS in which no key may verify a token, each for its own reason. The real signing key
+// appears too, but only as an encryption key and with a `key_ops` that lacks "verify", so a
+// filter that ignores `use` / `key_ops` would find it. Made once, when a fault first asks for
+// them, before POST /_faults answers (RSA key generation can take longer than a gateway's
+// fetch timeout, so it must not happen while a gateway waits).
+const generated = (type, options) => new Promise((resolve, reject) => {
+  generateKeyPair(type, options, (err, publicKey, privateKey) => (err ? reject(err) : resolve({ publicKey, privateKey })));
+});
+let unusableKeysMade;
+function unusableKeysOnce() {
+  unusableKeysMade ??= Promise.all([
+    generated('rsa', { modulusLength: 1024 }),
+    generated('ec', { namedCurve: 'P-256' }),
+    generated('rsa', { modulusLength: 2048 }),
+  ]).then(([weakPair, ecPair, fullPair]) => unusableKeys(
+    weakPair.publicKey.export({ format: 'jwk' }),
+    ecPair.publicKey.export({ format: 'jwk' }),
+    fullPair.privateKey.export({ format: 'jwk' }),
+  ));
+  return unusableKeysMade;
+}
+
+function unusableKeys(weak, ec, withPrivate) {
+  const pub = { ...SIGNING_KEY };
+  for (const m of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv']) delete pub[m];
+  const offCurve = { ...ec, y: Buffer.from(ec.y, 'base64url').map((b, i) => (i === 31 ? b ^ 1 : b)).toString('base64url') };
+  return {
+    keys: [
+      { ...pub, use: 'enc' },
+      { ...pub, kid: `${pub.kid ?? 'signing'}-ops`, use: undefined, key_ops: ['encrypt'] },
+      { ...weak, kid: 'rsa-1024', alg: 'RS256', use: 'sig' },
+      { kty: 'oct', kid: 'oct-1', alg: 'HS256', use: 'sig', k: randomBytes(32).toString('base64url') },
+      { ...offCurve, kid: 'ec-off-curve', alg: 'ES256', use: 'sig' },
+      { ...withPrivate, kid: 'rsa-private', alg: 'RS256', use: 'sig' },
+      { kty: 'RSA', kid: 'rsa-not-base64url', alg: 'RS256', use: 'sig', n: 'not base64url!', e: 'AQAB' },
+      { kty: 'RSA', kid: 'rsa-e-1', alg: 'RS256', use: 'sig', n: pub.n ?? weak.n, e: 'AQ' },
+    ].map((k) => JSON.parse(JSON.stringify(k))),
+  };
+}
+
+// What a faulty endpoint answers instead of its real body. `real` is the real answer's body
+// (an object), for the bodies built from it; `target` the faulty endpoint.
+const FAULT_BODIES = {
+  // A proxy's or a captive portal's error page, sent as text/html.
+  html: () => ({ type: 'text/html', body: '<!doctype html><html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>\n' }),
+  // Nothing at all, though JSON was announced.
+  empty: () => ({ type: 'application/json', body: '' }),
+  // The real answer, padded with one more member past OVERSIZED_BYTES: valid JSON, only too big.
+  oversized: (real, target) => ({ type: 'application/json', body: JSON.stringify({ ...real, padding: 'x'.repeat(OVERSIZED_BYTES[target]) }) }),
+  // Truncated JSON followed by bytes that are not UTF-8.
+  garbage: () => ({ type: 'application/json', body: Buffer.concat([Buffer.from('{"keys": [{"kty": "RSA", "n": '), Buffer.from([0xff, 0xfe, 0x00, 0x81]), randomBytes(64)]) }),
+  unusable_keys: (real, target, unusable) => ({ type: 'application/json', body: JSON.stringify(unusable) }),
+  // The real discovery document, naming another issuer.
+  wrong_issuer: (real) => ({ type: 'application/json', body: JSON.stringify({ ...real, issuer: 'https://attacker.example' }) }),
+};
+const BODIES_FOR = {
+  introspection: ['html', 'empty', 'oversized', 'garbage'],
+  jwks: ['html', 'empty', 'oversized', 'garbage', 'unusable_keys'],
+  discovery: ['html', 'empty', 'oversized', 'garbage', 'wrong_issuer'],
+};
+
 let faults = {};
 
 async function readJson(req) {
@@ -212,24 +285,29 @@ async function readJson(req) {
   return text ? JSON.parse(text) : {};
 }
 
-// {} clears; {"introspection": {"delay_ms": N, "status": S}} sets (either or both).
+// {} clears; {"<target>": {"delay_ms": N, "status": S, "body": B}} sets (any of the three).
 function parseFaults(body) {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw new Error('expected a JSON object');
   }
   const out = {};
   for (const [name, value] of Object.entries(body)) {
-    if (name !== 'introspection') throw new Error(`unknown fault target ${name}`);
+    if (!(name in FAULT_PATHS)) {
+      throw new Error(`unknown fault target ${name} (one of ${Object.keys(FAULT_PATHS).join(', ')})`);
+    }
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-      throw new Error('introspection: expected an object');
+      throw new Error(`${name}: expected an object`);
     }
     const fault = {};
     for (const [k, v] of Object.entries(value)) {
       if (k === 'delay_ms' && Number.isInteger(v) && v >= 0 && v <= 600000) fault.delay_ms = v;
       else if (k === 'status' && Number.isInteger(v) && v >= 100 && v <= 599) fault.status = v;
-      else throw new Error(`introspection.${k}: expected delay_ms (0..600000) or status (100..599)`);
+      else if (k === 'body' && BODIES_FOR[name].includes(v)) fault.body = v;
+      else {
+        throw new Error(`${name}.${k}: expected delay_ms (0..600000), status (100..599) or body (${BODIES_FOR[name].join(', ')})`);
+      }
     }
-    out.introspection = fault;
+    out[name] = fault;
   }
   return out;
 }
@@ -244,6 +322,7 @@ provider.use(async (ctx, next) => {
     if (ctx.method === 'POST') {
       try {
         faults = parseFaults(await readJson(ctx.req));
+        if (Object.values(faults).some((f) => f.body === 'unusable_keys')) await unusableKeysOnce();
       } catch (err) {
         ctx.status = 400;
         ctx.type = 'json';
@@ -255,16 +334,31 @@ provider.use(async (ctx, next) => {
       return undefined;
     }
   }
-  const fault = ctx.path === INTROSPECTION_PATH ? faults.introspection : undefined;
-  if (fault) {
-    // A timer, not a busy wait: the event loop keeps serving other requests meanwhile.
-    if (fault.delay_ms) await new Promise((resolve) => { setTimeout(resolve, fault.delay_ms); });
-    if (fault.status) {
-      ctx.status = fault.status;
-      ctx.type = 'json';
-      ctx.body = { error: 'server_error', error_description: `injected fault: ${fault.status}` };
-      return undefined;
+  const target = Object.keys(FAULT_PATHS).find((t) => FAULT_PATHS[t] === ctx.path);
+  const fault = target ? faults[target] : undefined;
+  if (!fault) return next();
+  // A timer, not a busy wait: the event loop keeps serving other requests meanwhile.
+  if (fault.delay_ms) await new Promise((resolve) => { setTimeout(resolve, fault.delay_ms); });
+  if (fault.body) {
+    let real = {};
+    if (fault.body === 'oversized' || fault.body === 'wrong_issuer') {
+      await next();
+      real = typeof ctx.body === 'object' && ctx.body !== null && !Buffer.isBuffer(ctx.body) ? ctx.body : {};
     }
+    const unusable = fault.body === 'unusable_keys' ? await unusableKeysOnce() : undefined;
+    const { type, body } = FAULT_BODIES[fault.body](real, target, unusable);
+    ctx.status = fault.status ?? 200;
+    ctx.remove('cache-control');
+    ctx.type = type;
+    ctx.body = body;
+    if (body === '') ctx.length = 0;
+    return undefined;
+  }
+  if (fault.status) {
+    ctx.status = fault.status;
+    ctx.type = 'json';
+    ctx.body = { error: 'server_error', error_description: `injected fault: ${fault.status}` };
+    return undefined;
   }
   return next();
 });

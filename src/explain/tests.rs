@@ -444,10 +444,10 @@ fn cases() -> Vec<Case> {
             "introspect",
         ),
         case(
-            "four dots (JWE): introspected",
+            "four dots (JWE): refused, never introspected",
             "/o",
             "a.b.c.d.e",
-            "introspect",
+            "malformed_token",
         ),
         case(
             "four dots on a JWT-only route",

@@ -213,6 +213,10 @@ fn a_valid_token_passes_with_identity_headers_and_spoofed_ones_removed() {
             HeaderEdit::Remove("x-roles".into()),
             HeaderEdit::Remove("x-user".into()),
             HeaderEdit::Remove("x-jwt-payload".into()),
+            HeaderEdit::Remove("x_plan".into()),
+            HeaderEdit::Remove("x_roles".into()),
+            HeaderEdit::Remove("x_user".into()),
+            HeaderEdit::Remove("x_jwt_payload".into()),
             HeaderEdit::Set("x-plan".into(), "gold".into()),
             HeaderEdit::Set("x-roles".into(), "admin,buyer".into()),
             HeaderEdit::Set("x-user".into(), "alice".into()),
@@ -474,6 +478,84 @@ fn routes_limit_providers_scopes_and_claims() {
             &[("x-partner-token", &partner)]
         )),
         Denial::MissingToken
+    );
+}
+
+#[test]
+fn tokens_are_capped_and_checked_before_anything_reads_them() {
+    let gate = Gate::new(introspecting_config());
+    let huge = "o".repeat(crate::jws::MAX_TOKEN_LEN + 1);
+    assert_eq!(
+        denial(&run(
+            &gate,
+            &FakeKeys::ready(),
+            "GET",
+            "/orders",
+            &[("authorization", &bearer(&huge))]
+        )),
+        Denial::TokenTooLarge,
+        "an opaque token is capped before it is introspected"
+    );
+    let spaced = run(
+        &gate,
+        &FakeKeys::ready(),
+        "GET",
+        "/orders",
+        &[("authorization", "Bearer a b")],
+    );
+    assert!(matches!(denial(&spaced), Denial::Malformed(_)));
+    let jwe = run(
+        &gate,
+        &FakeKeys::ready(),
+        "GET",
+        "/orders",
+        &[("authorization", "Bearer a.b.c.d.e")],
+    );
+    assert!(
+        matches!(denial(&jwe), Denial::Malformed(_)),
+        "a JWE is not introspected"
+    );
+    // A token with one dot is opaque: introspected.
+    let dotted = run(
+        &gate,
+        &FakeKeys::ready(),
+        "GET",
+        "/orders",
+        &[("authorization", "Bearer ya29.a0Af")],
+    );
+    assert!(
+        matches!(dotted.verdict, Verdict::Introspect { .. }),
+        "{dotted:?}"
+    );
+}
+
+#[test]
+fn joined_authorization_headers_are_several_tokens() {
+    let gate = Gate::new(config(json!({})));
+    let other = sign_eddsa(
+        json!({"alg": "EdDSA", "kid": "k1", "typ": "at+jwt"}),
+        json!({"iss": ISS}),
+    );
+    let joined = format!("Bearer {},Bearer {}", good_token(), other);
+    let d = run(
+        &gate,
+        &FakeKeys::ready(),
+        "GET",
+        "/orders",
+        &[("authorization", &joined)],
+    );
+    assert_eq!(denial(&d), Denial::MultipleTokens);
+    let same = format!("Bearer {},Bearer {}", good_token(), good_token());
+    let d = run(
+        &gate,
+        &FakeKeys::ready(),
+        "GET",
+        "/orders",
+        &[("authorization", &same)],
+    );
+    assert!(
+        matches!(d.verdict, Verdict::Allow(_)),
+        "the same token twice is one token"
     );
 }
 

@@ -357,6 +357,53 @@ def keygen(alg: str = "RS256", kid: Optional[str] = None) -> dict[str, Any]:
     return json.loads(_run_node("keys.mjs", args))
 
 
+# What node:crypto generates for keygen_many, and the JWS algorithm each kind signs with.
+_NODE_KEY_KINDS = {
+    "RSA-1024": ("rsa", {"modulusLength": 1024}, "RS256"),
+    "RSA-2048": ("rsa", {"modulusLength": 2048}, "RS256"),
+    "RSA-3072": ("rsa", {"modulusLength": 3072}, "RS256"),
+    "P-256": ("ec", {"namedCurve": "P-256"}, "ES256"),
+    "P-384": ("ec", {"namedCurve": "P-384"}, "ES384"),
+    "P-521": ("ec", {"namedCurve": "P-521"}, "ES512"),
+    "Ed25519": ("ed25519", {}, "EdDSA"),
+}
+
+
+def keygen_many(specs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Fresh private JWKs, one per ``(kind, kid)``, from one ``node:crypto`` run (faster than a
+    ``keygen`` per key, and with the kinds keys.mjs does not make): kind is ``RSA-1024``,
+    ``RSA-2048``, ``RSA-3072``, ``P-256``, ``P-384``, ``P-521`` or ``Ed25519``. Each JWK carries
+    ``kid``, ``alg`` (RS256, ES256/384/512, EdDSA) and ``use: "sig"``."""
+    jobs = []
+    for kind, kid in specs:
+        if kind not in _NODE_KEY_KINDS:
+            raise ValueError(f"keygen_many: unknown kind {kind!r}")
+        node_type, options, alg = _NODE_KEY_KINDS[kind]
+        jobs.append({"type": node_type, "options": options, "kid": kid, "alg": alg})
+    script = (
+        "const { generateKeyPairSync } = require('node:crypto');"
+        "const jobs = JSON.parse(require('node:fs').readFileSync(0, 'utf8'));"
+        "const out = jobs.map((j) => ({ kid: j.kid, alg: j.alg, use: 'sig',"
+        " ...generateKeyPairSync(j.type, j.options).privateKey.export({ format: 'jwk' }) }));"
+        "process.stdout.write(JSON.stringify(out));"
+    )
+    proc = subprocess.run(
+        [_node(), "-e", script], input=json.dumps(jobs).encode(), cwd=str(IDP_DIR),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, check=False,
+    )
+    if proc.returncode != 0:
+        raise ServiceError(f"keygen_many failed: {proc.stderr.decode(errors='replace')}")
+    return list(json.loads(proc.stdout))
+
+
+def rss_kib(pid: int) -> int:
+    """The resident set size (``VmRSS`` of ``/proc/<pid>/status``) of a process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise ServiceError(f"no VmRSS for pid {pid}")
+
+
 PRIVATE_JWK_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k", "priv")
 
 
@@ -450,7 +497,8 @@ class Idp:
     Clients (client_secret_basic, client_credentials): ``orders-app``/``orders-app-secret``
     (orders:read orders:write orders:admin), ``reporting``/``reporting-secret`` (orders:read),
     ``introspector``/``introspector-secret``. Resource ``api://orders`` (the default) gets JWT
-    access tokens, ``api://opaque`` opaque ones. ``faults()`` makes introspection slow or failing.
+    access tokens, ``api://opaque`` opaque ones. ``faults()`` makes introspection, the JWKS or
+    discovery slow, failing or lying.
     """
 
     JWKS_PATH = "/jwks"
@@ -629,7 +677,11 @@ class Idp:
         """Make an endpoint misbehave (test instrumentation): ``{"introspection": {"delay_ms":
         3000}}`` delays introspection answers, ``{"introspection": {"status": 500}}`` answers
         them with that status (both may be given), ``{}`` or None clears every fault. Faulty
-        calls are still counted by ``counts()``."""
+        calls are still counted by ``counts()``. The targets are ``introspection``, ``jwks`` and
+        ``discovery``; each takes ``delay_ms``, ``status`` and ``body``: ``"html"``,
+        ``"empty"``, ``"oversized"`` (the real answer padded past its cap), ``"garbage"``,
+        ``"unusable_keys"`` (jwks: only keys no verifier may use) or ``"wrong_issuer"``
+        (discovery); see examples/idp/README.md."""
         assert self.port is not None
         res = _http(
             "POST", self.port, "/_faults", [("content-type", "application/json")],
@@ -966,6 +1018,15 @@ class Envoy:
             return self.access_log_path.read_text("utf-8", "replace")
         except FileNotFoundError:
             return ""
+
+    # What Envoy logs when a wasm VM fails: a Rust panic, a trap, a failed callback.
+    WASM_FAILURE_SIGNS = ("panicked", "Function: proxy_on", "Uncaught", "RuntimeError", "wasm trap",
+                          "Wasm VM failed")
+
+    def wasm_failures(self) -> list[str]:
+        """The lines of Envoy's log that tell of a failed filter VM (none, normally)."""
+        return [line for line in self.logs().splitlines()
+                if any(sign in line for sign in self.WASM_FAILURE_SIGNS)]
 
 
 def temp_dir(prefix: str = "tollgate-e2e-") -> Path:
