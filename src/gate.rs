@@ -21,8 +21,9 @@ use crate::jws::{classify, TokenShape, UntrustedToken};
 use crate::policy;
 use crate::ratelimit;
 use crate::request::{find_tokens, normalize_path, strip_token, FoundToken, HeaderEdit, Request};
-use crate::verified::{key_of, project, TokenKey, VerifiedIdentity};
+use crate::verified::{key_of, project, Learned, VerifiedIdentity};
 use serde_json::{Map, Value};
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 /// What the host knows of one provider's keys.
@@ -66,7 +67,7 @@ pub trait Host {
         0
     }
     /// A token verified before (by this worker or another).
-    fn verified(&self, _key: &TokenKey) -> Option<Rc<VerifiedIdentity>> {
+    fn verified(&self, _token: &str) -> Option<Rc<VerifiedIdentity>> {
         None
     }
 }
@@ -105,7 +106,7 @@ pub struct Decision {
     pub facts: AuditFacts,
     /// A token whose signature and claims were verified for this decision: the host remembers
     /// it, so the next request with it skips the signature.
-    pub learned: Option<(TokenKey, VerifiedIdentity)>,
+    pub learned: Option<Learned>,
 }
 
 /// The compiled configuration and the decision logic over it.
@@ -200,7 +201,7 @@ impl Gate {
         now: u64,
         facts: &mut AuditFacts,
         found_token: &mut Option<FoundToken>,
-        learned: &mut Option<(TokenKey, VerifiedIdentity)>,
+        learned: &mut Option<Learned>,
     ) -> Result<Allowed, Step> {
         let path = normalize_path(req.path)?;
         let rule = self.rule_for(req, &path);
@@ -229,10 +230,10 @@ impl Gate {
         };
         // Before anything hashes, parses or forwards it.
         let shape = classify(&token.token)?;
-        // One hash of the token serves the audit, the verified-token cache and introspection.
-        let digest = token_hash(&token.token);
-        facts.token_sha256 = Some(fingerprint_of(&digest));
         let token = &*found_token.insert(token);
+        // One SHA-256 of the token serves the audit, the shared caches and introspection; a token
+        // this worker remembers needs none.
+        let digest = TokenDigest::new(&token.token);
         // Opaque tokens (they may hold dots) go to the route's introspecting provider, and are
         // refused as malformed where there is none.
         let is_jws = shape == TokenShape::Jose;
@@ -320,15 +321,16 @@ impl Gate {
     fn verify_jwt<'t>(
         &self,
         token: &'t FoundToken,
-        digest: &[u8; 32],
+        digest: &TokenDigest,
         accepted: &[ProviderId],
         host: &dyn Host,
         now: u64,
         facts: &mut AuditFacts,
-    ) -> Result<(Identity<'t>, Option<(TokenKey, VerifiedIdentity)>), Step> {
+    ) -> Result<(Identity<'t>, Option<Learned>), Step> {
         if let Some(identity) = self.remembered(digest, token, accepted, host, now, facts)? {
             return Ok((identity, None));
         }
+        facts.token_sha256 = Some(digest.fingerprint());
         let untrusted = UntrustedToken::parse(&token.token)?;
         let (id, provider) = self.provider_for(&untrusted, accepted)?;
         facts.provider = Some(provider.name.clone());
@@ -364,15 +366,17 @@ impl Gate {
             .payload
             .as_ref()
             .map(|_| verified.payload_segment.to_string());
-        let learnt = Some((
-            key_of(digest),
-            VerifiedIdentity {
+        let learnt = Some(Learned {
+            token: token.token.clone(),
+            key: key_of(digest.get()),
+            identity: VerifiedIdentity {
                 provider: id,
                 keys_generation: host.keys_generation(id),
                 claims: project(&verified.claims, &self.config),
                 payload_segment,
+                fingerprint: digest.fingerprint(),
             },
-        ));
+        });
         if provider
             .introspection
             .as_ref()
@@ -393,14 +397,14 @@ impl Gate {
     /// provider, and its dates hold now. `Ok(None)`: not remembered, verify it.
     fn remembered<'t>(
         &self,
-        digest: &[u8; 32],
+        digest: &TokenDigest,
         token: &FoundToken,
         accepted: &[ProviderId],
         host: &dyn Host,
         now: u64,
         facts: &mut AuditFacts,
     ) -> Result<Option<Identity<'t>>, Step> {
-        let Some(identity) = host.verified(&key_of(digest)) else {
+        let Some(identity) = host.verified(&token.token) else {
             return Ok(None);
         };
         let id = identity.provider;
@@ -414,6 +418,7 @@ impl Gate {
             return Ok(None);
         }
         facts.provider = Some(provider.name.clone());
+        facts.token_sha256 = Some(identity.fingerprint.clone());
         claims::check_time(&identity.claims, provider, now)?;
         facts.source = Some("jwt");
         if provider
@@ -449,7 +454,7 @@ impl Gate {
     fn verify_by_introspection<'t>(
         &self,
         token: &'t FoundToken,
-        digest: &[u8; 32],
+        digest: &TokenDigest,
         id: ProviderId,
         host: &dyn Host,
         now: u64,
@@ -463,7 +468,8 @@ impl Gate {
         let Some(cfg) = &provider.introspection else {
             return Err(Denial::Malformed("this provider does not introspect tokens").into());
         };
-        match host.introspection(id, digest) {
+        facts.token_sha256 = Some(digest.fingerprint());
+        match host.introspection(id, digest.get()) {
             IntrospectionView::Unknown => Err(Step::Introspect(id)),
             IntrospectionView::Failed(why) => Err(Denial::IntrospectionFailed(why).into()),
             IntrospectionView::Inactive => Err(Denial::TokenInactive.into()),
@@ -535,6 +541,29 @@ fn charges(policy: &Policy, identity: Option<&Identity>, client_address: &str) -
         .iter()
         .map(|l| ratelimit::key_value(&l.key, identity.map(Identity::claims), client_address))
         .collect()
+}
+
+/// A token's SHA-256, computed the first time something needs it.
+struct TokenDigest<'t> {
+    token: &'t str,
+    digest: OnceCell<[u8; 32]>,
+}
+
+impl<'t> TokenDigest<'t> {
+    fn new(token: &'t str) -> TokenDigest<'t> {
+        TokenDigest {
+            token,
+            digest: OnceCell::new(),
+        }
+    }
+
+    fn get(&self) -> &[u8; 32] {
+        self.digest.get_or_init(|| token_hash(self.token))
+    }
+
+    fn fingerprint(&self) -> String {
+        fingerprint_of(self.get())
+    }
 }
 
 /// No control characters (CR, LF, NUL, DEL...), not empty, not huge.

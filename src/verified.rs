@@ -13,9 +13,9 @@
 
 use crate::config::{Config, LimitKey, ProviderId};
 use crate::json;
+use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 /// The cache key of a token: 16 bytes of its SHA-256 (collisions need 2^64 work).
@@ -45,6 +45,17 @@ pub struct VerifiedIdentity {
     pub claims: Map<String, Value>,
     /// The payload segment, when the configuration forwards it.
     pub payload_segment: Option<String>,
+    /// The token's SHA-256 prefix, for audit events (so a hit need not hash the token).
+    pub fingerprint: String,
+}
+
+/// A token the engine verified for a decision, for the host to remember.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Learned {
+    pub token: String,
+    /// The shared-data key (from the token's SHA-256).
+    pub key: TokenKey,
+    pub identity: VerifiedIdentity,
 }
 
 /// Largest encoded identity kept in shared data.
@@ -57,7 +68,8 @@ impl VerifiedIdentity {
         out.extend_from_slice(key);
         out.extend_from_slice(&(self.provider as u32).to_be_bytes());
         out.extend_from_slice(&self.keys_generation.to_be_bytes());
-        let body = serde_json::json!({"c": self.claims, "p": self.payload_segment});
+        let body =
+            serde_json::json!({"c": self.claims, "p": self.payload_segment, "f": self.fingerprint});
         serde_json::to_writer(&mut out, &body).ok()?;
         (out.len() <= MAX_ENCODED_BYTES).then_some(out)
     }
@@ -82,11 +94,16 @@ impl VerifiedIdentity {
             Some(Value::String(p)) => Some(p),
             _ => None,
         };
+        let fingerprint = match body.remove("f") {
+            Some(Value::String(f)) => f,
+            _ => return None,
+        };
         Some(VerifiedIdentity {
             provider: u32::from_be_bytes(*provider) as usize,
             keys_generation: u64::from_be_bytes(*generation),
             claims,
             payload_segment,
+            fingerprint,
         })
     }
 }
@@ -130,43 +147,45 @@ pub fn project(claims: &Map<String, Value>, config: &Config) -> Map<String, Valu
         .collect()
 }
 
-/// A worker's bounded map of verified tokens.
+/// A worker's bounded map of verified tokens, keyed by the token itself: a hit costs one fast
+/// hash and one comparison of the whole token, no SHA-256 (the map only ever holds tokens that
+/// verified, so a crafted colliding token can slow a lookup, never pass for another).
 #[derive(Debug)]
 pub struct VerifiedCache {
-    entries: HashMap<TokenKey, Rc<VerifiedIdentity>>,
+    entries: FxHashMap<Box<str>, Rc<VerifiedIdentity>>,
     capacity: usize,
 }
 
 impl VerifiedCache {
     pub fn new(capacity: usize) -> VerifiedCache {
         VerifiedCache {
-            entries: HashMap::new(),
+            entries: FxHashMap::default(),
             capacity,
         }
     }
 
-    pub fn get(&self, key: &TokenKey) -> Option<Rc<VerifiedIdentity>> {
-        self.entries.get(key).cloned()
+    pub fn get(&self, token: &str) -> Option<Rc<VerifiedIdentity>> {
+        self.entries.get(token).cloned()
     }
 
     /// Remembers an identity; when full, an eighth of the entries (arbitrary ones) make room,
     /// so inserting stays cheap and a flood of new tokens only evicts.
-    pub fn insert(&mut self, key: TokenKey, identity: Rc<VerifiedIdentity>) {
+    pub fn insert(&mut self, token: &str, identity: Rc<VerifiedIdentity>) {
         if self.capacity == 0 {
             return;
         }
-        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
-            let evict: Vec<TokenKey> = self
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(token) {
+            let evict: Vec<Box<str>> = self
                 .entries
                 .keys()
                 .take((self.capacity / 8).max(1))
-                .copied()
+                .cloned()
                 .collect();
             for k in evict {
                 self.entries.remove(&k);
             }
         }
-        self.entries.insert(key, identity);
+        self.entries.insert(token.into(), identity);
     }
 
     pub fn len(&self) -> usize {
@@ -234,6 +253,7 @@ mod tests {
             keys_generation: 77,
             claims: claims(json!({"sub": "alice", "exp": 10})),
             payload_segment: Some("eyJ9".into()),
+            fingerprint: "0011223344556677".into(),
         };
         let key = token_key("a.b.c");
         let bytes = id.encode(&key).unwrap();
@@ -251,17 +271,15 @@ mod tests {
             keys_generation: 0,
             claims: Map::new(),
             payload_segment: None,
+            fingerprint: String::new(),
         });
         for i in 0..1000 {
-            cache.insert(token_key(&format!("t{i}")), Rc::clone(&id));
+            cache.insert(&format!("t{i}"), Rc::clone(&id));
             assert!(cache.len() <= 64);
         }
-        assert!(
-            cache.get(&token_key("t999")).is_some(),
-            "the newest entry is kept"
-        );
+        assert!(cache.get("t999").is_some(), "the newest entry is kept");
         let mut off = VerifiedCache::new(0);
-        off.insert(token_key("t"), id);
+        off.insert("t", id);
         assert!(off.is_empty());
     }
 }

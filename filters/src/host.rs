@@ -10,6 +10,11 @@ pub fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
+/// Whether the host writes info-level lines for this plugin (when it cannot say: yes).
+pub fn logs_info() -> bool {
+    hostcalls::get_log_level().map_or(true, |level| (level as u32) <= (LogLevel::Info as u32))
+}
+
 pub fn now_ms() -> u64 {
     hostcalls::get_current_time()
         .ok()

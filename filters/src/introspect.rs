@@ -33,7 +33,9 @@ impl Worker {
     }
 
     /// The shared key of the slot that holds answers for this hash.
-    fn slot_key(&self, id: ProviderId, hash: &[u8; 32]) -> Option<String> {
+    /// The shared keys of the two slots that may hold answers for this hash: the engine's
+    /// slot and one from other bits of the hash (two choices keep collisions rare).
+    fn slot_keys(&self, id: ProviderId, hash: &[u8; 32]) -> Option<[String; 2]> {
         let cfg = self.introspection_cfg(id)?;
         let name = self.provider_name(id);
         let source = format!(
@@ -41,17 +43,24 @@ impl Worker {
             cfg.cluster,
             cfg.endpoint.as_ref().map(ToString::to_string)
         );
-        let slot = cache_slot(hash, cfg.cache_entries);
-        Some(format!(
-            "tollgate.introspect.{name}.{:016x}.{slot}",
+        let base = format!(
+            "tollgate.introspect.{name}.{:016x}",
             shared::fingerprint(&source)
-        ))
+        );
+        let mut rotated = *hash;
+        rotated.rotate_left(8);
+        Some([
+            format!("{base}.{}", cache_slot(hash, cfg.cache_entries)),
+            format!("{base}.{}", cache_slot(&rotated, cfg.cache_entries)),
+        ])
     }
 
     /// A fresh cached answer for this token hash.
     pub fn cached_answer(&self, id: ProviderId, hash: &[u8; 32]) -> Option<CachedAnswer> {
-        let bytes = shared::read(&self.slot_key(id, hash)?)?;
-        CachedAnswer::decode(&bytes).filter(|a| a.fresh_for(hash, self.now_ms))
+        self.slot_keys(id, hash)?.iter().find_map(|key| {
+            let bytes = shared::read(key)?;
+            CachedAnswer::decode(&bytes).filter(|a| a.fresh_for(hash, self.now_ms))
+        })
     }
 
     /// Whether this worker has a call in flight for this token hash.
@@ -96,7 +105,7 @@ impl Worker {
         let Some(cfg) = self.introspection_cfg(id).cloned() else {
             return Err("no introspection configured");
         };
-        let Some(key) = self.slot_key(id, &hash) else {
+        let Some([key, _]) = self.slot_keys(id, &hash) else {
             return Err("no introspection configured");
         };
         let lease = Lease::new(format!("{key}.lease"));
@@ -165,7 +174,7 @@ impl Worker {
         let Some(cfg) = self.introspection_cfg(provider).cloned() else {
             return;
         };
-        let Some(key) = self.slot_key(provider, &hash) else {
+        let Some([key, second]) = self.slot_keys(provider, &hash) else {
             return;
         };
         let name = self.provider_name(provider);
@@ -181,7 +190,11 @@ impl Worker {
                 let cached = CachedAnswer::new(hash, &answer, until);
                 if until > self.now_ms {
                     if let Some(bytes) = cached.encode() {
-                        shared::write(&key, &bytes);
+                        // The first slot unless it holds another token's answer still fresh.
+                        let taken = shared::read(&key)
+                            .and_then(|b| CachedAnswer::decode(&b))
+                            .is_some_and(|a| a.token_hash != hash && a.until_ms > self.now_ms);
+                        shared::write(if taken { &second } else { &key }, &bytes);
                     }
                 }
                 KnownAnswer::Answer {

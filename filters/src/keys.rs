@@ -234,7 +234,7 @@ impl Worker {
                 }
             }
         };
-        record.version = record.version.max(local.record.version) + 1;
+        record.version = record.version.max(local.record.version).wrapping_add(1);
         shared::write(&names.record, &record.encode());
         local.set = record.key_set(now);
         local.generation = generation(&record);

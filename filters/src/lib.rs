@@ -110,6 +110,7 @@ impl RootContext for Root {
                 worker.config_tag = shared::fingerprint(&String::from_utf8_lossy(&bytes));
                 worker.gate = Some(Rc::new(Gate::new(config)));
                 worker.now_ms = now_ms();
+                worker.logs_info = host::logs_info();
                 for id in 0..worker.providers.len() {
                     worker.sync_keys(id);
                 }
@@ -150,6 +151,7 @@ impl RootContext for Root {
                 }
             }
         }
+        worker.logs_info = host::logs_info();
         worker.tick_keys();
         worker.sweep_introspections();
         worker.wake_waiters();

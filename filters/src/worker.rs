@@ -23,7 +23,7 @@ use tollgate::introspection::{token_hash, CachedAnswer};
 use tollgate::jwk::JwkSet;
 use tollgate::keys::{Availability, KeysRecord};
 use tollgate::request::HeaderEdit;
-use tollgate::verified::{TokenKey, VerifiedCache, VerifiedIdentity};
+use tollgate::verified::{token_key, TokenKey, VerifiedCache, VerifiedIdentity};
 
 /// Requests a worker keeps paused; more are refused with 503.
 pub const MAX_WAITING: usize = 4096;
@@ -121,6 +121,9 @@ pub struct Worker {
     pub in_request_callback: bool,
     /// Set while a parked request gets its last chance: nothing is worth waiting for.
     pub final_attempt: bool,
+    /// The host writes info-level lines (audit events): read at each tick, so that a gateway
+    /// logging at warning does not pay for building lines it would drop.
+    pub logs_info: bool,
     pub known: Option<Known>,
     /// Tokens this worker verified or read from another worker's verification.
     pub verified: RefCell<VerifiedCache>,
@@ -142,6 +145,7 @@ impl Worker {
             callback_context: root_id,
             in_request_callback: false,
             final_attempt: false,
+            logs_info: true,
             known: None,
             verified: RefCell::new(VerifiedCache::new(0)),
             config_tag: 0,
@@ -223,10 +227,10 @@ impl Worker {
     /// Keeps a token the engine just verified, for this worker and, through shared data, the
     /// others: the next request with it skips the signature.
     fn remember(&mut self, decision: &mut Decision) {
-        let Some((key, identity)) = decision.learned.take() else {
+        let Some(learned) = decision.learned.take() else {
             return;
         };
-        let name = self.provider_name(identity.provider);
+        let name = self.provider_name(learned.identity.provider);
         self.metrics.jwt_verified(&name);
         let capacity = self
             .gate
@@ -235,19 +239,26 @@ impl Worker {
         if capacity == 0 {
             return;
         }
-        if let Some(bytes) = identity.encode(&key) {
-            crate::shared::write(&self.verified_slot(&key, capacity), &bytes);
+        if let Some(bytes) = learned.identity.encode(&learned.key) {
+            // Two candidate slots (the emptier one, or the second): far fewer tokens share a
+            // slot than with one, so far fewer are verified twice.
+            let [first, second] = self.verified_slots(&learned.key, capacity);
+            let free = crate::shared::read(&first)
+                .is_none_or(|old| VerifiedIdentity::decode(&old, &learned.key).is_some());
+            crate::shared::write(if free { &first } else { &second }, &bytes);
         }
-        self.verified.borrow_mut().insert(key, Rc::new(identity));
+        self.verified
+            .borrow_mut()
+            .insert(&learned.token, Rc::new(learned.identity));
     }
 
-    fn verified_slot(&self, key: &TokenKey, capacity: u32) -> String {
-        let head = u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
-        format!(
-            "tollgate.verified.{:016x}.{}",
-            self.config_tag,
-            head % capacity.max(1)
-        )
+    /// The two shared slots a token's verification may live in.
+    fn verified_slots(&self, key: &TokenKey, capacity: u32) -> [String; 2] {
+        let slots = capacity.saturating_mul(2).max(1);
+        let [a0, a1, a2, a3, b0, b1, b2, b3, ..] = *key;
+        let pick = |bytes: [u8; 4]| u32::from_be_bytes(bytes) % slots;
+        let name = |slot: u32| format!("tollgate.verified.{:016x}.{slot}", self.config_tag);
+        [name(pick([a0, a1, a2, a3])), name(pick([b0, b1, b2, b3]))]
     }
 
     fn apply(
@@ -391,12 +402,20 @@ impl Worker {
     }
 
     fn audit_allowed(&self, request: &OwnedRequest) -> bool {
-        let Some(gate) = &self.gate else { return true };
-        let seed = request
-            .request_id
-            .clone()
-            .unwrap_or_else(|| self.now_ms.to_string());
-        gate.config.audit && tollgate::audit::sampled(gate.config.audit_sample_allowed, &seed)
+        let Some(gate) = &self.gate else {
+            return self.logs_info;
+        };
+        if !gate.config.audit || !self.logs_info {
+            return false;
+        }
+        let share = gate.config.audit_sample_allowed;
+        share >= 1.0 || {
+            let seed = request
+                .request_id
+                .clone()
+                .unwrap_or_else(|| self.now_ms.to_string());
+            tollgate::audit::sampled(share, &seed)
+        }
     }
 
     /// Answers the current context with a refusal, and counts and audits it.
@@ -407,7 +426,7 @@ impl Worker {
         if let (Denial::RateLimited(limited), Some(policy)) = (&denial, &facts.policy) {
             self.metrics.rate_limited(policy, &limited.limit);
         }
-        if self.gate.as_ref().is_none_or(|g| g.config.audit) {
+        if self.logs_info && self.gate.as_ref().is_none_or(|g| g.config.audit) {
             audit_line(
                 request,
                 "deny",
@@ -550,11 +569,11 @@ impl Host for Worker {
         self.providers.get(provider).map_or(0, |p| p.generation)
     }
 
-    fn verified(&self, key: &TokenKey) -> Option<Rc<VerifiedIdentity>> {
-        if let Some(found) = self.verified.borrow().get(key) {
+    fn verified(&self, token: &str) -> Option<Rc<VerifiedIdentity>> {
+        if let Some(found) = self.verified.borrow().get(token) {
             return Some(found);
         }
-        // Another worker may have verified it.
+        // Another worker may have verified it (only on this worker's first sight of the token).
         let capacity = self
             .gate
             .as_ref()
@@ -562,11 +581,15 @@ impl Host for Worker {
         if capacity == 0 {
             return None;
         }
-        let bytes = crate::shared::read(&self.verified_slot(key, capacity))?;
-        let identity = Rc::new(VerifiedIdentity::decode(&bytes, key)?);
+        let key = token_key(token);
+        let identity = self
+            .verified_slots(&key, capacity)
+            .iter()
+            .find_map(|slot| VerifiedIdentity::decode(&crate::shared::read(slot)?, &key))?;
+        let identity = Rc::new(identity);
         self.verified
             .borrow_mut()
-            .insert(*key, Rc::clone(&identity));
+            .insert(token, Rc::clone(&identity));
         Some(identity)
     }
 

@@ -86,10 +86,7 @@ struct FakeKeys {
     /// The one introspection answer the host knows, by token hash.
     introspected: Option<([u8; 32], Introspected)>,
     /// The one token the host remembers as verified, and the key-set generation.
-    remembered: Option<(
-        crate::verified::TokenKey,
-        std::rc::Rc<crate::verified::VerifiedIdentity>,
-    )>,
+    remembered: Option<(String, std::rc::Rc<crate::verified::VerifiedIdentity>)>,
     generation: u64,
 }
 
@@ -130,12 +127,9 @@ impl Host for FakeKeys {
     fn keys_generation(&self, _: ProviderId) -> u64 {
         self.generation
     }
-    fn verified(
-        &self,
-        key: &crate::verified::TokenKey,
-    ) -> Option<std::rc::Rc<crate::verified::VerifiedIdentity>> {
+    fn verified(&self, token: &str) -> Option<std::rc::Rc<crate::verified::VerifiedIdentity>> {
         match &self.remembered {
-            Some((k, v)) if k == key => Some(std::rc::Rc::clone(v)),
+            Some((t, v)) if t == token => Some(std::rc::Rc::clone(v)),
             _ => None,
         }
     }
@@ -868,8 +862,14 @@ fn a_verified_token_is_learned_with_only_the_claims_the_configuration_reads() {
         "/orders",
         &[("authorization", &bearer(&token))],
     );
-    let (key, identity) = d.learned.expect("a fresh verification is learned");
-    assert_eq!(key, crate::verified::token_key(&token));
+    let learned = d.learned.expect("a fresh verification is learned");
+    let identity = learned.identity;
+    assert_eq!(learned.key, crate::verified::token_key(&token));
+    assert_eq!(learned.token, token);
+    assert_eq!(
+        identity.fingerprint,
+        crate::audit::token_fingerprint(&token)
+    );
     assert_eq!((identity.provider, identity.keys_generation), (0, 7));
     assert_eq!(
         identity.claims.get("tenant"),
@@ -903,9 +903,10 @@ fn a_remembered_token_skips_the_signature_but_never_the_clock_or_the_key_set() {
         "/orders",
         &[("authorization", &bearer(&token))],
     );
-    let (key, identity) = first.learned.unwrap();
+    let learned = first.learned.unwrap();
+    let (key, identity) = (learned.token, learned.identity);
     let mut keys = FakeKeys::ready();
-    keys.remembered = Some((key, std::rc::Rc::new(identity.clone())));
+    keys.remembered = Some((key.clone(), std::rc::Rc::new(identity.clone())));
     // With no keys at all the remembered verification still needs the key set to be there.
     keys.remote = None;
     keys.pending = true;
@@ -921,7 +922,7 @@ fn a_remembered_token_skips_the_signature_but_never_the_clock_or_the_key_set() {
         "{waiting:?}"
     );
     let mut keys = FakeKeys::ready();
-    keys.remembered = Some((key, std::rc::Rc::new(identity.clone())));
+    keys.remembered = Some((key.clone(), std::rc::Rc::new(identity.clone())));
     let hit = run(
         &gate,
         &keys,
@@ -943,7 +944,7 @@ fn a_remembered_token_skips_the_signature_but_never_the_clock_or_the_key_set() {
     // The clock still applies.
     let mut expired = identity.clone();
     expired.claims.insert("exp".into(), json!(NOW - 61));
-    keys.remembered = Some((key, std::rc::Rc::new(expired)));
+    keys.remembered = Some((key.clone(), std::rc::Rc::new(expired)));
     assert_eq!(
         denial(&run(
             &gate,
@@ -955,7 +956,7 @@ fn a_remembered_token_skips_the_signature_but_never_the_clock_or_the_key_set() {
         Denial::Expired
     );
     // Another key set: verified again from scratch (and learned again).
-    keys.remembered = Some((key, std::rc::Rc::new(identity)));
+    keys.remembered = Some((key.clone(), std::rc::Rc::new(identity)));
     keys.generation = 8;
     let again = run(
         &gate,
@@ -965,5 +966,5 @@ fn a_remembered_token_skips_the_signature_but_never_the_clock_or_the_key_set() {
         &[("authorization", &bearer(&token))],
     );
     assert!(matches!(again.verdict, Verdict::Allow(_)));
-    assert_eq!(again.learned.map(|(_, i)| i.keys_generation), Some(8));
+    assert_eq!(again.learned.map(|l| l.identity.keys_generation), Some(8));
 }

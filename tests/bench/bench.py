@@ -1,0 +1,1168 @@
+#!/usr/bin/env python3
+"""`make bench`: Envoy alone, Envoy with native `jwt_authn` and Envoy with tollgate, measured one
+after the other on the same route, tokens and load, over several rounds.
+
+Every measurement starts a fresh Envoy (``--concurrency 1``, a ``direct_response`` route, no
+access log, log level ``warning``) with one configuration, checks that it answers (and, for the
+configurations that verify, that a bad token gets 401), warms it up, then puts ``wrk -t2 -c32
+--latency`` on it with a Lua script that takes the bearer token of each request round robin from
+a file (``tokens.lua``). Envoy's CPU time (utime + stime of ``/proc/<pid>/stat``, all its threads)
+over the run divided by the requests Envoy answered is the main figure: wrk shares the machine, so
+requests per second depend on it; CPU per request much less. The configurations of a scenario are
+run in a different order in each round (rotated), so that a drift of the machine is spread over
+all of them. See README.md beside this file for the method and how to read the results.
+
+Scenarios: 1. one token repeated (hot path); 2. 10,000 distinct valid tokens round robin (cache
+at scale); 3. every token new (cold path) for RS256, ES256 and EdDSA, with a fixed request count
+so that no token is sent twice; 4. opaque tokens through introspection with the cache warm; 5. a
+policy with rate limits. Then the memory check: Envoy with two workers after 10,000 distinct
+tokens. Results: ``results.json``, ``results.md`` and ``results.png`` (with matplotlib) in
+``bench/results/<timestamp>/``.
+
+Standard library only (matplotlib optional, for the plot); reuses ``tests/e2e/harness.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import datetime as dt
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+import harness  # noqa: E402
+
+LUA = HERE / "tokens.lua"
+DEFAULT_WASM = ROOT / "target/wasm32-wasip1/release/tollgate_filter.wasm"
+DEFAULT_EMPTY_WASM = (
+    HERE / "empty-filter/target/wasm32-wasip1/release/bench_empty_filter.wasm"
+)
+
+ISSUER = "https://issuer.bench.tollgate.test"
+AUDIENCE = "api://bench"
+PROVIDER = "bench"
+OPAQUE_AUDIENCE = "api://opaque"
+ALGORITHMS = ("RS256", "ES256", "EdDSA")
+
+# Targets of issue 5; each is checked on the figures of the same run.
+HOT_PATH_FACTOR = 1.2  # tollgate's CPU/request over bare <= 1.2 x the empty wasm filter's
+MEMORY_OVER_BARE_MIB = 30.0  # two workers, 10,000 cached tokens
+WASM_MAX_BYTES = 500_000  # 500 KB
+COLD_VERIFY_MAX_US = {"RS256": 75.0, "ES256": 250.0, "EdDSA": 60.0}
+
+MiB = 1024 * 1024
+# tollgate's default `token_cache_entries`; jwt_authn's `jwt_cache_size` is set to the same.
+TOKEN_CACHE_ENTRIES = 10_000
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# parameters
+
+
+@dataclass
+class Params:
+    rounds: int = 3
+    duration: int = 10  # seconds of measured load per run (scenarios 1, 2, 4, 5)
+    warm: int = 2  # seconds of warm-up load before a timed run (0: warm_requests instead)
+    warm_requests: int = 300  # requests of warm-up when warm is 0
+    threads: int = 2
+    connections: int = 32
+    many: int = 10_000  # distinct tokens of scenario 2 and of the memory check
+    cold_requests: int = 15_000  # requests of one cold-path run (each token sent once)
+    cold_warm: int = 500  # other fresh tokens sent first, to warm the code up
+    opaque: int = 1_000  # distinct opaque tokens of scenario 4
+    memory_passes: int = 3  # times each of the `many` tokens is sent in the memory check
+    smoke: bool = False
+
+    @staticmethod
+    def smoke_params() -> "Params":
+        return Params(rounds=1, duration=1, warm=0, many=400, cold_requests=600,
+                      cold_warm=50, opaque=20, memory_passes=2, smoke=True)
+
+
+# --------------------------------------------------------------------------------------------
+# keys and tokens
+
+
+@dataclass
+class TokenSet:
+    name: str
+    path: Path
+    tokens: list[str]
+    bad: Optional[str] = None  # a token every verifying configuration must refuse with 401
+
+
+def tamper(token: str) -> str:
+    """The token with one character of its signature changed (still canonical base64url)."""
+    head, _, sig = token.rpartition(".")
+    i = len(sig) // 2
+    swapped = "A" if sig[i] != "A" else "B"
+    return f"{head}.{sig[:i]}{swapped}{sig[i + 1:]}"
+
+
+class Keys:
+    def __init__(self) -> None:
+        self.private: dict[str, dict[str, Any]] = {}
+        for alg in ALGORITHMS:
+            jwk = harness.keygen(alg, kid=f"bench-{alg.lower()}")["keys"][0]
+            jwk.setdefault("alg", alg)
+            self.private[alg] = jwk
+
+    def public_jwks(self) -> dict[str, Any]:
+        return {"keys": [harness.public_jwk(k) for k in self.private.values()]}
+
+
+def mint_tokens(keys: Keys, alg: str, count: int, prefix: str, exp: int) -> list[str]:
+    """``count`` distinct valid access tokens signed with ``alg`` (harness.mint, in batches,
+    two at a time)."""
+    key = keys.private[alg]
+    now = int(time.time())
+    batch = 2500
+
+    def specs_of(first: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "key": key,
+                "alg": alg,
+                "header": {"kid": key["kid"], "typ": "at+jwt"},
+                "claims": {
+                    "iss": ISSUER,
+                    "aud": AUDIENCE,
+                    "sub": f"{prefix}-user-{i}",
+                    "client_id": "bench-client",
+                    "scope": "orders:read",
+                    "iat": now,
+                    "exp": exp,
+                    "jti": f"{prefix}-{i}",
+                },
+            }
+            for i in range(first, min(count, first + batch))
+        ]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        batches = list(pool.map(lambda first: harness.mint(specs_of(first)),
+                                range(0, count, batch)))
+    out = [t for b in batches for t in b]
+    if len(set(out)) != count:
+        raise harness.ServiceError(f"mint: {prefix}: tokens are not distinct")
+    return out
+
+
+def write_tokens(directory: Path, name: str, tokens: list[str], bad: Optional[str]) -> TokenSet:
+    path = directory / f"{name}.txt"
+    path.write_text("\n".join(tokens) + "\n")
+    return TokenSet(name, path, tokens, bad)
+
+
+# --------------------------------------------------------------------------------------------
+# Envoy configurations
+
+
+@dataclass
+class Context:
+    params: Params
+    wasm: Path
+    empty_wasm: Path
+    work: Path  # tokens, bootstraps, logs
+    keys: Optional[Keys] = None
+    idp: Optional[harness.Idp] = None
+    dummy_port: int = 0
+
+
+DIRECT_ROUTE = {
+    "match": {"prefix": "/"},
+    "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
+}
+
+
+def tollgate_base(ctx: Context) -> dict[str, Any]:
+    assert ctx.keys is not None
+    return {
+        "providers": {
+            PROVIDER: {
+                "issuer": ISSUER,
+                "audiences": [AUDIENCE],
+                "algorithms": list(ALGORITHMS),
+                "inline_jwks": ctx.keys.public_jwks(),
+            }
+        },
+        "headers": {"claims": {"x-user": "sub"}},
+    }
+
+
+def cfg_tollgate(ctx: Context) -> dict[str, Any]:
+    return tollgate_base(ctx)
+
+
+def cfg_tollgate_noaudit(ctx: Context) -> dict[str, Any]:
+    config = tollgate_base(ctx)
+    config["audit"] = {"enabled": False, "sample_allowed": 0.0}
+    return config
+
+
+def cfg_tollgate_ratelimit(ctx: Context) -> dict[str, Any]:
+    config = tollgate_base(ctx)
+    # One policy for every identity, with limits that never refuse: the cost of charging them.
+    config["policies"] = [{
+        "name": "bench",
+        "rate_limits": [
+            {"name": "per-second", "requests": 1_000_000_000, "per": "1s", "key": "sub"},
+        ],
+        "quotas": [
+            {"name": "per-day", "requests": 1_000_000_000, "per": "day", "key": "client_id"},
+        ],
+    }]
+    return config
+
+
+def cfg_tollgate_introspection(ctx: Context) -> dict[str, Any]:
+    assert ctx.idp is not None
+    return {
+        "providers": {
+            PROVIDER: {
+                "issuer": ctx.idp.issuer,
+                "audiences": [OPAQUE_AUDIENCE],
+                "verify": "introspection",
+                "introspection": {
+                    "endpoint": ctx.idp.url(harness.Idp.INTROSPECTION_PATH),
+                    "cluster": "idp",
+                    "client_id": "introspector",
+                    "client_secret": "introspector-secret",
+                    "cache_ttl_seconds": 3600,
+                    # The warm-up's calls must all succeed, even on a busy machine.
+                    "timeout_ms": 10000,
+                },
+            }
+        },
+        "headers": {"claims": {"x-user": "sub"}},
+    }
+
+
+def tollgate_filter(config_of: Callable[[Context], dict[str, Any]]):
+    def build(ctx: Context) -> list[dict[str, Any]]:
+        return [harness.wasm_filter(config_of(ctx), ctx.wasm)]
+    return build
+
+
+def empty_filter(ctx: Context) -> list[dict[str, Any]]:
+    return [{
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "empty",
+                "root_id": "empty",
+                "vm_config": {
+                    "vm_id": "empty",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": str(ctx.empty_wasm)}},
+                },
+                "failure_policy": harness.FAIL_CLOSED,
+            },
+        },
+    }]
+
+
+def jwt_authn_filter(cache: bool):
+    def build(ctx: Context) -> list[dict[str, Any]]:
+        assert ctx.keys is not None
+        provider: dict[str, Any] = {
+            "issuer": ISSUER,
+            "audiences": [AUDIENCE],
+            "local_jwks": {"inline_string": json.dumps(ctx.keys.public_jwks())},
+            "forward": True,
+            "claim_to_headers": [{"header_name": "x-user", "claim_name": "sub"}],
+        }
+        if cache:
+            provider["jwt_cache_config"] = {"jwt_cache_size": TOKEN_CACHE_ENTRIES}
+        return [{
+            "name": "envoy.filters.http.jwt_authn",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3."
+                "JwtAuthentication",
+                "providers": {PROVIDER: provider},
+                "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": PROVIDER}}],
+            },
+        }]
+    return build
+
+
+@dataclass
+class Configuration:
+    key: str
+    label: str
+    filters: Callable[[Context], list[dict[str, Any]]]
+    verifies: bool  # refuses a bad token with 401
+    tollgate: bool = False
+
+
+CONFIGURATIONS = {
+    c.key: c
+    for c in [
+        Configuration("bare", "Envoy, no filter", lambda ctx: [], False),
+        Configuration("empty-wasm", "empty proxy-wasm filter (reads a header, sets one)",
+                      empty_filter, False),
+        Configuration("jwt_authn", "jwt_authn, inline JWKS, jwt_cache_size 10000",
+                      jwt_authn_filter(True), True),
+        Configuration("jwt_authn-nocache", "jwt_authn, inline JWKS, no cache",
+                      jwt_authn_filter(False), True),
+        Configuration("tollgate", "tollgate, inline JWKS (defaults: 10000 cached tokens, audit on)",
+                      tollgate_filter(cfg_tollgate), True, True),
+        Configuration("tollgate-noaudit", "tollgate, audit off",
+                      tollgate_filter(cfg_tollgate_noaudit), True, True),
+        Configuration("tollgate-ratelimit", "tollgate + a policy: rate limit and quota (10^9)",
+                      tollgate_filter(cfg_tollgate_ratelimit), True, True),
+        Configuration("tollgate-introspection", "tollgate, introspection, answers cached",
+                      tollgate_filter(cfg_tollgate_introspection), True, True),
+    ]
+}
+
+
+def start_envoy(ctx: Context, config: Configuration, concurrency: int) -> harness.Envoy:
+    """A fresh Envoy with this configuration, ready (``/ready`` is LIVE); ``started_in`` is
+    the seconds it took (the wasm VMs are compiled and configured before it is LIVE)."""
+    filters = config.filters(ctx)
+
+    def hook(boot: dict[str, Any]) -> None:
+        listener = boot["static_resources"]["listeners"][0]
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        hcm["route_config"]["virtual_hosts"][0]["routes"] = [DIRECT_ROUTE]
+        hcm["http_filters"] = filters + [hcm["http_filters"][-1]]  # ... then the router
+        hcm.pop("access_log", None)
+
+    envoy = harness.Envoy(
+        ctx.work / "logs",
+        upstream_port=ctx.dummy_port,
+        idp_port=ctx.idp.port if ctx.idp is not None else None,
+        concurrency=concurrency,
+        log_level="warning",
+        component_log_level=None,
+        bootstrap_hook=hook,
+        name=f"envoy-{config.key}-c{concurrency}",
+        timeout=60.0,
+    )
+    t0 = time.monotonic()
+    envoy.start()
+    envoy.started_in = time.monotonic() - t0  # type: ignore[attr-defined]
+    return envoy
+
+
+# --------------------------------------------------------------------------------------------
+# measuring
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+STATS_FILTER = (
+    r"^(http\.ingress\.downstream_rq_(completed|2xx|3xx|4xx|5xx)"
+    r"|http\.ingress\.jwt_authn\..*|wasmcustom\.tollgate\..*)$"
+)
+
+
+def envoy_stats(envoy: harness.Envoy) -> dict[str, int]:
+    res = envoy.admin("/stats?filter=" + urllib.parse.quote(STATS_FILTER))
+    out: dict[str, int] = {}
+    for line in res.text.splitlines():
+        name, sep, value = line.partition(": ")
+        if sep and value.strip().isdigit():
+            out[name] = int(value)
+    return out
+
+
+def stat_delta(before: dict[str, int], after: dict[str, int], contains: str) -> int:
+    return sum(v - before.get(k, 0) for k, v in after.items() if contains in k)
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not m:
+        raise ValueError(f"wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: str
+    output: str
+
+
+def parse_wrk(output: str) -> WrkResult:
+    def find(pattern: str) -> Optional[re.Match[str]]:
+        return re.search(pattern, output, re.M)
+
+    done = find(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m)")
+    rps = find(r"^Requests/sec:\s*([\d.]+)")
+    p50 = find(r"^\s*50%\s+(\S+)")
+    p99 = find(r"^\s*99%\s+(\S+)")
+    if not (done and rps and p50 and p99):
+        raise harness.ServiceError(f"wrk: cannot read its output:\n{output}")
+    non2xx = find(r"Non-2xx or 3xx responses:\s*(\d+)")
+    errors = find(r"Socket errors:\s*(.*)$")
+    return WrkResult(
+        requests=int(done.group(1)),
+        seconds=_ms(done.group(2) + done.group(3)) / 1000.0,
+        rps=float(rps.group(1)),
+        p50_ms=_ms(p50.group(1)),
+        p99_ms=_ms(p99.group(1)),
+        non_2xx=int(non2xx.group(1)) if non2xx else 0,
+        socket_errors=errors.group(1).strip() if errors else "",
+        output=output,
+    )
+
+
+def run_wrk(ctx: Context, envoy: harness.Envoy, tokens: TokenSet, *,
+            duration: Optional[int] = None, start: int = 0, count: int = 0,
+            connections: Optional[int] = None) -> WrkResult:
+    """wrk on Envoy's listener with tokens.lua. With ``count``, the run stops after that many
+    answers (wrk's threads stop; tokens.lua marks it in files; wrk is then ended with SIGINT,
+    as it would otherwise idle until -d is over), or when Envoy exits, or at 100 requests/s."""
+    p = ctx.params
+    port = envoy.port
+    conns = connections or p.connections
+    done_dir = Path(tempfile.mkdtemp(prefix="done-", dir=ctx.work))
+    bound = duration if duration is not None else 30 + count // 100
+    argv = [
+        "wrk", f"-t{p.threads}", f"-c{conns}", f"-d{max(1, bound)}s",
+        "--latency", "--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{port}/bench",
+        "--", str(tokens.path), str(start), str(count), str(p.threads), f"{done_dir}/done.",
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    reached = True
+    try:
+        if count:
+            deadline = time.monotonic() + bound + 10
+            while proc.poll() is None:
+                reached = len(list(done_dir.glob("done.*"))) >= p.threads
+                if reached or not envoy.running:
+                    proc.send_signal(signal.SIGINT)
+                    break
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+        out, _ = proc.communicate(timeout=bound + 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(done_dir, ignore_errors=True)
+    text = out.decode("utf-8", "replace")
+    if proc.returncode not in (0, -signal.SIGINT):
+        raise harness.ServiceError(f"wrk exited with {proc.returncode}:\n{text}")
+    if not reached:
+        raise harness.ServiceError(f"wrk did not get {count} answers in {bound} s:\n{text}")
+    return parse_wrk(text)
+
+
+def check_answers(envoy: harness.Envoy, config: Configuration, tokens: TokenSet) -> None:
+    """The configuration answers 200 to a valid token and, if it verifies, 401 to a bad one."""
+    good = envoy.request("GET", "/bench", {"authorization": f"Bearer {tokens.tokens[0]}"})
+    if good.status != 200:
+        raise harness.ServiceError(
+            f"{config.key}: a valid token got {good.status}: {good.text}\n{envoy.logs()[-3000:]}")
+    if config.verifies and tokens.bad is not None:
+        bad = envoy.request("GET", "/bench", {"authorization": f"Bearer {tokens.bad}"})
+        if bad.status != 401:
+            raise harness.ServiceError(
+                f"{config.key}: a bad token got {bad.status}, not 401: {bad.text}")
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    tokens: str  # name of a TokenSet
+    configs: list[str]
+    mode: str = "duration"  # or "count": each token sent once
+    # Configurations that only add detail: left out of a smoke run, which must stay short.
+    optional: tuple[str, ...] = ()
+    warm: str = "time"  # "time", "pass" (every token once) or "fresh" (other fresh tokens)
+    alg: Optional[str] = None
+
+
+def scenarios(p: Params) -> list[Scenario]:
+    jwt = ["bare", "jwt_authn", "jwt_authn-nocache", "tollgate"]
+    out = [
+        Scenario("hot", "1. one token repeated (hot path)", "hot",
+                 ["bare", "empty-wasm", "jwt_authn", "jwt_authn-nocache", "tollgate",
+                  "tollgate-noaudit"], optional=("tollgate-noaudit",)),
+        Scenario("many", f"2. {p.many:,} distinct valid tokens, round robin (cache at scale)",
+                 "many", jwt, warm="pass"),
+    ]
+    for alg in ALGORITHMS:
+        out.append(Scenario(
+            f"cold-{alg.lower()}", f"3. every token new (cold path), {alg}", f"cold-{alg}",
+            ["bare", "jwt_authn", "tollgate"], mode="count", warm="fresh", alg=alg))
+    out += [
+        Scenario("opaque", "4. opaque tokens through introspection, cache warm", "opaque",
+                 ["bare", "tollgate-introspection"], warm="pass"),
+        Scenario("ratelimit", "5. a policy with rate limits on the path (hot token)", "hot",
+                 ["bare", "tollgate", "tollgate-ratelimit"], optional=("tollgate",)),
+    ]
+    return out
+
+
+def measure(ctx: Context, scenario: Scenario, config: Configuration, tokens: TokenSet,
+            round_no: int) -> dict[str, Any]:
+    p = ctx.params
+    envoy = start_envoy(ctx, config, concurrency=1)
+    pid = envoy.service.pid if envoy.service else None
+    assert pid is not None
+    try:
+        rss_start = harness.rss_kib(pid)
+        check_answers(envoy, config, tokens)
+        # Warm-up, and where the timed part of the token file starts.
+        start = 0
+        if scenario.warm == "time":
+            if p.warm:
+                run_wrk(ctx, envoy, tokens, duration=p.warm)
+            else:
+                run_wrk(ctx, envoy, tokens, count=p.warm_requests)
+        elif scenario.warm == "pass":
+            # Each token once, with few connections: for introspection, few calls at a time.
+            run_wrk(ctx, envoy, tokens, count=len(tokens.tokens), connections=8)
+        elif scenario.warm == "fresh":
+            run_wrk(ctx, envoy, tokens, start=0, count=p.cold_warm)
+            start = p.cold_warm + 2 * p.connections
+        before = envoy_stats(envoy)
+        cpu0 = cpu_seconds(pid)
+        t0 = time.monotonic()
+        if scenario.mode == "count":
+            wrk = run_wrk(ctx, envoy, tokens, start=start, count=p.cold_requests)
+        else:
+            wrk = run_wrk(ctx, envoy, tokens, duration=p.duration)
+        wall = time.monotonic() - t0
+        cpu1 = cpu_seconds(pid)
+        rss_end = harness.rss_kib(pid)
+        after = envoy_stats(envoy)
+        running = envoy.running
+    finally:
+        envoy.stop()
+    if not running:
+        raise harness.ServiceError(f"{config.key}: Envoy died during the run")
+    # Answers (requests wrk gave up on at its end are not counted), and the refusals among them.
+    served = stat_delta(before, after, "downstream_rq_completed")
+    refused = sum(stat_delta(before, after, f"downstream_rq_{c}") for c in ("3xx", "4xx", "5xx"))
+    if served <= 0:
+        raise harness.ServiceError(f"{config.key}: Envoy served no request:\n{wrk.output}")
+    cpu = cpu1 - cpu0
+    rec: dict[str, Any] = {
+        "round": round_no,
+        "scenario": scenario.key,
+        "config": config.key,
+        "requests": served,
+        "not_ok": refused,
+        "wrk_requests": wrk.requests,
+        "wrk_non_2xx": wrk.non_2xx,
+        "wrk_socket_errors": wrk.socket_errors,
+        "seconds": round(wrk.seconds, 3),
+        "wall_seconds": round(wall, 3),
+        "rps": round(wrk.rps, 1),
+        "cpu_seconds": round(cpu, 3),
+        "cpu_us_per_request": round(cpu / served * 1e6, 2),
+        "p50_ms": round(wrk.p50_ms, 3),
+        "p99_ms": round(wrk.p99_ms, 3),
+        "start_seconds": round(envoy.started_in, 2),  # type: ignore[attr-defined]
+        "rss_start_kib": rss_start,
+        "rss_end_kib": rss_end,
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+    }
+    if config.tollgate:
+        rec["jwt_verifications"] = stat_delta(before, after, "tollgate.jwt.verifications")
+        rec["introspection_calls"] = stat_delta(before, after, "tollgate.introspection.calls")
+        rec["introspection_cache_hits"] = stat_delta(
+            before, after, "tollgate.introspection.cache_hits")
+    if config.key.startswith("jwt_authn"):
+        rec["jwt_cache_hits"] = stat_delta(before, after, "jwt_authn.jwt_cache_hit")
+        rec["jwt_cache_misses"] = stat_delta(before, after, "jwt_authn.jwt_cache_miss")
+    if rec["not_ok"] or wrk.non_2xx:
+        log(f"  WARNING {config.key}: {max(rec['not_ok'], wrk.non_2xx)} answers were not 2xx")
+        rec["not_ok"] = max(rec["not_ok"], wrk.non_2xx)
+    return rec
+
+
+def measure_memory(ctx: Context, config: Configuration, tokens: TokenSet,
+                   round_no: int) -> dict[str, Any]:
+    """Envoy with two workers: RSS after every one of the tokens was sent `memory_passes`
+    times (so each is cached wherever the configuration caches)."""
+    p = ctx.params
+    envoy = start_envoy(ctx, config, concurrency=2)
+    pid = envoy.service.pid if envoy.service else None
+    assert pid is not None
+    try:
+        check_answers(envoy, config, tokens)
+        time.sleep(0.5)
+        rss_idle = harness.rss_kib(pid)
+        before = envoy_stats(envoy)
+        wrk = run_wrk(ctx, envoy, tokens, count=len(tokens.tokens) * p.memory_passes)
+        after = envoy_stats(envoy)
+        time.sleep(0.5)
+        rss = harness.rss_kib(pid)
+    finally:
+        envoy.stop()
+    rec = {
+        "round": round_no,
+        "config": config.key,
+        "workers": 2,
+        "tokens": len(tokens.tokens),
+        "requests": stat_delta(before, after, "downstream_rq_completed"),
+        "not_ok": sum(stat_delta(before, after, f"downstream_rq_{c}")
+                      for c in ("3xx", "4xx", "5xx")),
+        "rps": round(wrk.rps, 1),
+        "start_seconds": round(envoy.started_in, 2),  # type: ignore[attr-defined]
+        "rss_idle_kib": rss_idle,
+        "rss_kib": rss,
+    }
+    if config.tollgate:
+        rec["jwt_verifications"] = stat_delta(before, after, "tollgate.jwt.verifications")
+    return rec
+
+
+# --------------------------------------------------------------------------------------------
+# summary
+
+
+def median(values: list[float]) -> Optional[float]:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def summarize(runs: list[dict[str, Any]], memory: list[dict[str, Any]],
+              scen: list[Scenario], wasm_size: int) -> dict[str, Any]:
+    by = {(r["round"], r["scenario"], r["config"]): r for r in runs}
+    rounds = sorted({r["round"] for r in runs})
+    table: dict[str, dict[str, Any]] = {}
+    for s in scen:
+        rows: dict[str, Any] = {}
+        for c in s.configs:
+            mine = [by[(n, s.key, c)] for n in rounds if (n, s.key, c) in by]
+            if not mine:
+                continue
+            over, x_bare, x_jwt = [], [], []
+            for r in mine:
+                bare = by.get((r["round"], s.key, "bare"))
+                jwt = by.get((r["round"], s.key, "jwt_authn"))
+                if bare:
+                    over.append(r["cpu_us_per_request"] - bare["cpu_us_per_request"])
+                    x_bare.append(r["cpu_us_per_request"] / bare["cpu_us_per_request"])
+                if jwt and "jwt_authn" in s.configs:
+                    x_jwt.append(r["cpu_us_per_request"] / jwt["cpu_us_per_request"])
+            row = {
+                "rounds": len(mine),
+                "rps": median([r["rps"] for r in mine]),
+                "cpu_us_per_request": median([r["cpu_us_per_request"] for r in mine]),
+                "cpu_us_over_bare": median(over),
+                "x_bare": median(x_bare),
+                "x_jwt_authn": median(x_jwt) if x_jwt else None,
+                "p50_ms": median([r["p50_ms"] for r in mine]),
+                "p99_ms": median([r["p99_ms"] for r in mine]),
+                "rss_mib": median([r["rss_end_kib"] / 1024 for r in mine]),
+                "start_s": median([r["start_seconds"] for r in mine]),
+                "not_ok": sum(r["not_ok"] for r in mine),
+                "requests": sum(r["requests"] for r in mine),
+                "per_round_cpu_us": [r["cpu_us_per_request"] for r in mine],
+            }
+            for extra in ("jwt_verifications", "introspection_calls", "introspection_cache_hits",
+                          "jwt_cache_hits", "jwt_cache_misses"):
+                if extra in mine[0]:
+                    row[extra] = sum(r.get(extra, 0) for r in mine)
+            rows[c] = row
+        table[s.key] = {"title": s.title, "configs": rows}
+
+    mem_rows: dict[str, Any] = {}
+    for c in sorted({m["config"] for m in memory}, key=list(CONFIGURATIONS).index):
+        mine = [m for m in memory if m["config"] == c]
+        over = []
+        for m in mine:
+            bare = next((b for b in memory if b["round"] == m["round"]
+                         and b["config"] == "bare"), None)
+            if bare:
+                over.append((m["rss_kib"] - bare["rss_kib"]) / 1024)
+        mem_rows[c] = {
+            "rss_mib": median([m["rss_kib"] / 1024 for m in mine]),
+            "rss_idle_mib": median([m["rss_idle_kib"] / 1024 for m in mine]),
+            "start_s": median([m["start_seconds"] for m in mine]),
+            "over_bare_mib": median(over),
+            "tokens": mine[0]["tokens"],
+            "not_ok": sum(m["not_ok"] for m in mine),
+            "jwt_verifications": median([m.get("jwt_verifications") for m in mine]),
+        }
+
+    targets = []
+
+    def per_round(scenario: str, fn: Callable[[int], Optional[float]]) -> Optional[float]:
+        return median([fn(n) for n in rounds])
+
+    def cpu(n: int, scenario: str, config: str) -> Optional[float]:
+        r = by.get((n, scenario, config))
+        return r["cpu_us_per_request"] if r else None
+
+    def sub(a: Optional[float], b: Optional[float]) -> Optional[float]:
+        return None if a is None or b is None else a - b
+
+    tg_over = per_round("hot", lambda n: sub(cpu(n, "hot", "tollgate"), cpu(n, "hot", "bare")))
+    empty_over = per_round("hot", lambda n: sub(cpu(n, "hot", "empty-wasm"),
+                                                cpu(n, "hot", "bare")))
+    whole = per_round("hot", lambda n: (
+        None if cpu(n, "hot", "tollgate") is None or not cpu(n, "hot", "empty-wasm")
+        else cpu(n, "hot", "tollgate") / cpu(n, "hot", "empty-wasm")))
+    factor = per_round("hot", lambda n: (
+        None if sub(cpu(n, "hot", "empty-wasm"), cpu(n, "hot", "bare")) in (None, 0)
+        or sub(cpu(n, "hot", "tollgate"), cpu(n, "hot", "bare")) is None
+        else sub(cpu(n, "hot", "tollgate"), cpu(n, "hot", "bare"))
+        / sub(cpu(n, "hot", "empty-wasm"), cpu(n, "hot", "bare"))))
+    if factor is not None:
+        targets.append({
+            "target": "hot path: tollgate's CPU/request over bare <= 1.2 x the empty wasm "
+                      "filter's",
+            "value": f"{tg_over:.1f} us vs {empty_over:.1f} us: {factor:.2f} x (whole "
+                     f"CPU/request, tollgate / empty-wasm: {whole:.2f} x)",
+            "limit": f"{HOT_PATH_FACTOR} x",
+            "met": factor <= HOT_PATH_FACTOR,
+        })
+    if "tollgate" in mem_rows and mem_rows["tollgate"]["over_bare_mib"] is not None:
+        over = mem_rows["tollgate"]["over_bare_mib"]
+        targets.append({
+            "target": f"memory: RSS with tollgate over bare, 2 workers, "
+                      f"{mem_rows['tollgate']['tokens']:,} cached tokens",
+            "value": f"{over:.1f} MiB",
+            "limit": f"{MEMORY_OVER_BARE_MIB:.0f} MiB",
+            "met": over <= MEMORY_OVER_BARE_MIB,
+        })
+    targets.append({
+        "target": ".wasm size",
+        "value": f"{wasm_size:,} bytes",
+        "limit": f"{WASM_MAX_BYTES:,} bytes",
+        "met": wasm_size <= WASM_MAX_BYTES,
+    })
+    cold_us: dict[str, Optional[float]] = {}
+    for alg in ALGORITHMS:
+        key = f"cold-{alg.lower()}"
+        v = per_round(key, lambda n, key=key: sub(cpu(n, key, "tollgate"),
+                                                  cpu(n, "hot", "tollgate")))
+        cold_us[alg] = v
+        if v is not None:
+            targets.append({
+                "target": f"cold path {alg}: verification (tollgate cold - tollgate hot "
+                          "CPU/request)",
+                "value": f"{v:.1f} us",
+                "limit": f"{COLD_VERIFY_MAX_US[alg]:.0f} us",
+                "met": v <= COLD_VERIFY_MAX_US[alg],
+            })
+    return {"scenarios": table, "memory": mem_rows, "targets": targets,
+            "cold_verification_us": cold_us}
+
+
+# --------------------------------------------------------------------------------------------
+# reports
+
+
+def machine_info(ctx: Context) -> dict[str, Any]:
+    cpu_model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    envoy_version = subprocess.run(
+        [harness.envoy_binary(), "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        check=False, timeout=60).stdout.decode().strip()
+    m = re.search(r"version: \S+/(\d+\.\d+\.\d+)/", envoy_version)
+    wrk_version = subprocess.run(["wrk", "-v"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, check=False).stdout.decode()
+    git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         check=False).stdout.decode().strip()
+    mem_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    return {
+        "cpu_model": cpu_model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": platform.platform(),
+        "envoy_version": m.group(1) if m else envoy_version,
+        "envoy_build": envoy_version.split("version:", 1)[-1].strip(),
+        "wrk_version": wrk_version.split("[", 1)[0].strip().split("\n")[0],
+        "python": platform.python_version(),
+        "git": git,
+        "wasm": str(ctx.wasm),
+        "wasm_bytes": ctx.wasm.stat().st_size,
+        "empty_wasm_bytes": ctx.empty_wasm.stat().st_size,
+    }
+
+
+def fmt(v: Optional[float], digits: int = 1, suffix: str = "") -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:,.{digits}f}{suffix}"
+
+
+SMOKE_NOTE = ("**Smoke run**: tiny runs whose figures mean little; it shows that every "
+              "configuration starts, answers and is measured.")
+
+
+def write_markdown(path: Path, result: dict[str, Any]) -> None:
+    m, p, s = result["machine"], result["params"], result["summary"]
+    warm = f"{p['warm']} s" if p["warm"] else f"{p['warm_requests']} requests"
+    lines = [
+        f"# tollgate benchmark, {result['started']}",
+        "",
+        SMOKE_NOTE if p["smoke"] else "",
+        "",
+        f"**The run failed**; below are the runs done before it.\n\n```\n{result['failure']}\n```"
+        if result["failure"] else "",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB; kernel "
+        f"{m['kernel']} ({m['os']})",
+        f"- Envoy {m['envoy_version']} ({m['envoy_build']}); {m['wrk_version']}; "
+        f"Python {m['python']}",
+        f"- tollgate {m['git']}: `tollgate_filter.wasm` {m['wasm_bytes']:,} bytes (sha256 "
+        f"{m['wasm_sha256'][:16]}...); empty filter {m['empty_wasm_bytes']:,} bytes",
+        f"- load average (1, 5, 15 min) at the start: {result['loadavg_start']}, at the end: "
+        f"{result['loadavg_end']} (a load above the core count means other work shared the "
+        "machine)",
+        f"- took {result['seconds'] / 60:.1f} min",
+        "",
+        "## Method",
+        "",
+        f"`wrk -t{p['threads']} -c{p['connections']} --latency` against a `direct_response` "
+        f"route of a fresh Envoy with `--concurrency 1` per run; {p['duration']:g} s measured "
+        f"after a warm-up ({warm}; scenarios 2 and 4: every token once) (scenarios 1, 2, 4, "
+        f"5), or {p['cold_requests']:,} "
+        f"requests each with a token never sent before, after {p['cold_warm']:,} other fresh "
+        f"tokens (scenario 3); {p['rounds']} round(s), the configurations of a scenario in a "
+        "rotated order in each round. **CPU us/req** is Envoy's CPU time (utime + stime, all "
+        "threads) during the measured run divided by the requests Envoy answered; **over bare** "
+        "subtracts bare Envoy's figure of the same round; **x bare** and **x jwt_authn** divide "
+        "by bare Envoy's and jwt_authn's (cached) figure of the same round. Every figure is the "
+        "median over the rounds. RSS is VmRSS at the end of the run; start is the seconds from "
+        "starting Envoy to its `/ready` being LIVE (wasm compiled and configured). Requests/s "
+        "and latency are "
+        "shared with wrk on the same cores: compare CPU per request. "
+        "Details: `tests/bench/README.md`.",
+        "",
+        "## Targets",
+        "",
+        "| target | this run | limit | met |",
+        "| --- | --- | --- | --- |",
+    ]
+    for t in s["targets"]:
+        lines.append(f"| {t['target']} | {t['value']} | {t['limit']} | "
+                     f"{'yes' if t['met'] else '**no**'} |")
+    lines.append("")
+    for key, scen in s["scenarios"].items():
+        lines += [f"## {scen['title']}", "",
+                  "| configuration | req/s | CPU us/req | over bare us | x bare | x jwt_authn "
+                  "| p50 ms | p99 ms | RSS MiB | start s | notes |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+        for c, r in scen["configs"].items():
+            notes = []
+            if r["not_ok"]:
+                notes.append(f"**{r['not_ok']} not 2xx**")
+            if "jwt_verifications" in r and c != "tollgate-introspection":
+                notes.append(f"{r['jwt_verifications']:,} signatures verified in "
+                             f"{r['requests']:,} requests")
+            if r.get("introspection_calls") or r.get("introspection_cache_hits"):
+                calls = r["introspection_calls"]
+                notes.append(f"{calls:,} introspection calls ({100 * calls / r['requests']:.1f} % "
+                             f"of the requests), {r['introspection_cache_hits']:,} cache hits")
+            if "jwt_cache_hits" in r and (r["jwt_cache_hits"] or r["jwt_cache_misses"]):
+                notes.append(f"cache {r['jwt_cache_hits']:,} hits, "
+                             f"{r['jwt_cache_misses']:,} misses")
+            if len(r["per_round_cpu_us"]) > 1:
+                notes.append("rounds: " + ", ".join(f"{v:.1f}" for v in r["per_round_cpu_us"]))
+            lines.append(
+                f"| {c} | {fmt(r['rps'], 0)} | {fmt(r['cpu_us_per_request'])} | "
+                f"{fmt(r['cpu_us_over_bare']) if c != 'bare' else '-'} | "
+                f"{fmt(r['x_bare'], 2) if c != 'bare' else '-'} | "
+                f"{fmt(r['x_jwt_authn'], 2) if c != 'jwt_authn' else '-'} | "
+                f"{fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {fmt(r['rss_mib'])} | "
+                f"{fmt(r['start_s'], 2)} | "
+                f"{'; '.join(notes)} |")
+        lines.append("")
+    if s["memory"]:
+        mem = next(iter(s["memory"].values()))
+        lines += [f"## Memory: two workers, {mem['tokens']:,} distinct tokens sent "
+                  f"{p['memory_passes']} times each", "",
+                  "| configuration | RSS idle MiB | RSS after MiB | over bare MiB | start s | notes |",
+                  "| --- | ---: | ---: | ---: | ---: | --- |"]
+        for c, r in s["memory"].items():
+            notes = []
+            if r["not_ok"]:
+                notes.append(f"**{r['not_ok']} not 2xx**")
+            if r.get("jwt_verifications") is not None:
+                notes.append(f"{r['jwt_verifications']:,.0f} signatures verified")
+            lines.append(f"| {c} | {fmt(r['rss_idle_mib'])} | {fmt(r['rss_mib'])} | "
+                         f"{fmt(r['over_bare_mib']) if c != 'bare' else '-'} | "
+                         f"{fmt(r['start_s'], 2)} | {'; '.join(notes)} |")
+        lines.append("")
+    lines += ["## Configurations", ""]
+    for c in CONFIGURATIONS.values():
+        lines.append(f"- `{c.key}`: {c.label}")
+    lines += ["", "Every run: `results.json` (`runs`, `memory_runs`).", ""]
+    path.write_text("\n".join(lines))
+
+
+def write_plot(path: Path, result: dict[str, Any]) -> Optional[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (make bench-tools): no plot"
+    s = result["summary"]
+    panels = [(k, v) for k, v in s["scenarios"].items() if v["configs"]]
+    n = len(panels) + (1 if s["memory"] else 0)
+    cols = 2
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(13, 2.6 * rows + 1), squeeze=False)
+    colors = {
+        "bare": "#9e9e9e", "empty-wasm": "#bdbdbd", "jwt_authn": "#1f77b4",
+        "jwt_authn-nocache": "#6baed6", "tollgate": "#d62728", "tollgate-noaudit": "#ff9896",
+        "tollgate-ratelimit": "#e6550d", "tollgate-introspection": "#d62728",
+    }
+    for ax, (key, scen) in zip(axes.flat, panels):
+        names = list(scen["configs"])
+        vals = [scen["configs"][c]["cpu_us_per_request"] or 0 for c in names]
+        ys = range(len(names))
+        ax.barh(ys, vals, color=[colors.get(c, "#888") for c in names])
+        right = max(vals + [1])
+        for y, c in zip(ys, names):
+            pts = scen["configs"][c]["per_round_cpu_us"]
+            ax.plot(pts, [y] * len(pts), "k.", markersize=4)
+            ax.text(max([vals[y]] + pts) + right * 0.02, y, f"{vals[y]:.1f}", va="center",
+                    fontsize=8)
+            right = max([right] + pts)
+        ax.set_yticks(list(ys), names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(scen["title"], fontsize=9)
+        ax.set_xlabel("Envoy CPU us per request (median; dots: rounds)", fontsize=8)
+        ax.set_xlim(0, right * 1.25)
+    if s["memory"]:
+        ax = axes.flat[len(panels)]
+        names = list(s["memory"])
+        vals = [s["memory"][c]["rss_mib"] or 0 for c in names]
+        ax.barh(range(len(names)), vals, color=[colors.get(c, "#888") for c in names])
+        for y, v in enumerate(vals):
+            ax.text(v, y, f" {v:.1f}", va="center", fontsize=8)
+        ax.set_yticks(list(range(len(names))), names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title("Envoy RSS, 2 workers, after the distinct tokens", fontsize=9)
+        ax.set_xlabel("MiB", fontsize=8)
+        ax.set_xlim(0, max(vals + [1]) * 1.25)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    m = result["machine"]
+    fig.suptitle(f"tollgate benchmark {result['started']}: {m['cpu_model']}, {m['cores']} cores, "
+                 f"Envoy {m['envoy_version']}, load avg at start {result['loadavg_start'][0]}"
+                 f"{' (smoke run)' if result['params']['smoke'] else ''}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# main
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="a tiny run: 1 round, ~1 s per run")
+    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--duration", type=int, help="seconds measured per run")
+    ap.add_argument("--warm", type=int, help="seconds of warm-up per run")
+    ap.add_argument("--cold-requests", type=int, help="requests of one cold-path run")
+    ap.add_argument("--many", type=int, help="distinct tokens of scenario 2 and memory")
+    ap.add_argument("--opaque", type=int, help="distinct opaque tokens of scenario 4")
+    ap.add_argument("--only", help="comma-separated scenario keys (hot, many, cold-rs256, "
+                    "cold-es256, cold-eddsa, opaque, ratelimit, memory)")
+    ap.add_argument("--out", type=Path, help="results folder (default bench/results/<time>)")
+    ap.add_argument("--wasm", type=Path, default=Path(os.environ.get("TOLLGATE_WASM")
+                                                      or DEFAULT_WASM))
+    ap.add_argument("--empty-wasm", type=Path, default=DEFAULT_EMPTY_WASM)
+    args = ap.parse_args(argv)
+
+    p = Params.smoke_params() if args.smoke else Params()
+    for name in ("rounds", "duration", "warm", "cold_requests", "many", "opaque"):
+        if getattr(args, name) is not None:
+            setattr(p, name, getattr(args, name))
+    for f in (args.wasm, args.empty_wasm):
+        if not f.is_file():
+            raise SystemExit(f"bench: {f} is missing (make wasm / make bench builds it)")
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench: wrk is not installed (make bench-tools)")
+
+    started = dt.datetime.now(dt.timezone.utc)
+    stamp = started.strftime("%Y%m%d-%H%M%S") + ("-smoke" if p.smoke else "")
+    out = args.out or ROOT / "bench" / "results" / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
+    (work / "logs").mkdir()
+    # Copies: a `make wasm` elsewhere during the run must not change what is measured.
+    wasm = work / "tollgate_filter.wasm"
+    empty_wasm = work / "bench_empty_filter.wasm"
+    shutil.copyfile(args.wasm, wasm)
+    shutil.copyfile(args.empty_wasm, empty_wasm)
+    ctx = Context(params=p, wasm=wasm, empty_wasm=empty_wasm, work=work,
+                  dummy_port=harness.free_port())
+    wasm_source = args.wasm.resolve()
+    t_start = time.monotonic()
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    log(f"results to {out}; logs in {work / 'logs'}; load average {load_start}")
+
+    scen = scenarios(p)
+    only = set(args.only.split(",")) if args.only else None
+    if only:
+        scen = [s for s in scen if s.key in only]
+    if p.smoke:
+        for s in scen:
+            s.configs = [c for c in s.configs if c not in s.optional]
+    do_memory = only is None or "memory" in only
+
+    runs: list[dict[str, Any]] = []
+    memory: list[dict[str, Any]] = []
+    failure: Optional[str] = None
+    try:
+        # Keys and tokens: every token valid for tollgate and jwt_authn alike.
+        ctx.keys = Keys()
+        exp = int(time.time()) + 6 * 3600
+        sets: dict[str, TokenSet] = {}
+        needed = {s.tokens for s in scen} | ({"many"} if do_memory else set())
+        t0 = time.monotonic()
+        if "hot" in needed:
+            hot = mint_tokens(ctx.keys, "RS256", 1, "hot", exp)
+            sets["hot"] = write_tokens(work, "hot", hot, tamper(hot[0]))
+        if "many" in needed:
+            many = mint_tokens(ctx.keys, "RS256", p.many, "many", exp)
+            sets["many"] = write_tokens(work, "many", many, tamper(many[0]))
+        cold_size = p.cold_warm + 2 * p.connections + p.cold_requests + 4 * p.connections
+        for alg in ALGORITHMS:
+            if f"cold-{alg}" in needed:
+                toks = mint_tokens(ctx.keys, alg, cold_size, f"cold-{alg}", exp)
+                sets[f"cold-{alg}"] = write_tokens(work, f"cold-{alg}", toks, tamper(toks[0]))
+        log(f"minted {sum(len(t.tokens) for t in sets.values()):,} tokens in "
+            f"{time.monotonic() - t0:.0f} s")
+        if "opaque" in needed:
+            ctx.idp = harness.Idp(work / "logs", access_token_ttl=24 * 3600).start()
+            opaque = [ctx.idp.token("orders-app", scope="orders:read", resource=OPAQUE_AUDIENCE)
+                      for _ in range(p.opaque)]
+            if any("." in t for t in opaque):
+                raise harness.ServiceError("the provider issued a JWT, not an opaque token")
+            sets["opaque"] = write_tokens(work, "opaque", opaque, "not-a-token-it-issued")
+
+        for round_no in range(1, p.rounds + 1):
+            log(f"round {round_no}/{p.rounds}")
+            for s in scen:
+                k = (round_no - 1) % len(s.configs)
+                order = s.configs[k:] + s.configs[:k]
+                for c in order:
+                    rec = measure(ctx, s, CONFIGURATIONS[c], sets[s.tokens], round_no)
+                    runs.append(rec)
+                    extra = ""
+                    if "jwt_verifications" in rec:
+                        extra = f", {rec['jwt_verifications']} verifications"
+                    log(f"  {s.key:10} {c:22} {rec['rps']:9.0f} req/s "
+                        f"{rec['cpu_us_per_request']:7.1f} us/req  p99 {rec['p99_ms']:.2f} ms  "
+                        f"RSS {rec['rss_end_kib'] / 1024:.1f} MiB{extra}")
+            if do_memory:
+                mem_configs = ["bare", "jwt_authn", "tollgate"]
+                k = (round_no - 1) % len(mem_configs)
+                for c in mem_configs[k:] + mem_configs[:k]:
+                    rec = measure_memory(ctx, CONFIGURATIONS[c], sets["many"], round_no)
+                    memory.append(rec)
+                    log(f"  {'memory':10} {c:22} RSS {rec['rss_kib'] / 1024:.1f} MiB "
+                        f"(idle {rec['rss_idle_kib'] / 1024:.1f})")
+    except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - reported, results kept
+        failure = f"{type(err).__name__}: {err}"
+        log(f"FAILED: {failure}\nlogs kept in {work / 'logs'}; writing the runs done so far")
+    finally:
+        if ctx.idp is not None:
+            ctx.idp.stop()
+
+    machine = machine_info(ctx)
+    machine["wasm"] = str(wasm_source)
+    machine["wasm_sha256"] = hashlib.sha256(wasm.read_bytes()).hexdigest()
+    result = {
+        "started": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "failure": failure,
+        "seconds": round(time.monotonic() - t_start, 1),
+        "loadavg_start": load_start,
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        "params": p.__dict__,
+        "machine": machine,
+        "configurations": {c.key: c.label for c in CONFIGURATIONS.values()},
+        "summary": summarize(runs, memory, scen, machine["wasm_bytes"]),
+        "runs": runs,
+        "memory_runs": memory,
+    }
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_markdown(out / "results.md", result)
+    why = write_plot(out / "results.png", result)
+    if why:
+        log(why)
+    if failure is None:
+        shutil.rmtree(work, ignore_errors=True)
+    bad = [r for r in runs + memory if r["not_ok"]]
+    log(f"done in {result['seconds'] / 60:.1f} min: {out / 'results.md'}")
+    for t in result["summary"]["targets"]:
+        log(f"  target {'met    ' if t['met'] else 'NOT met'}: {t['target']}: {t['value']} "
+            f"(limit {t['limit']})")
+    if failure is not None:
+        log(f"the run FAILED ({failure}); results.md holds the runs done before")
+        return 1
+    if bad:
+        log(f"{len(bad)} run(s) had answers that were not 2xx: see results.json")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
