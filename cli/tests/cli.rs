@@ -357,7 +357,7 @@ fn explain_an_allowed_request() {
     }
     assert!(out.contains("Provider  corp"), "{out}");
     assert!(
-        out.contains("  remove  x-user\n  set     x-user: alice\n"),
+        out.contains("  remove  x-user\n  remove  x_user\n  set     x-user: alice\n"),
         "{out}"
     );
     assert!(
@@ -515,7 +515,7 @@ fn explain_as_json() {
             assert!(checks.iter().all(|c| c["result"] == "pass"));
             assert_eq!(
                 v["answer"]["upstream_headers"],
-                json!([{"remove": "x-user"}, {"set": "x-user", "value": "alice"}])
+                json!([{"remove": "x-user"}, {"remove": "x_user"}, {"set": "x-user", "value": "alice"}])
             );
         }
     }
