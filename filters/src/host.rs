@@ -62,6 +62,12 @@ impl OwnedRequest {
         })
     }
 
+    pub fn has_header(&self, name: &str) -> bool {
+        self.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+
     pub fn view(&self) -> tollgate::request::Request<'_> {
         tollgate::request::Request {
             method: &self.method,

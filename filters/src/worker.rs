@@ -284,6 +284,9 @@ impl Worker {
                 }
                 for edit in &allowed.edits {
                     let result = match edit {
+                        // The request's headers were all read: removing one it lacks is a
+                        // host call for nothing.
+                        HeaderEdit::Remove(name) if !request.has_header(name) => Ok(()),
                         HeaderEdit::Remove(name) => {
                             hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)
                         }
