@@ -238,24 +238,11 @@ pub fn put_token(
         }
         TokenSource::Query(name) => {
             path.push(if path.contains('?') { '&' } else { '?' });
-            path.push_str(&percent_encode(name));
+            path.push_str(&crate::request::percent_encode(name));
             path.push('=');
-            path.push_str(&percent_encode(token));
+            path.push_str(&crate::request::percent_encode(token));
         }
     }
-}
-
-/// Percent-encodes everything but the RFC 3986 unreserved characters.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// How a place a token is read from is named in the account.

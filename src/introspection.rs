@@ -31,6 +31,7 @@ use crate::claims;
 use crate::config::{ClientAuth, HttpUrl, Introspection, Provider};
 use crate::denial::Denial;
 use crate::json;
+use crate::request::percent_encode;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
@@ -77,13 +78,16 @@ pub fn build_call(cfg: &Introspection, endpoint: &HttpUrl, token: &str) -> Intro
     .iter()
     .map(|(n, v)| (n.to_string(), v.to_string()))
     .collect();
-    let mut body = format!("token={}&token_type_hint=access_token", form_encode(token));
+    let mut body = format!(
+        "token={}&token_type_hint=access_token",
+        percent_encode(token)
+    );
     match cfg.auth {
         ClientAuth::Basic => {
             let credentials = format!(
                 "{}:{}",
-                form_encode(&cfg.client_id),
-                form_encode(&cfg.client_secret)
+                percent_encode(&cfg.client_id),
+                percent_encode(&cfg.client_secret)
             );
             headers.push((
                 "authorization".to_string(),
@@ -92,27 +96,12 @@ pub fn build_call(cfg: &Introspection, endpoint: &HttpUrl, token: &str) -> Intro
         }
         ClientAuth::Post => {
             body.push_str("&client_id=");
-            body.push_str(&form_encode(&cfg.client_id));
+            body.push_str(&percent_encode(&cfg.client_id));
             body.push_str("&client_secret=");
-            body.push_str(&form_encode(&cfg.client_secret));
+            body.push_str(&percent_encode(&cfg.client_secret));
         }
     }
     IntrospectionCall { headers, body }
-}
-
-/// `application/x-www-form-urlencoded` for one name or value: everything but the RFC 3986
-/// unreserved characters is percent-encoded (a space as `%20`, which every form decoder reads,
-/// rather than `+`, which a decoder of Basic credentials might not).
-fn form_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// SHA-256 of the token: the cache key. The token itself is never stored.

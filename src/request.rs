@@ -149,6 +149,21 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// Percent-encodes everything but the RFC 3986 unreserved characters: a form or query
+/// component (a space is `%20`, which every decoder reads, rather than `+`, which a decoder of
+/// Basic credentials might not).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Decodes `%XX` escapes; `None` for a broken escape or a result that is not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
