@@ -91,14 +91,31 @@ impl Host for FixedHost<'_> {
     }
 }
 
-/// The token the engine reads from an `Authorization` value with the default `Bearer ` prefix
-/// (prefix without case, then spaces trimmed).
+/// The token the engine reads from an `Authorization` value with the default `Bearer ` prefix.
+/// A proxy may have joined several values with ","; each part (spaces trimmed at its start)
+/// that starts with `Bearer ` (any case) carries a token, and they must all be the same one.
 pub fn bearer_token(header: &str) -> Option<&str> {
-    let head = header.get(..7)?;
-    if !head.eq_ignore_ascii_case("Bearer ") {
-        return None;
+    let mut found: Option<&str> = None;
+    for part in header.split(',') {
+        let part = part.trim_start_matches(' ');
+        let Some(head) = part.get(..7) else { continue };
+        if !head.eq_ignore_ascii_case("Bearer ") {
+            continue;
+        }
+        let Some(token) = part
+            .get(7..)
+            .map(|t| t.trim_matches(' '))
+            .filter(|t| !t.is_empty())
+        else {
+            continue;
+        };
+        match found {
+            None => found = Some(token),
+            Some(seen) if seen == token => {}
+            Some(_) => return None,
+        }
     }
-    Some(header.get(7..)?.trim_matches(' ')).filter(|t| !t.is_empty())
+    found
 }
 
 /// Independent of the engine: whether `token` is a strict compact JWS signed with one of the
