@@ -15,15 +15,33 @@
 //! length and compared in constant time. High-S ECDSA signatures are accepted: JWS (RFC 7518
 //! section 3.4) does not require low-S, and common signers do not normalise.
 //!
+//! Verification speed is shaped for where it runs, wasm under V8, which has no 64x64->128-bit
+//! multiply: RSA (`rsa_vt`), P-256 (`p256_vt`) and Ed25519 (`ed25519_vt`) are our own
+//! variable-time code on 32-bit limbs (every value a verifier handles is public, so nothing
+//! needs to be constant-time; the HMAC tag comparison is), with what a key allows to
+//! precompute (Montgomery constants, tables of multiples) built once, when the key is imported.
+//! Each comes with property tests against a reference crate (`properties.rs`) and passes the
+//! Wycheproof vectors below, natively and in wasm32. P-384 and P-521 use the `p384` and `p521`
+//! crates. `examples/crypto_candidates.rs` measures the choices side by side.
+//!
 //! Nothing here needs randomness, so the crate builds for `wasm32-wasip1` without `getrandom`.
 
 use core::fmt;
 
 use hmac::{Hmac, KeyInit, Mac};
-use p256::ecdsa::signature::hazmat::PrehashVerifier;
-use rsa::traits::PublicKeyParts;
-use rsa::{BoxedUint, Pkcs1v15Sign, Pss};
+use p384::ecdsa::signature::hazmat::PrehashVerifier;
 use sha2::{Digest, Sha256, Sha384, Sha512};
+
+mod ed25519_vt;
+mod limbs;
+mod p256_vt;
+#[cfg(test)]
+mod properties;
+mod rsa_vt;
+
+use ed25519_vt::Ed25519Key;
+use p256_vt::{EcdsaError, P256Key};
+use rsa_vt::{RsaHash, RsaPublic};
 
 /// A JWS signature algorithm this gateway can verify. `none` is deliberately not representable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -195,7 +213,7 @@ pub const HMAC_MIN_SECRET_LEN: usize = 32;
 /// An RSA public key whose modulus and exponent passed [`PublicKey::rsa`]'s checks.
 #[derive(Clone)]
 pub struct RsaKey {
-    key: rsa::PublicKey,
+    key: RsaPublic,
     bits: usize,
 }
 
@@ -231,13 +249,13 @@ pub enum PublicKey {
     /// RSA, for RS* and PS*.
     Rsa(RsaKey),
     /// P-256, for ES256.
-    P256(p256::ecdsa::VerifyingKey),
+    P256(P256Key),
     /// P-384, for ES384.
     P384(p384::ecdsa::VerifyingKey),
     /// P-521, for ES512.
     P521(p521::ecdsa::VerifyingKey),
     /// Ed25519, for EdDSA.
-    Ed25519(ed25519_dalek::VerifyingKey),
+    Ed25519(Ed25519Key),
     /// A shared HMAC secret, for HS* when it is at least as long as the hash output.
     Hmac(HmacSecret),
 }
@@ -265,9 +283,18 @@ fn bit_len(bytes: &[u8]) -> usize {
 /// `n mod p` for a big-endian `n` and a small `p`.
 fn mod_small(n: &[u8], p: u32) -> u32 {
     let p = u64::from(p);
-    let rem = n
+    // A partial leading word byte by byte, then whole 32-bit words: acc < p < 2^32, so
+    // `acc << 32 | word` fits in 64 bits, and a 2048-bit modulus takes 64 divisions, not 256.
+    let (head, words) = n.split_at(n.len() % 4);
+    let acc = head
         .iter()
         .fold(0u64, |acc, &byte| ((acc << 8) | u64::from(byte)) % p);
+    let rem = words.chunks_exact(4).fold(acc, |acc, word| {
+        let word = word
+            .iter()
+            .fold(0u64, |w, &byte| (w << 8) | u64::from(byte));
+        ((acc << 32) | word) % p
+    });
     // rem < p <= u32::MAX
     u32::try_from(rem).unwrap_or(u32::MAX)
 }
@@ -355,12 +382,7 @@ impl PublicKey {
             return Err("RSA exponent is over 2^33 - 1".to_string());
         }
         check_modulus_structure(n)?;
-        let key = rsa::PublicKey::new_with_size_limits(
-            BoxedUint::from_be_slice_vartime(n),
-            BoxedUint::from(e_value),
-            RSA_MIN_BITS..=RSA_MAX_BITS,
-        )
-        .map_err(|err| format!("RSA key refused: {err}"))?;
+        let key = RsaPublic::new(n, e_value).ok_or_else(|| "RSA key refused".to_string())?;
         Ok(PublicKey::Rsa(RsaKey { key, bits }))
     }
 
@@ -386,16 +408,19 @@ impl PublicKey {
         sec1.push(0x04);
         sec1.extend_from_slice(x);
         sec1.extend_from_slice(y);
-        let not_on_curve = |_| format!("EC point is not on {crv}");
+        let not_on_curve = || format!("EC point is not on {crv}");
         Ok(match crv {
-            "P-256" => PublicKey::P256(
-                p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(not_on_curve)?,
-            ),
+            "P-256" => {
+                let (Ok(x), Ok(y)) = (x.try_into(), y.try_into()) else {
+                    return Err(not_on_curve());
+                };
+                PublicKey::P256(P256Key::new(x, y).ok_or_else(not_on_curve)?)
+            }
             "P-384" => PublicKey::P384(
-                p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(not_on_curve)?,
+                p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| not_on_curve())?,
             ),
             _ => PublicKey::P521(
-                p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(not_on_curve)?,
+                p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| not_on_curve())?,
             ),
         })
     }
@@ -406,14 +431,14 @@ impl PublicKey {
         let bytes: &[u8; 32] = x
             .try_into()
             .map_err(|_| format!("Ed25519 key is {} bytes, not 32", x.len()))?;
-        let key = ed25519_dalek::VerifyingKey::from_bytes(bytes)
-            .map_err(|_| "Ed25519 key does not decode to a curve point".to_string())?;
-        if key.to_edwards().compress().as_bytes() != bytes {
-            return Err("Ed25519 key is not canonically encoded".to_string());
-        }
-        if key.is_weak() {
-            return Err("Ed25519 key has small order".to_string());
-        }
+        let key = Ed25519Key::new(bytes).map_err(|err| {
+            match err {
+                ed25519_vt::KeyError::NotAPoint => "Ed25519 key does not decode to a curve point",
+                ed25519_vt::KeyError::NotCanonical => "Ed25519 key is not canonically encoded",
+                ed25519_vt::KeyError::SmallOrder => "Ed25519 key has small order",
+            }
+            .to_string()
+        })?;
         Ok(PublicKey::Ed25519(key))
     }
 
@@ -490,28 +515,31 @@ impl PublicKey {
         match self {
             PublicKey::Rsa(rsa_key) => {
                 let key = &rsa_key.key;
-                if signature.len() != key.size() {
+                if signature.len() != key.len() {
                     return Err(SignatureError("signature length does not match the key"));
                 }
-                let hashed = alg.hash().digest(signing_input);
-                let outcome = match alg {
-                    Algorithm::Rs256 => {
-                        key.verify(Pkcs1v15Sign::new::<Sha256>(), &hashed, signature)
-                    }
-                    Algorithm::Rs384 => {
-                        key.verify(Pkcs1v15Sign::new::<Sha384>(), &hashed, signature)
-                    }
-                    Algorithm::Rs512 => {
-                        key.verify(Pkcs1v15Sign::new::<Sha512>(), &hashed, signature)
-                    }
-                    // Pss::new() fixes the salt length to the hash output length, as RFC 7518
-                    // section 3.5 requires; other salt lengths fail.
-                    Algorithm::Ps256 => key.verify(Pss::<Sha256>::new(), &hashed, signature),
-                    Algorithm::Ps384 => key.verify(Pss::<Sha384>::new(), &hashed, signature),
-                    Algorithm::Ps512 => key.verify(Pss::<Sha512>::new(), &hashed, signature),
+                let (hash, pss) = match alg {
+                    Algorithm::Rs256 => (RsaHash::Sha256, false),
+                    Algorithm::Rs384 => (RsaHash::Sha384, false),
+                    Algorithm::Rs512 => (RsaHash::Sha512, false),
+                    // The salt length is the hash output length, as RFC 7518 section 3.5
+                    // requires; other salt lengths fail.
+                    Algorithm::Ps256 => (RsaHash::Sha256, true),
+                    Algorithm::Ps384 => (RsaHash::Sha384, true),
+                    Algorithm::Ps512 => (RsaHash::Sha512, true),
                     _ => return Err(SignatureError("the key does not fit the algorithm")),
                 };
-                outcome.map_err(|_| BAD_SIGNATURE)
+                let digest = alg.hash().digest(signing_input);
+                let verified = if pss {
+                    key.verify_pss(hash, &digest, signature)
+                } else {
+                    key.verify_pkcs1v15(hash, &digest, signature)
+                };
+                if verified {
+                    Ok(())
+                } else {
+                    Err(BAD_SIGNATURE)
+                }
             }
             PublicKey::P256(key) => {
                 if signature.len() != 64 {
@@ -519,10 +547,15 @@ impl PublicKey {
                         "ECDSA signature is not the 64-byte R || S form",
                     ));
                 }
-                let sig = p256::ecdsa::Signature::from_slice(signature)
-                    .map_err(|_| SignatureError("ECDSA r or s is out of range"))?;
-                key.verify_prehash(&Sha256::digest(signing_input), &sig)
-                    .map_err(|_| BAD_SIGNATURE)
+                let Ok(signature) = signature.try_into() else {
+                    return Err(BAD_SIGNATURE);
+                };
+                let digest: [u8; 32] = Sha256::digest(signing_input).into();
+                key.verify_prehash(&digest, signature)
+                    .map_err(|err| match err {
+                        EcdsaError::OutOfRange => SignatureError("ECDSA r or s is out of range"),
+                        EcdsaError::Invalid => BAD_SIGNATURE,
+                    })
             }
             PublicKey::P384(key) => {
                 if signature.len() != 96 {
@@ -550,11 +583,14 @@ impl PublicKey {
                 let bytes: &[u8; 64] = signature
                     .try_into()
                     .map_err(|_| SignatureError("Ed25519 signature is not 64 bytes"))?;
-                let sig = ed25519_dalek::Signature::from_bytes(bytes);
-                // verify_strict refuses S >= L, small-order R and A, and (by comparing the
-                // recomputed R with the encoded one) non-canonical R.
-                key.verify_strict(signing_input, &sig)
-                    .map_err(|_| BAD_SIGNATURE)
+                // As strict as ed25519-dalek's verify_strict: S >= L, small-order R (and A, at
+                // import) and, by comparing the recomputed R with the encoded one,
+                // non-canonical R are refused.
+                if key.verify(signing_input, bytes) {
+                    Ok(())
+                } else {
+                    Err(BAD_SIGNATURE)
+                }
             }
             PublicKey::Hmac(secret) => {
                 if signature.len() != alg.hash().output_len() {

@@ -1,0 +1,598 @@
+//! Ed25519 verification (RFC 8032 section 5.1.7) with the strictness of ed25519-dalek's
+//! `verify_strict`, variable-time, shaped for wasm under V8 like `p256_vt`: the field
+//! GF(2^255 - 19) on eight 32-bit limbs, extended twisted Edwards coordinates with the complete
+//! formulas of Hisil, Wong, Carter and Dawson, and one interleaved wNAF double-scalar
+//! multiplication `[s]B + [k](-A)` whose scalars are split in eight 32-bit chunks, over affine
+//! tables of odd multiples of `2^(32 c) B` (24 KB, built once per process, with the first
+//! Ed25519 key) and of `2^(32 c) (-A)` (6 KB per key, built when the key is imported). That is
+//! 32 doublings where curve25519-dalek's `vartime_double_scalar_mul_basepoint` does 253, and
+//! verification about twice as fast as ed25519-dalek's in wasm (see
+//! `examples/crypto_candidates.rs`).
+//!
+//! Strictness, as `verify_strict`: `S` must be canonical (below L), `A` and `R` must not have
+//! small order and the recomputed point must encode exactly to `R` (so a non-canonical `R`
+//! fails). The key's checks are done once, at import (with curve25519-dalek); a small-order `R`
+//! is recognised from its encoding: the points of order dividing 8 have seven encodings up to
+//! the sign bit (libsodium's blocklist). Any other `R` that does not decode cannot equal the
+//! canonical encoding of the recomputed point, so it fails the final comparison, as in
+//! `verify_strict`. curve25519-dalek also does the scalar arithmetic modulo L.
+//!
+//! curve25519-dalek, where it is used, picks its 32-bit field backend
+//! (`curve25519_dalek_bits = "32"`) on wasm32 by itself; that is also the faster one under V8:
+//! its 64-bit backend (u128 products) verifies 2.4x slower there.
+//!
+//! The property tests in `properties.rs` check the field, decoding and the multiplication
+//! against `num-bigint` and curve25519-dalek (points with small-order components included), key
+//! import and whole verifications against ed25519-dalek's `verify_strict`; the Wycheproof tests
+//! in `crypto.rs` run through this code too.
+
+use curve25519_dalek::edwards::CompressedEdwardsY;
+use curve25519_dalek::scalar::Scalar;
+use sha2::{Digest, Sha512};
+
+use super::limbs::{
+    add_mod, from_le_bytes, inv_mod, lt, mul_wide, square_wide, sub_mod, sub_raw, to_le_bytes,
+    wnaf, Limbs,
+};
+
+/// Encodings, with the sign bit (bit 255) cleared, of every point of order 1, 2, 4 or 8:
+/// y = 0, 1, p - 1, the two y of the order-8 points, and the non-canonical p and p + 1.
+const SMALL_ORDER_Y: [[u8; 32]; 7] = [
+    // y = 0 (order 4)
+    [0; 32],
+    // y = 1 (the identity)
+    [
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0,
+    ],
+    // order 8
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ],
+    // order 8
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ],
+    // y = p - 1 (order 2)
+    [
+        0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+    // y = p, non-canonical 0 (order 4)
+    [
+        0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+    // y = p + 1, non-canonical 1 (the identity)
+    [
+        0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+];
+
+/// Whether an encoding decodes to a point of small order (order dividing 8).
+pub(crate) fn has_small_order(encoding: &[u8; 32]) -> bool {
+    let mut y = *encoding;
+    if let Some(last) = y.last_mut() {
+        *last &= 0x7f;
+    }
+    SMALL_ORDER_Y.contains(&y)
+}
+
+// ---- the field GF(p), p = 2^255 - 19 ----
+
+/// p = 2^255 - 19.
+pub(crate) const P: Limbs = [
+    0xffff_ffed,
+    0xffff_ffff,
+    0xffff_ffff,
+    0xffff_ffff,
+    0xffff_ffff,
+    0xffff_ffff,
+    0xffff_ffff,
+    0x7fff_ffff,
+];
+
+/// d = -121665 / 121666.
+const D: Limbs = [
+    0x1359_78a3,
+    0x75eb_4dca,
+    0x4141_d8ab,
+    0x0070_0a4d,
+    0x7779_e898,
+    0x8cc7_4079,
+    0x2b6f_fe73,
+    0x5203_6cee,
+];
+
+/// 2d.
+const D2: Limbs = [
+    0x26b2_f159,
+    0xebd6_9b94,
+    0x8283_b156,
+    0x00e0_149a,
+    0xeef3_d130,
+    0x198e_80f2,
+    0x56df_fce7,
+    0x2406_d9dc,
+];
+
+/// A square root of -1.
+const SQRT_M1: Limbs = [
+    0x4a0e_a0b0,
+    0xc4ee_1b27,
+    0xad2f_e478,
+    0x2f43_1806,
+    0x3dfb_d7a7,
+    0x2b4d_0099,
+    0x4fc1_df0b,
+    0x2b83_2480,
+];
+
+/// The base point B.
+const BX: Limbs = [
+    0x8f25_d51a,
+    0xc956_2d60,
+    0x9525_a7b2,
+    0x692c_c760,
+    0xfdd6_dc5c,
+    0xc0a4_e231,
+    0xcd6e_53fe,
+    0x2169_36d3,
+];
+const BY: Limbs = [
+    0x6666_6658,
+    0x6666_6666,
+    0x6666_6666,
+    0x6666_6666,
+    0x6666_6666,
+    0x6666_6666,
+    0x6666_6666,
+    0x6666_6666,
+];
+
+/// An element of GF(p), always fully reduced (below p).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fe(pub(crate) Limbs);
+
+impl Fe {
+    pub(crate) const ZERO: Fe = Fe([0; 8]);
+    pub(crate) const ONE: Fe = Fe([1, 0, 0, 0, 0, 0, 0, 0]);
+
+    /// From limbs that must be below p.
+    pub(crate) fn from_limbs(limbs: Limbs) -> Option<Fe> {
+        lt(&limbs, &P).then_some(Fe(limbs))
+    }
+
+    pub(crate) fn add(&self, other: &Fe) -> Fe {
+        Fe(add_mod(&self.0, &other.0, &P))
+    }
+
+    pub(crate) fn sub(&self, other: &Fe) -> Fe {
+        Fe(sub_mod(&self.0, &other.0, &P))
+    }
+
+    pub(crate) fn neg(&self) -> Fe {
+        Fe::ZERO.sub(self)
+    }
+
+    fn double(&self) -> Fe {
+        self.add(self)
+    }
+
+    // One copy of the (fully unrolled) multiplication, called from everywhere: inlining it
+    // would multiply the module size for no measurable speed.
+    #[inline(never)]
+    pub(crate) fn mul(&self, other: &Fe) -> Fe {
+        reduce(&mul_wide(&self.0, &other.0))
+    }
+
+    #[inline(never)]
+    pub(crate) fn square(&self) -> Fe {
+        reduce(&square_wide(&self.0))
+    }
+
+    /// `self^-1`, `None` for zero.
+    pub(crate) fn invert(&self) -> Option<Fe> {
+        inv_mod(&self.0, &P).map(Fe)
+    }
+
+    /// `self^e`, variable-time square-and-multiply (only used when a key is imported).
+    fn pow(&self, e: &Limbs) -> Fe {
+        let mut acc = Fe::ONE;
+        for limb in e.iter().rev() {
+            for bit in (0..32).rev() {
+                acc = acc.square();
+                if (limb >> bit) & 1 == 1 {
+                    acc = acc.mul(self);
+                }
+            }
+        }
+        acc
+    }
+
+    /// Whether the canonical value is odd: the "sign" of RFC 8032.
+    fn is_negative(&self) -> bool {
+        self.0.first().is_some_and(|&x| x & 1 == 1)
+    }
+}
+
+/// A 512-bit number modulo p: `2^256 = 38 (mod p)`, so `lo + 2^256 hi = lo + 38 hi`.
+fn reduce(c: &[u32; 16]) -> Fe {
+    let (lo, hi) = c.split_at(8);
+    let mut w = [0u32; 8];
+    let mut carry = 0u64;
+    for ((o, &l), &h) in w.iter_mut().zip(lo).zip(hi) {
+        let s = u64::from(l) + 38 * u64::from(h) + carry;
+        *o = s as u32;
+        carry = s >> 32;
+    }
+    // Fold what is left above 2^256 (below 39) until nothing is.
+    while carry != 0 {
+        let mut extra = 38 * carry;
+        for o in w.iter_mut() {
+            let s = u64::from(*o) + extra;
+            *o = s as u32;
+            extra = s >> 32;
+            if extra == 0 {
+                break;
+            }
+        }
+        carry = extra;
+    }
+    // Below 2^256 = 2p + 38: two subtractions at most.
+    while !lt(&w, &P) {
+        w = sub_raw(&w, &P).0;
+    }
+    Fe(w)
+}
+
+// ---- points ----
+
+/// A point in extended twisted Edwards coordinates: `x = X/Z`, `y = Y/Z`, `T = XY/Z`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Extended {
+    pub(crate) x: Fe,
+    pub(crate) y: Fe,
+    pub(crate) z: Fe,
+    pub(crate) t: Fe,
+}
+
+/// An affine point prepared for mixed additions: `(y + x, y - x, 2d x y)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Niels {
+    y_plus_x: Fe,
+    y_minus_x: Fe,
+    xy2d: Fe,
+}
+
+impl Niels {
+    fn from_affine(x: &Fe, y: &Fe) -> Niels {
+        Niels {
+            y_plus_x: y.add(x),
+            y_minus_x: y.sub(x),
+            xy2d: x.mul(y).mul(&Fe(D2)),
+        }
+    }
+
+    fn neg(&self) -> Niels {
+        Niels {
+            y_plus_x: self.y_minus_x,
+            y_minus_x: self.y_plus_x,
+            xy2d: self.xy2d.neg(),
+        }
+    }
+}
+
+impl Extended {
+    pub(crate) const IDENTITY: Extended = Extended {
+        x: Fe::ZERO,
+        y: Fe::ONE,
+        z: Fe::ONE,
+        t: Fe::ZERO,
+    };
+
+    pub(crate) fn from_affine(x: Fe, y: Fe) -> Extended {
+        Extended {
+            x,
+            y,
+            z: Fe::ONE,
+            t: x.mul(&y),
+        }
+    }
+
+    /// `2P` ("dbl-2008-hwcd", a = -1): 4M + 4S.
+    pub(crate) fn double(&self) -> Extended {
+        let a = self.x.square();
+        let b = self.y.square();
+        let c = self.z.square().double();
+        let e = self.x.add(&self.y).square().sub(&a).sub(&b);
+        let g = b.sub(&a);
+        let f = g.sub(&c);
+        let h = a.add(&b).neg();
+        Extended {
+            x: e.mul(&f),
+            y: g.mul(&h),
+            z: f.mul(&g),
+            t: e.mul(&h),
+        }
+    }
+
+    /// `P + Q` for a prepared affine `Q` ("madd-2008-hwcd-3", complete on Ed25519): 7M.
+    fn add_niels(&self, q: &Niels) -> Extended {
+        let a = self.y.sub(&self.x).mul(&q.y_minus_x);
+        let b = self.y.add(&self.x).mul(&q.y_plus_x);
+        let c = self.t.mul(&q.xy2d);
+        let d = self.z.double();
+        let e = b.sub(&a);
+        let f = d.sub(&c);
+        let g = d.add(&c);
+        let h = b.add(&a);
+        Extended {
+            x: e.mul(&f),
+            y: g.mul(&h),
+            z: f.mul(&g),
+            t: e.mul(&h),
+        }
+    }
+
+    /// `P + Q` ("add-2008-hwcd-3", complete on Ed25519): 9M. Used to build tables.
+    pub(crate) fn add(&self, q: &Extended) -> Extended {
+        let a = self.y.sub(&self.x).mul(&q.y.sub(&q.x));
+        let b = self.y.add(&self.x).mul(&q.y.add(&q.x));
+        let c = self.t.mul(&Fe(D2)).mul(&q.t);
+        let d = self.z.mul(&q.z).double();
+        let e = b.sub(&a);
+        let f = d.sub(&c);
+        let g = d.add(&c);
+        let h = b.add(&a);
+        Extended {
+            x: e.mul(&f),
+            y: g.mul(&h),
+            z: f.mul(&g),
+            t: e.mul(&h),
+        }
+    }
+
+    /// The RFC 8032 encoding: y, little-endian, with the sign of x in bit 255.
+    pub(crate) fn encode(&self) -> Option<[u8; 32]> {
+        let zinv = self.z.invert()?;
+        let x = self.x.mul(&zinv);
+        let y = self.y.mul(&zinv);
+        let mut out = to_le_bytes(&y.0);
+        if x.is_negative() {
+            if let Some(last) = out.last_mut() {
+                *last |= 0x80;
+            }
+        }
+        Some(out)
+    }
+}
+
+/// Decodes an RFC 8032 point encoding (section 5.1.3) to affine `(x, y)`; `None` unless `y`
+/// is canonical and the point is on the curve.
+pub(crate) fn decode(encoding: &[u8; 32]) -> Option<(Fe, Fe)> {
+    let mut bytes = *encoding;
+    let sign = bytes.last().is_some_and(|&b| b & 0x80 != 0);
+    if let Some(last) = bytes.last_mut() {
+        *last &= 0x7f;
+    }
+    let y = Fe::from_limbs(from_le_bytes(&bytes))?;
+    // x^2 = u / v with u = y^2 - 1, v = d y^2 + 1; x = u v^3 (u v^7)^((p - 5) / 8).
+    let y2 = y.square();
+    let u = y2.sub(&Fe::ONE);
+    let v = Fe(D).mul(&y2).add(&Fe::ONE);
+    let v3 = v.square().mul(&v);
+    let v7 = v3.square().mul(&v);
+    // (p - 5) / 8 = 2^252 - 3.
+    const EXPONENT: Limbs = [
+        0xffff_fffd,
+        0xffff_ffff,
+        0xffff_ffff,
+        0xffff_ffff,
+        0xffff_ffff,
+        0xffff_ffff,
+        0xffff_ffff,
+        0x0fff_ffff,
+    ];
+    let mut x = u.mul(&v3).mul(&u.mul(&v7).pow(&EXPONENT));
+    let vx2 = v.mul(&x.square());
+    if vx2 != u {
+        if vx2 != u.neg() {
+            return None;
+        }
+        x = x.mul(&Fe(SQRT_M1));
+    }
+    if x.is_negative() != sign {
+        x = x.neg();
+    }
+    Some((x, y))
+}
+
+/// How many chunks each scalar is split into (each with its own table).
+const CHUNKS: usize = 8;
+/// Bits per chunk.
+const CHUNK_BITS: usize = 256 / CHUNKS;
+/// wNAF width for the key's tables: odd multiples 1..=15 of each chunk base.
+const A_WINDOW: u32 = 5;
+/// wNAF width for the base point's tables: odd multiples 1..=63.
+const B_WINDOW: u32 = 7;
+
+/// Odd multiples `P, 3P, ..., (2^(w-1) - 1)P` of the chunk bases `2^(CHUNK_BITS c) P`, affine.
+#[derive(Clone)]
+pub(crate) struct Tables {
+    /// `CHUNKS` tables of `2^(w - 2)` points each, one after the other.
+    points: Vec<Niels>,
+    per_chunk: usize,
+}
+
+impl Tables {
+    pub(crate) fn new(base: &Extended, window: u32) -> Option<Tables> {
+        let per_chunk = 1usize << (window - 2);
+        let mut points = Vec::with_capacity(CHUNKS * per_chunk);
+        let mut chunk_base = *base;
+        for chunk in 0..CHUNKS {
+            if chunk > 0 {
+                for _ in 0..CHUNK_BITS {
+                    chunk_base = chunk_base.double();
+                }
+            }
+            let twice = chunk_base.double();
+            let mut odd = chunk_base;
+            for _ in 0..per_chunk {
+                points.push(odd);
+                odd = odd.add(&twice);
+            }
+        }
+        // Affine, with one inversion (Montgomery's trick).
+        let mut prefix = Vec::with_capacity(points.len());
+        let mut acc = Fe::ONE;
+        for p in &points {
+            prefix.push(acc);
+            acc = acc.mul(&p.z);
+        }
+        let mut inv = acc.invert()?;
+        let mut out = vec![Niels::from_affine(&Fe::ZERO, &Fe::ONE); points.len()];
+        for ((p, before), slot) in points.iter().zip(prefix).zip(out.iter_mut()).rev() {
+            let zinv = inv.mul(&before);
+            inv = inv.mul(&p.z);
+            *slot = Niels::from_affine(&p.x.mul(&zinv), &p.y.mul(&zinv));
+        }
+        Some(Tables {
+            points: out,
+            per_chunk,
+        })
+    }
+
+    /// `(2 index + 1) 2^(CHUNK_BITS chunk) P`.
+    fn get(&self, chunk: usize, index: usize) -> Option<&Niels> {
+        self.points.get(chunk * self.per_chunk + index)
+    }
+}
+
+/// The base point's tables, built on first use.
+fn base_tables() -> Option<&'static Tables> {
+    static TABLES: std::sync::OnceLock<Option<Tables>> = std::sync::OnceLock::new();
+    TABLES
+        .get_or_init(|| Tables::new(&Extended::from_affine(Fe(BX), Fe(BY)), B_WINDOW))
+        .as_ref()
+}
+
+/// `[s]B + [k]P` for the point `P` whose tables are `p`; scalars below 2^256.
+pub(crate) fn double_scalar_mul(s: &Limbs, k: &Limbs, p: &Tables) -> Option<Extended> {
+    let b = base_tables()?;
+    let ds = wnaf(s, B_WINDOW);
+    let dk = wnaf(k, A_WINDOW);
+    let mut acc = Extended::IDENTITY;
+    let mut started = false;
+    // Digit i of a scalar sits in chunk i / CHUNK_BITS at position i % CHUNK_BITS; digit 256
+    // (a carry out of the top) is position CHUNK_BITS of the last chunk.
+    for pos in (0..=CHUNK_BITS).rev() {
+        if started {
+            acc = acc.double();
+        }
+        for chunk in 0..CHUNKS {
+            if pos == CHUNK_BITS && chunk + 1 < CHUNKS {
+                continue;
+            }
+            let index = chunk * CHUNK_BITS + pos;
+            for (digits, tables) in [(&ds, b), (&dk, p)] {
+                let d = digits.get(index).copied().unwrap_or(0);
+                if d > 0 {
+                    acc = acc.add_niels(tables.get(chunk, (d as usize) >> 1)?);
+                    started = true;
+                } else if d < 0 {
+                    let point = tables.get(chunk, (d.unsigned_abs() as usize) >> 1)?;
+                    acc = acc.add_niels(&point.neg());
+                    started = true;
+                }
+            }
+        }
+    }
+    Some(acc)
+}
+
+/// Why an Ed25519 key was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyError {
+    /// The bytes are not the encoding of a curve point.
+    NotAPoint,
+    /// The encoding is not canonical (y >= p).
+    NotCanonical,
+    /// The point has small order.
+    SmallOrder,
+}
+
+/// An Ed25519 public key: its encoding and the tables of `-A` that verification multiplies.
+#[derive(Clone)]
+pub struct Ed25519Key {
+    encoding: [u8; 32],
+    minus_a: Tables,
+}
+
+impl std::fmt::Debug for Ed25519Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ed25519Key")
+    }
+}
+
+impl Ed25519Key {
+    /// A key from its 32-byte encoding: it must decode, be canonical and not have small order
+    /// (checked with curve25519-dalek, as ed25519-dalek does).
+    pub(crate) fn new(encoding: &[u8; 32]) -> Result<Ed25519Key, KeyError> {
+        let point = CompressedEdwardsY(*encoding)
+            .decompress()
+            .ok_or(KeyError::NotAPoint)?;
+        if point.compress().as_bytes() != encoding {
+            return Err(KeyError::NotCanonical);
+        }
+        if point.is_small_order() {
+            return Err(KeyError::SmallOrder);
+        }
+        let (x, y) = decode(encoding).ok_or(KeyError::NotAPoint)?;
+        let minus_a =
+            Tables::new(&Extended::from_affine(x.neg(), y), A_WINDOW).ok_or(KeyError::NotAPoint)?;
+        // Build the base point's tables now, with the key, rather than in the first request.
+        base_tables().ok_or(KeyError::NotAPoint)?;
+        Ok(Ed25519Key {
+            encoding: *encoding,
+            minus_a,
+        })
+    }
+
+    /// Strict verification of `signature` (`R || S`) over `message`: `S` must be canonical
+    /// (below the group order L), `R` must not have small order, and `[S]B - [k]A` must encode
+    /// exactly to `R`, with `k = SHA-512(R || A || message) mod L`.
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+        let (r, s) = signature.split_at(32);
+        let (Ok(r), Ok(s)) = (<[u8; 32]>::try_from(r), <[u8; 32]>::try_from(s)) else {
+            return false;
+        };
+        if Option::<Scalar>::from(Scalar::from_canonical_bytes(s)).is_none() {
+            return false;
+        }
+        if has_small_order(&r) {
+            return false;
+        }
+        let mut hasher = Sha512::new();
+        hasher.update(r);
+        hasher.update(self.encoding);
+        hasher.update(message);
+        let k = Scalar::from_bytes_mod_order_wide(&hasher.finalize().into());
+        let Some(point) = double_scalar_mul(
+            &from_le_bytes(&s),
+            &from_le_bytes(k.as_bytes()),
+            &self.minus_a,
+        ) else {
+            return false;
+        };
+        point.encode() == Some(r)
+    }
+}

@@ -1,0 +1,316 @@
+//! 256-bit numbers as eight little-endian 32-bit limbs: the arithmetic the P-256 and Ed25519
+//! code share. Products are 32x32->64 bits, the widest multiply V8 does in one instruction.
+//! Everything is variable-time: it only ever sees public values.
+
+/// A 256-bit number: eight little-endian 32-bit limbs.
+pub(crate) type Limbs = [u32; 8];
+
+pub(crate) const ONE: Limbs = [1, 0, 0, 0, 0, 0, 0, 0];
+
+pub(crate) fn from_be_bytes(bytes: &[u8; 32]) -> Limbs {
+    let mut out = [0u32; 8];
+    for (limb, chunk) in out.iter_mut().zip(bytes.rchunks_exact(4)) {
+        *limb = chunk
+            .iter()
+            .fold(0u32, |acc, &byte| (acc << 8) | u32::from(byte));
+    }
+    out
+}
+
+pub(crate) fn from_le_bytes(bytes: &[u8; 32]) -> Limbs {
+    let mut out = [0u32; 8];
+    for (limb, chunk) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        *limb = chunk
+            .iter()
+            .rev()
+            .fold(0u32, |acc, &byte| (acc << 8) | u32::from(byte));
+    }
+    out
+}
+
+pub(crate) fn to_le_bytes(limbs: &Limbs) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (chunk, limb) in out.chunks_exact_mut(4).zip(limbs) {
+        chunk.copy_from_slice(&limb.to_le_bytes());
+    }
+    out
+}
+
+/// `a < b`.
+pub(crate) fn lt(a: &Limbs, b: &Limbs) -> bool {
+    for (x, y) in a.iter().rev().zip(b.iter().rev()) {
+        if x != y {
+            return x < y;
+        }
+    }
+    false
+}
+
+pub(crate) fn is_zero(a: &Limbs) -> bool {
+    a.iter().all(|&x| x == 0)
+}
+
+/// `a + b`, and the carry out.
+pub(crate) fn add_raw(a: &Limbs, b: &Limbs) -> (Limbs, bool) {
+    let mut out = [0u32; 8];
+    let mut carry = 0u64;
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        let s = u64::from(x) + u64::from(y) + carry;
+        *o = s as u32;
+        carry = s >> 32;
+    }
+    (out, carry != 0)
+}
+
+/// `a - b`, and the borrow out.
+pub(crate) fn sub_raw(a: &Limbs, b: &Limbs) -> (Limbs, bool) {
+    let mut out = [0u32; 8];
+    let mut borrow = 0i64;
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        let d = i64::from(x) - i64::from(y) + borrow;
+        *o = d as u32;
+        borrow = d >> 32;
+    }
+    (out, borrow != 0)
+}
+
+/// `(a + b) mod m` for `a, b < m`.
+pub(crate) fn add_mod(a: &Limbs, b: &Limbs, m: &Limbs) -> Limbs {
+    let (sum, carry) = add_raw(a, b);
+    if carry || !lt(&sum, m) {
+        sub_raw(&sum, m).0
+    } else {
+        sum
+    }
+}
+
+/// `(a - b) mod m` for `a, b < m`.
+pub(crate) fn sub_mod(a: &Limbs, b: &Limbs, m: &Limbs) -> Limbs {
+    let (diff, borrow) = sub_raw(a, b);
+    if borrow {
+        add_raw(&diff, m).0
+    } else {
+        diff
+    }
+}
+
+/// `a / 2 mod m` for odd `m` and `a < m`.
+fn half_mod(a: &Limbs, m: &Limbs) -> Limbs {
+    let (value, carry) = if a.first().is_some_and(|&x| x & 1 == 1) {
+        add_raw(a, m)
+    } else {
+        (*a, false)
+    };
+    let mut out = [0u32; 8];
+    let mut high = u32::from(carry);
+    for (o, &x) in out.iter_mut().zip(value.iter()).rev() {
+        *o = (x >> 1) | (high << 31);
+        high = x & 1;
+    }
+    out
+}
+
+fn shr1(a: &mut Limbs) {
+    let mut high = 0u32;
+    for x in a.iter_mut().rev() {
+        let low = *x & 1;
+        *x = (*x >> 1) | (high << 31);
+        high = low;
+    }
+}
+
+fn is_even(a: &Limbs) -> bool {
+    a.first().is_some_and(|&x| x & 1 == 0)
+}
+
+/// `a^-1 mod m` for an odd prime `m` and `0 < a < m`: binary extended Euclid, variable-time.
+/// `None` for `a = 0`.
+pub(crate) fn inv_mod(a: &Limbs, m: &Limbs) -> Option<Limbs> {
+    if is_zero(a) {
+        return None;
+    }
+    let (mut u, mut v) = (*a, *m);
+    let (mut x1, mut x2) = (ONE, [0u32; 8]);
+    // Invariants: x1 a = u, x2 a = v (mod m); gcd(u, v) = 1.
+    while u != ONE && v != ONE {
+        while is_even(&u) {
+            shr1(&mut u);
+            x1 = half_mod(&x1, m);
+        }
+        while is_even(&v) {
+            shr1(&mut v);
+            x2 = half_mod(&x2, m);
+        }
+        if lt(&u, &v) {
+            v = sub_raw(&v, &u).0;
+            x2 = sub_mod(&x2, &x1, m);
+        } else {
+            u = sub_raw(&u, &v).0;
+            x1 = sub_mod(&x1, &x2, m);
+        }
+        if is_zero(&u) || is_zero(&v) {
+            // gcd(a, m) != 1: impossible for a prime m and 0 < a < m.
+            return None;
+        }
+    }
+    Some(if u == ONE { x1 } else { x2 })
+}
+
+/// The low and high halves of a sum of 64-bit products, summed apart (at most 8 terms: far
+/// below 2^64 each), so that no carry chain runs through the products.
+#[inline(always)]
+fn column(products: &[u64]) -> (u64, u64) {
+    products.iter().fold((0, 0), |(lo, hi), &p| {
+        (lo + (p & 0xffff_ffff), hi + (p >> 32))
+    })
+}
+
+/// `2 (lo, hi) + square`, for the columns of a square.
+#[inline(always)]
+fn doubled_plus((lo, hi): (u64, u64), square: u64) -> (u64, u64) {
+    (2 * lo + (square & 0xffff_ffff), 2 * hi + (square >> 32))
+}
+
+/// The 512-bit number `sum (lo[c] + hi[c - 1]) 2^(32 c)` as sixteen words.
+#[inline(always)]
+fn carry_columns(lo: [u64; 16], hi: [u64; 16]) -> [u32; 16] {
+    let mut words = [0u32; 16];
+    let mut carry = 0u64;
+    let mut prev_hi = 0u64;
+    for ((w, l), h) in words.iter_mut().zip(lo).zip(hi) {
+        // Each column is below 32 * 2^32, so these sums stay far below 2^64.
+        let s = l + prev_hi + carry;
+        *w = s as u32;
+        carry = s >> 32;
+        prev_hi = h;
+    }
+    words
+}
+
+/// The 512-bit product `a b`, as sixteen words: product scanning, written out column by
+/// column so that every intermediate value is a local (a wasm local, not linear memory).
+pub(crate) fn mul_wide(a: &Limbs, b: &Limbs) -> [u32; 16] {
+    let [a0, a1, a2, a3, a4, a5, a6, a7] = a.map(u64::from);
+    let [b0, b1, b2, b3, b4, b5, b6, b7] = b.map(u64::from);
+    let (l0, h0) = column(&[a0 * b0]);
+    let (l1, h1) = column(&[a0 * b1, a1 * b0]);
+    let (l2, h2) = column(&[a0 * b2, a1 * b1, a2 * b0]);
+    let (l3, h3) = column(&[a0 * b3, a1 * b2, a2 * b1, a3 * b0]);
+    let (l4, h4) = column(&[a0 * b4, a1 * b3, a2 * b2, a3 * b1, a4 * b0]);
+    let (l5, h5) = column(&[a0 * b5, a1 * b4, a2 * b3, a3 * b2, a4 * b1, a5 * b0]);
+    let (l6, h6) = column(&[
+        a0 * b6,
+        a1 * b5,
+        a2 * b4,
+        a3 * b3,
+        a4 * b2,
+        a5 * b1,
+        a6 * b0,
+    ]);
+    let (l7, h7) = column(&[
+        a0 * b7,
+        a1 * b6,
+        a2 * b5,
+        a3 * b4,
+        a4 * b3,
+        a5 * b2,
+        a6 * b1,
+        a7 * b0,
+    ]);
+    let (l8, h8) = column(&[
+        a1 * b7,
+        a2 * b6,
+        a3 * b5,
+        a4 * b4,
+        a5 * b3,
+        a6 * b2,
+        a7 * b1,
+    ]);
+    let (l9, h9) = column(&[a2 * b7, a3 * b6, a4 * b5, a5 * b4, a6 * b3, a7 * b2]);
+    let (l10, h10) = column(&[a3 * b7, a4 * b6, a5 * b5, a6 * b4, a7 * b3]);
+    let (l11, h11) = column(&[a4 * b7, a5 * b6, a6 * b5, a7 * b4]);
+    let (l12, h12) = column(&[a5 * b7, a6 * b6, a7 * b5]);
+    let (l13, h13) = column(&[a6 * b7, a7 * b6]);
+    let (l14, h14) = column(&[a7 * b7]);
+    carry_columns(
+        [
+            l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, 0,
+        ],
+        [
+            h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, 0,
+        ],
+    )
+}
+
+/// The 512-bit square `a^2`: 36 products rather than 64.
+pub(crate) fn square_wide(a: &Limbs) -> [u32; 16] {
+    let [a0, a1, a2, a3, a4, a5, a6, a7] = a.map(u64::from);
+    let (l0, h0) = doubled_plus((0, 0), a0 * a0);
+    let (l1, h1) = doubled_plus(column(&[a0 * a1]), 0);
+    let (l2, h2) = doubled_plus(column(&[a0 * a2]), a1 * a1);
+    let (l3, h3) = doubled_plus(column(&[a0 * a3, a1 * a2]), 0);
+    let (l4, h4) = doubled_plus(column(&[a0 * a4, a1 * a3]), a2 * a2);
+    let (l5, h5) = doubled_plus(column(&[a0 * a5, a1 * a4, a2 * a3]), 0);
+    let (l6, h6) = doubled_plus(column(&[a0 * a6, a1 * a5, a2 * a4]), a3 * a3);
+    let (l7, h7) = doubled_plus(column(&[a0 * a7, a1 * a6, a2 * a5, a3 * a4]), 0);
+    let (l8, h8) = doubled_plus(column(&[a1 * a7, a2 * a6, a3 * a5]), a4 * a4);
+    let (l9, h9) = doubled_plus(column(&[a2 * a7, a3 * a6, a4 * a5]), 0);
+    let (l10, h10) = doubled_plus(column(&[a3 * a7, a4 * a6]), a5 * a5);
+    let (l11, h11) = doubled_plus(column(&[a4 * a7, a5 * a6]), 0);
+    let (l12, h12) = doubled_plus(column(&[a5 * a7]), a6 * a6);
+    let (l13, h13) = doubled_plus(column(&[a6 * a7]), 0);
+    let (l14, h14) = doubled_plus((0, 0), a7 * a7);
+    carry_columns(
+        [
+            l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, 0,
+        ],
+        [
+            h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, 0,
+        ],
+    )
+}
+
+/// The width-`w` non-adjacent form of a 256-bit number: 257 signed digits, each zero or odd
+/// with absolute value below `2^(w-1)`, and `k = sum d_i 2^i`.
+pub(crate) fn wnaf(k: &Limbs, window: u32) -> [i8; 257] {
+    let mut digits = [0i8; 257];
+    // Work on 9 limbs: adding back a negative digit can carry past bit 255.
+    let mut k9 = [0u32; 9];
+    for (dst, &src) in k9.iter_mut().zip(k) {
+        *dst = src;
+    }
+    let modulus = 1i64 << window;
+    let half = modulus >> 1;
+    let mut bit = 0usize;
+    while k9.iter().any(|&x| x != 0) {
+        let low = k9.first().copied().unwrap_or(0);
+        if low & 1 == 1 {
+            let mut d = i64::from(low) & (modulus - 1);
+            if d >= half {
+                d -= modulus;
+            }
+            // k -= d.
+            let mut carry = -d;
+            for x in k9.iter_mut() {
+                let s = i64::from(*x) + carry;
+                *x = s as u32;
+                carry = s >> 32;
+                if carry == 0 {
+                    break;
+                }
+            }
+            if let Some(slot) = digits.get_mut(bit) {
+                *slot = d as i8;
+            }
+        }
+        // k >>= 1.
+        let mut high = 0u32;
+        for x in k9.iter_mut().rev() {
+            let low_bit = *x & 1;
+            *x = (*x >> 1) | (high << 31);
+            high = low_bit;
+        }
+        bit += 1;
+    }
+    digits
+}
