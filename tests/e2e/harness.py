@@ -491,7 +491,30 @@ def _http(
         conn.close()
 
 
-class Idp:
+class ManagedService:
+    """What Idp, Echo and Envoy share: one ``Service`` (``self.service``, set by their
+    ``start``), stopped by PID; usable as a context manager."""
+
+    service: Optional[Service] = None
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+
+    @property
+    def running(self) -> bool:
+        return self.service is not None and self.service.running
+
+    def __enter__(self) -> Any:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Idp(ManagedService):
     """The real OpenID provider (``examples/idp/provider.mjs``), issuer http://127.0.0.1:PORT.
 
     Clients (client_secret_basic, client_credentials): ``orders-app``/``orders-app-secret``
@@ -555,23 +578,12 @@ class Idp:
         self.service.start()
         return self
 
-    def stop(self) -> None:
-        if self.service is not None:
-            self.service.stop()
-
     def restart(self, keys_file: Union[str, Path, None] = None) -> "Idp":
         """Stop and start again on the same port, with ``keys_file`` if given (key rotation:
         the new key first). State (opaque tokens, counts) is lost."""
         self.stop()
         return self.start(self.port, keys_file)
 
-    def __enter__(self) -> "Idp":
-        if self.service is None or not self.service.running:
-            self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- addresses ---------------------------------------------------------------------------
 
@@ -695,7 +707,7 @@ class Idp:
 # the echo upstream
 
 
-class Echo:
+class Echo(ManagedService):
     """``tests/e2e/echo.py``: answers 200 with {"method","path","headers","body"}."""
 
     def __init__(self, log_dir: Union[str, Path], timeout: float = 10.0) -> None:
@@ -716,17 +728,6 @@ class Echo:
         self.service.start()
         return self
 
-    def stop(self) -> None:
-        if self.service is not None:
-            self.service.stop()
-
-    def __enter__(self) -> "Echo":
-        if self.service is None or not self.service.running:
-            self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------------------------------------
@@ -801,7 +802,7 @@ def static_cluster(name: str, port: int, host: str = "127.0.0.1") -> dict[str, A
     }
 
 
-class Envoy:
+class Envoy(ManagedService):
     """A real Envoy: one listener on 127.0.0.1:port routing everything to cluster ``upstream``,
     clusters ``upstream`` and ``idp`` (and ``clusters``: name -> port), and the tollgate wasm
     filter before the router when ``plugin_config`` is given.
@@ -962,21 +963,6 @@ class Envoy:
         self.service.start()
         return self
 
-    def stop(self) -> None:
-        if self.service is not None:
-            self.service.stop()
-
-    def __enter__(self) -> "Envoy":
-        if self.service is None or not self.service.running:
-            self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self.service is not None and self.service.running
 
     # -- traffic and introspection ----------------------------------------------------------
 
