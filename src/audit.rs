@@ -6,38 +6,55 @@
 
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
+use std::rc::Rc;
+use std::sync::Arc;
 
 /// What the engine learned while deciding, for the audit event.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Gathered on every request but read only when an audit line is written (and a gateway may log
+/// below info, or sample allowed requests), so the facts are shared, not copied: names are
+/// `Arc<str>` from the compiled configuration and the identity is the verified claims themselves;
+/// the identity fields are read from them when a line is built.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuditFacts {
     /// Index of the rule that matched; `None` for the default (no rule matched).
     pub rule: Option<usize>,
-    pub provider: Option<String>,
-    pub issuer: Option<String>,
-    pub subject: Option<String>,
-    pub client_id: Option<String>,
-    pub scopes: Vec<String>,
+    pub provider: Option<Arc<str>>,
+    /// The verified claims (or the part of them a remembered token keeps).
+    pub claims: Option<Rc<Map<String, Value>>>,
     /// First 16 hex digits of the token's SHA-256.
-    pub token_sha256: Option<String>,
+    pub token_sha256: Option<Arc<str>>,
     /// How the identity was established: "jwt", "introspection" or "introspection_cache".
     pub source: Option<&'static str>,
     /// The policy that applied.
-    pub policy: Option<String>,
+    pub policy: Option<Arc<str>>,
     /// The limit that refused the request (429).
     pub limit: Option<String>,
 }
 
 impl AuditFacts {
-    /// Fills the identity fields from verified claims.
-    pub fn identity_from(&mut self, claims: &Map<String, Value>) {
-        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
-        self.issuer = text("iss");
-        self.subject = text("sub");
-        self.client_id = text("client_id").or_else(|| text("azp"));
-        self.scopes = crate::claims::scopes(claims)
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+    fn text(&self, name: &str) -> Option<&str> {
+        self.claims.as_ref()?.get(name).and_then(Value::as_str)
+    }
+
+    pub fn issuer(&self) -> Option<&str> {
+        self.text("iss")
+    }
+
+    pub fn subject(&self) -> Option<&str> {
+        self.text("sub")
+    }
+
+    /// `client_id` (RFC 9068), or `azp` (OpenID Connect) when there is none.
+    pub fn client_id(&self) -> Option<&str> {
+        self.text("client_id").or_else(|| self.text("azp"))
+    }
+
+    pub fn scopes(&self) -> Vec<&str> {
+        self.claims
+            .as_deref()
+            .map(crate::claims::scopes)
+            .unwrap_or_default()
     }
 }
 
@@ -95,14 +112,14 @@ impl AuditEvent<'_> {
             "decision": self.decision,
             "status": self.status,
             "reason": self.reason,
-            "provider": f.provider,
-            "issuer": f.issuer,
-            "subject": f.subject,
-            "client_id": f.client_id,
-            "scopes": f.scopes,
-            "token_sha256": f.token_sha256,
+            "provider": f.provider.as_deref(),
+            "issuer": f.issuer(),
+            "subject": f.subject(),
+            "client_id": f.client_id(),
+            "scopes": f.scopes(),
+            "token_sha256": f.token_sha256.as_deref(),
             "source": f.source,
-            "policy": f.policy,
+            "policy": f.policy.as_deref(),
             "limit": f.limit,
         })
         .to_string()
@@ -138,8 +155,13 @@ mod tests {
         let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln";
         let facts = AuditFacts {
             rule: Some(1),
-            subject: Some("alice".into()),
-            token_sha256: Some(token_fingerprint(token)),
+            claims: Some(Rc::new(
+                json!({"sub": "alice"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            )),
+            token_sha256: Some(token_fingerprint(token).into()),
             ..Default::default()
         };
         let line = AuditEvent {

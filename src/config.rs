@@ -1,17 +1,21 @@
 //! Configuration: read in two stages so that every mistake is named by its path.
 //!
 //! Stage one is serde into `*File` structs that mirror the JSON one to one (unknown fields are
-//! errors, and `serde_path_to_error` gives the path of a type error). Stage two, [`Config::compile`],
-//! checks meaning (URLs, bounds, references between sections) and builds the validated form that
-//! the request path uses, so the hot path never re-checks configuration. The `*File` structs also
-//! generate the JSON Schema (`make schema`), so the schema cannot drift from the parser.
+//! errors, and `error_path` names the path of a type error from where serde_json stopped). Stage
+//! two, [`Config::compile`], checks meaning (URLs, bounds, references between sections) and
+//! builds the validated form that the request path uses, so the hot path never re-checks
+//! configuration. The `*File` structs also generate the JSON Schema (`make schema`), so the
+//! schema cannot drift from the parser.
 
 use crate::crypto::Algorithm;
 use crate::jwk::{JwkSet, JwksLimits, KeyOrigin};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::de::{self, Error as _, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::fmt;
+
+mod error_path;
 
 /// The plugin configuration, as JSON.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -316,11 +320,79 @@ pub struct RuleFile {
 }
 
 /// One accepted value or a list of accepted values.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, JsonSchema)]
 #[serde(untagged)]
 pub enum ClaimValuesFile {
     One(String),
     Any(Vec<String>),
+}
+
+/// What `#[serde(untagged)]` says when neither form fits.
+const NOT_CLAIM_VALUES: &str = "data did not match any variant of untagged enum ClaimValuesFile";
+
+// Written out instead of derived with `untagged`: the derived form buffers the value and fails
+// only once the map around it has been read, so serde_json would report the error past the
+// member at fault and `error_path` could not name it. Same input accepted, same message.
+impl<'de> Deserialize<'de> for ClaimValuesFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ClaimValuesVisitor)
+    }
+}
+
+struct ClaimValuesVisitor;
+
+impl<'de> Visitor<'de> for ClaimValuesVisitor {
+    type Value = ClaimValuesFile;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or a list of strings")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<ClaimValuesFile, E> {
+        Ok(ClaimValuesFile::One(v.to_string()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ClaimValuesFile, A::Error> {
+        // Every element is read, so that a mistake is reported at the end of the list.
+        let mut values = Vec::new();
+        let mut all_strings = true;
+        while let Some(value) = seq.next_element::<serde_json::Value>()? {
+            match value {
+                serde_json::Value::String(s) => values.push(s),
+                _ => all_strings = false,
+            }
+        }
+        if all_strings {
+            Ok(ClaimValuesFile::Any(values))
+        } else {
+            Err(A::Error::custom(NOT_CLAIM_VALUES))
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ClaimValuesFile, A::Error> {
+        while map.next_entry::<String, serde_json::Value>()?.is_some() {}
+        Err(A::Error::custom(NOT_CLAIM_VALUES))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<ClaimValuesFile, E> {
+        Err(E::custom(NOT_CLAIM_VALUES))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<ClaimValuesFile, E> {
+        Err(E::custom(NOT_CLAIM_VALUES))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<ClaimValuesFile, E> {
+        Err(E::custom(NOT_CLAIM_VALUES))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<ClaimValuesFile, E> {
+        Err(E::custom(NOT_CLAIM_VALUES))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<ClaimValuesFile, E> {
+        Err(E::custom(NOT_CLAIM_VALUES))
+    }
 }
 
 /// Request attributes a rule matches; all given ones must hold.
@@ -689,12 +761,10 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let file: ConfigFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let message = e.inner().to_string();
+        let file = ConfigFile::deserialize(&mut de).map_err(|e| {
             ConfigErrors(vec![ConfigError {
-                path: if path == "." { String::new() } else { path },
-                message: clean_serde_message(&message),
+                path: error_path::error_path(bytes, &e),
+                message: clean_serde_message(&e.to_string()),
             }])
         })?;
         de.end().map_err(|e| {

@@ -149,7 +149,7 @@ impl Explanation {
         };
         same_verdict
             && self.rule == self.decision.facts.rule
-            && self.policy == self.decision.facts.policy
+            && self.policy.as_deref() == self.decision.facts.policy.as_deref()
     }
 }
 
@@ -440,7 +440,7 @@ impl<'a> Walk<'a> {
     /// As `Gate::check`: path, rule, token, identity, rule scopes and claims, then the policy.
     fn run(&mut self) -> Result<Option<usize>, Outcome> {
         let path = match normalize_path(self.req.path) {
-            Ok(path) => path,
+            Ok(path) => path.into_owned(),
             Err(d) => {
                 let detail = format!("{}: {}", quote(self.req.path), d.description());
                 return Err(self.fail("path", d, detail));
@@ -521,7 +521,7 @@ impl<'a> Walk<'a> {
             }
         }
         let places: Vec<String> = sources.iter().map(|s| describe_source(s)).collect();
-        let found = find_tokens(req, &sources);
+        let found = find_tokens(req, sources.iter().copied());
         let token = match found.as_slice() {
             [] => {
                 let detail = format!("no token in {}", places.join(", "));
@@ -530,7 +530,7 @@ impl<'a> Walk<'a> {
             [one] => one.clone(),
             several => {
                 let wheres: Vec<String> =
-                    several.iter().map(|f| describe_source(&f.source)).collect();
+                    several.iter().map(|f| describe_source(f.source)).collect();
                 let detail = format!(
                     "{} different tokens, in {}",
                     several.len(),
@@ -551,7 +551,7 @@ impl<'a> Walk<'a> {
         });
         self.pass(
             "token",
-            format!("one token, in {}", describe_source(&token.source)),
+            format!("one token, in {}", describe_source(token.source)),
         );
 
         // As the gate: the same classification of the token's shape.
@@ -698,10 +698,10 @@ impl<'a> Walk<'a> {
 
         let (id, provider) = self.provider_for(&untrusted, accepted)?;
         self.provider = Some(provider.name.clone());
-        if !provider.sources.contains(&token.source) {
+        if !provider.sources.contains(token.source) {
             let detail = format!(
                 "the token came in {}, which provider {} does not read",
-                describe_source(&token.source),
+                describe_source(token.source),
                 provider.name
             );
             return Err(self.fail("provider", Denial::ProviderNotAccepted, detail));
@@ -1026,10 +1026,10 @@ impl<'a> Walk<'a> {
     ) -> Result<Map<String, Value>, Outcome> {
         let provider = self.provider_ref(id)?;
         self.provider = Some(provider.name.clone());
-        if !provider.sources.contains(&token.source) {
+        if !provider.sources.contains(token.source) {
             let detail = format!(
                 "the token came in {}, which provider {} does not read",
-                describe_source(&token.source),
+                describe_source(token.source),
                 provider.name
             );
             return Err(self.fail("provider", Denial::ProviderNotAccepted, detail));

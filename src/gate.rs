@@ -17,7 +17,7 @@ use crate::config::{Config, Policy, Provider, ProviderId, Rule, TokenSource, Ver
 use crate::denial::Denial;
 use crate::introspection::{self, token_hash};
 use crate::jwk::{JwkSet, KeySelection};
-use crate::jws::{classify, TokenShape, UntrustedToken};
+use crate::jws::{classify, TokenShape, UntrustedToken, MAX_TOKEN_LEN};
 use crate::policy;
 use crate::ratelimit;
 use crate::request::{find_tokens, normalize_path, strip_token, FoundToken, HeaderEdit, Request};
@@ -25,6 +25,7 @@ use crate::verified::{key_of, project, Learned, VerifiedIdentity};
 use serde_json::{Map, Value};
 use std::cell::OnceCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// What the host knows of one provider's keys.
 pub enum KeysView<'a> {
@@ -113,6 +114,27 @@ pub struct Decision {
 #[derive(Debug)]
 pub struct Gate {
     pub config: Config,
+    /// What every request reads from the configuration, prepared once so that deciding for a
+    /// remembered token copies nothing: names shared with the decision's edits and audit facts,
+    /// and the token sources of each rule.
+    prepared: Prepared,
+}
+
+#[derive(Debug, Default)]
+struct Prepared {
+    provider_names: Vec<Arc<str>>,
+    policy_names: Vec<Arc<str>>,
+    /// Per policy, the names of its headers.
+    policy_headers: Vec<Vec<Arc<str>>>,
+    owned_headers: Vec<Arc<str>>,
+    /// Parallel to `config.headers.claims`.
+    claim_headers: Vec<Arc<str>>,
+    payload_header: Option<Arc<str>>,
+    /// Every provider, for rules that do not name theirs.
+    all_providers: Vec<ProviderId>,
+    /// Per rule, then for requests no rule matches: where its providers read tokens.
+    rule_sources: Vec<Vec<TokenSource>>,
+    default_sources: Vec<TokenSource>,
 }
 
 /// Longest header value forwarded upstream from a claim.
@@ -121,7 +143,7 @@ const MAX_HEADER_VALUE: usize = 4096;
 /// A verified identity: its claims, and the JWT payload segment when it came from a JWT.
 enum Identity<'t> {
     Fresh {
-        claims: Map<String, Value>,
+        claims: Rc<Map<String, Value>>,
         payload_segment: Option<&'t str>,
     },
     Remembered(Rc<VerifiedIdentity>),
@@ -132,6 +154,14 @@ impl Identity<'_> {
         match self {
             Identity::Fresh { claims, .. } => claims,
             Identity::Remembered(v) => &v.claims,
+        }
+    }
+
+    /// The claims, shared (for the audit facts).
+    fn shared_claims(&self) -> Rc<Map<String, Value>> {
+        match self {
+            Identity::Fresh { claims, .. } => Rc::clone(claims),
+            Identity::Remembered(v) => Rc::clone(&v.claims),
         }
     }
 
@@ -159,7 +189,42 @@ impl From<Denial> for Step {
 
 impl Gate {
     pub fn new(config: Config) -> Gate {
-        Gate { config }
+        let name = |n: &str| Arc::<str>::from(n);
+        let all_providers: Vec<ProviderId> = (0..config.providers.len()).collect();
+        let sources_of = |ids: &[ProviderId]| {
+            let mut sources: Vec<TokenSource> = Vec::new();
+            for p in ids.iter().filter_map(|&id| config.provider(id)) {
+                for s in &p.sources {
+                    if !sources.contains(s) {
+                        sources.push(s.clone());
+                    }
+                }
+            }
+            sources
+        };
+        let prepared = Prepared {
+            provider_names: config.providers.iter().map(|p| name(&p.name)).collect(),
+            policy_names: config.policies.iter().map(|p| name(&p.name)).collect(),
+            policy_headers: config
+                .policies
+                .iter()
+                .map(|p| p.headers.iter().map(|(n, _)| name(n)).collect())
+                .collect(),
+            owned_headers: config.owned_headers.iter().map(|h| name(h)).collect(),
+            claim_headers: config.headers.claims.iter().map(|(h, _)| name(h)).collect(),
+            payload_header: config.headers.payload.as_deref().map(name),
+            rule_sources: config
+                .rules
+                .iter()
+                .map(|r| match r.providers.is_empty() {
+                    true => sources_of(&all_providers),
+                    false => sources_of(&r.providers),
+                })
+                .collect(),
+            default_sources: sources_of(&all_providers),
+            all_providers,
+        };
+        Gate { config, prepared }
     }
 
     /// Decides one request at time `now` (seconds since the epoch).
@@ -174,7 +239,7 @@ impl Gate {
             Err(Step::Introspect(provider)) => match token {
                 Some(found) => Verdict::Introspect {
                     provider,
-                    token: found.token,
+                    token: found.token.into_owned(),
                 },
                 None => Verdict::Deny(Denial::MissingToken),
             },
@@ -194,62 +259,69 @@ impl Gate {
             .find(|(_, r)| r.matcher.matches(req.method, path, req.authority))
     }
 
-    fn check(
-        &self,
-        req: &Request,
+    fn check<'a>(
+        &'a self,
+        req: &Request<'a>,
         host: &dyn Host,
         now: u64,
         facts: &mut AuditFacts,
-        found_token: &mut Option<FoundToken>,
+        found_token: &mut Option<FoundToken<'a>>,
         learned: &mut Option<Learned>,
     ) -> Result<Allowed, Step> {
         let path = normalize_path(req.path)?;
         let rule = self.rule_for(req, &path);
         facts.rule = rule.map(|(i, _)| i);
+        let (accepted, sources) = match rule {
+            Some((i, r)) => (
+                match r.providers.is_empty() {
+                    true => &self.prepared.all_providers,
+                    false => &r.providers,
+                },
+                self.prepared.rule_sources.get(i),
+            ),
+            None => (
+                &self.prepared.all_providers,
+                Some(&self.prepared.default_sources),
+            ),
+        };
         let rule = rule.map(|(_, r)| r);
         if rule.is_some_and(|r| r.anonymous) {
             return self.allow(req, &path, None, None, facts);
         }
-        let accepted: Vec<ProviderId> = match rule {
-            Some(r) if !r.providers.is_empty() => r.providers.clone(),
-            _ => (0..self.config.providers.len()).collect(),
-        };
-        let mut sources: Vec<&TokenSource> = Vec::new();
-        for &id in &accepted {
-            for s in self.provider(id)?.sources.iter() {
-                if !sources.contains(&s) {
-                    sources.push(s);
-                }
-            }
-        }
-        let found = find_tokens(req, &sources);
+        let found = find_tokens(req, sources.into_iter().flatten());
         let token = match found.as_slice() {
             [] => return Err(Denial::MissingToken.into()),
             [one] => one.clone(),
             _ => return Err(Denial::MultipleTokens.into()),
         };
-        // Before anything hashes, parses or forwards it.
-        let shape = classify(&token.token)?;
         let token = &*found_token.insert(token);
         // One SHA-256 of the token serves the audit, the shared caches and introspection; a token
         // this worker remembers needs none.
         let digest = TokenDigest::new(&token.token);
-        // Opaque tokens (they may hold dots) go to the route's introspecting provider, and are
-        // refused as malformed where there is none.
-        let is_jws = shape == TokenShape::Jose;
-        let identity = match (is_jws, self.introspecting_provider(&accepted)) {
-            (false, Ok(id)) => {
-                self.verify_by_introspection(token, &digest, id, host, now, facts)?
-            }
-            (false, Err(step)) if !token.token.contains('.') => return Err(step),
-            _ => {
-                let (identity, learnt) =
-                    self.verify_jwt(token, &digest, &accepted, host, now, facts)?;
-                *learned = learnt;
-                identity
+        // A token verified before (this very string) was classified then: the hot path.
+        let identity = match self.remembered(&digest, token, accepted, host, now, facts)? {
+            Some(identity) => identity,
+            None => {
+                // Before anything hashes, parses or forwards it.
+                let shape = classify(&token.token)?;
+                // Opaque tokens (they may hold dots) go to the route's introspecting provider,
+                // and are refused as malformed where there is none.
+                let is_jws = shape == TokenShape::Jose;
+                match (is_jws, self.introspecting_provider(accepted)) {
+                    (false, Ok(id)) => {
+                        self.verify_by_introspection(token, &digest, id, host, now, facts)?
+                    }
+                    (false, Err(step)) if !token.token.contains('.') => return Err(step),
+                    _ => {
+                        let (identity, learnt) =
+                            self.verify_jwt(token, &digest, accepted, host, now, facts)?;
+                        *learned = learnt;
+                        identity
+                    }
+                }
             }
         };
-        facts.identity_from(identity.claims());
+        facts.claims = Some(identity.shared_claims());
         if let Some(rule) = rule {
             let missing = claims::missing_scopes(identity.claims(), &rule.scopes);
             if !missing.is_empty() {
@@ -271,37 +343,41 @@ impl Gate {
         req: &Request,
         path: &str,
         identity: Option<&Identity>,
-        token: Option<&FoundToken>,
+        token: Option<&FoundToken<'_>>,
         facts: &mut AuditFacts,
     ) -> Result<Allowed, Step> {
         let selected = policy::select(&self.config, identity.map(Identity::claims));
-        facts.policy = selected.map(|(_, p)| p.name.clone());
+        facts.policy = selected.and_then(|(i, _)| self.prepared.policy_names.get(i).cloned());
         if let Some((_, p)) = selected {
             if !policy::route_allowed(p, req.method, path, req.authority) {
                 return Err(Denial::PolicyDenied(p.name.clone()).into());
             }
         }
+        // Owned headers the request carries are removed (a client must not speak for the
+        // gateway); the request's headers are all here, so absent ones need no edit.
         let mut edits: Vec<HeaderEdit> = self
-            .config
+            .prepared
             .owned_headers
             .iter()
-            .map(|h| HeaderEdit::Remove(h.clone()))
+            .filter(|h| req.header_values(h).next().is_some())
+            .map(|h| HeaderEdit::Remove(Arc::clone(h)))
             .collect();
         if let (true, Some(token)) = (self.config.headers.strip_token, token) {
-            edits.extend(strip_token(req, &token.source));
+            edits.extend(strip_token(req, token.source));
         }
         if let Some(identity) = identity {
-            edits.extend(self.identity_headers(identity));
+            self.identity_headers(identity, &mut edits);
         }
         let (policy, charges) = match selected {
             Some((i, p)) => (Some(i), charges(p, identity, req.client_address)),
             None => (None, Vec::new()),
         };
-        if let Some((_, p)) = selected {
+        if let Some((i, p)) = selected {
+            let names = self.prepared.policy_headers.get(i).into_iter().flatten();
             edits.extend(
-                p.headers
-                    .iter()
-                    .map(|(n, v)| HeaderEdit::Set(n.clone(), v.clone())),
+                names
+                    .zip(&p.headers)
+                    .map(|(n, (_, v))| HeaderEdit::Set(Arc::clone(n), v.clone())),
             );
         }
         Ok(Allowed {
@@ -309,6 +385,10 @@ impl Gate {
             policy,
             charges,
         })
+    }
+
+    fn provider_name(&self, id: ProviderId) -> Option<Arc<str>> {
+        self.prepared.provider_names.get(id).cloned()
     }
 
     fn provider(&self, id: ProviderId) -> Result<&Provider, Step> {
@@ -320,21 +400,19 @@ impl Gate {
     /// A JWT: verified by signature, unless its provider verifies everything by introspection.
     fn verify_jwt<'t>(
         &self,
-        token: &'t FoundToken,
+        token: &'t FoundToken<'_>,
         digest: &TokenDigest,
         accepted: &[ProviderId],
         host: &dyn Host,
         now: u64,
         facts: &mut AuditFacts,
     ) -> Result<(Identity<'t>, Option<Learned>), Step> {
-        if let Some(identity) = self.remembered(digest, token, accepted, host, now, facts)? {
-            return Ok((identity, None));
-        }
-        facts.token_sha256 = Some(digest.fingerprint());
+        let fingerprint: Arc<str> = digest.fingerprint().into();
+        facts.token_sha256 = Some(Arc::clone(&fingerprint));
         let untrusted = UntrustedToken::parse(&token.token)?;
         let (id, provider) = self.provider_for(&untrusted, accepted)?;
-        facts.provider = Some(provider.name.clone());
-        if !provider.sources.contains(&token.source) {
+        facts.provider = self.provider_name(id);
+        if !provider.sources.contains(token.source) {
             return Err(Denial::ProviderNotAccepted.into());
         }
         if provider.verify == VerifyMode::Introspection {
@@ -367,14 +445,14 @@ impl Gate {
             .as_ref()
             .map(|_| verified.payload_segment.to_string());
         let learnt = Some(Learned {
-            token: token.token.clone(),
+            token: token.token.to_string(),
             key: key_of(digest.get()),
             identity: VerifiedIdentity {
                 provider: id,
                 keys_generation: host.keys_generation(id),
-                claims: project(&verified.claims, &self.config),
+                claims: Rc::new(project(&verified.claims, &self.config)),
                 payload_segment,
-                fingerprint: digest.fingerprint(),
+                fingerprint,
             },
         });
         if provider
@@ -387,7 +465,7 @@ impl Gate {
             facts.source = Some("jwt");
         }
         let identity = Identity::Fresh {
-            claims: verified.claims,
+            claims: Rc::new(verified.claims),
             payload_segment: Some(verified.payload_segment),
         };
         Ok((identity, learnt))
@@ -398,27 +476,30 @@ impl Gate {
     fn remembered<'t>(
         &self,
         digest: &TokenDigest,
-        token: &FoundToken,
+        token: &FoundToken<'_>,
         accepted: &[ProviderId],
         host: &dyn Host,
         now: u64,
         facts: &mut AuditFacts,
     ) -> Result<Option<Identity<'t>>, Step> {
+        if token.token.len() > MAX_TOKEN_LEN {
+            return Ok(None);
+        }
         let Some(identity) = host.verified(&token.token) else {
             return Ok(None);
         };
         let id = identity.provider;
         let provider = self.provider(id)?;
         let usable = accepted.contains(&id)
-            && provider.sources.contains(&token.source)
+            && provider.sources.contains(token.source)
             && provider.verify != VerifyMode::Introspection
             && matches!(host.keys(id), KeysView::Ready(_))
             && host.keys_generation(id) == identity.keys_generation;
         if !usable {
             return Ok(None);
         }
-        facts.provider = Some(provider.name.clone());
-        facts.token_sha256 = Some(identity.fingerprint.clone());
+        facts.provider = self.provider_name(id);
+        facts.token_sha256 = Some(Arc::clone(&identity.fingerprint));
         claims::check_time(&identity.claims, provider, now)?;
         facts.source = Some("jwt");
         if provider
@@ -453,7 +534,7 @@ impl Gate {
 
     fn verify_by_introspection<'t>(
         &self,
-        token: &'t FoundToken,
+        token: &'t FoundToken<'_>,
         digest: &TokenDigest,
         id: ProviderId,
         host: &dyn Host,
@@ -461,14 +542,14 @@ impl Gate {
         facts: &mut AuditFacts,
     ) -> Result<Identity<'t>, Step> {
         let provider = self.provider(id)?;
-        facts.provider = Some(provider.name.clone());
-        if !provider.sources.contains(&token.source) {
+        facts.provider = self.provider_name(id);
+        if !provider.sources.contains(token.source) {
             return Err(Denial::ProviderNotAccepted.into());
         }
         let Some(cfg) = &provider.introspection else {
             return Err(Denial::Malformed("this provider does not introspect tokens").into());
         };
-        facts.token_sha256 = Some(digest.fingerprint());
+        facts.token_sha256 = Some(digest.fingerprint().into());
         match host.introspection(id, digest.get()) {
             IntrospectionView::Unknown => Err(Step::Introspect(id)),
             IntrospectionView::Failed(why) => Err(Denial::IntrospectionFailed(why).into()),
@@ -481,7 +562,7 @@ impl Gate {
                     "introspection"
                 });
                 Ok(Identity::Fresh {
-                    claims: claims.clone(),
+                    claims: Rc::new(claims.clone()),
                     payload_segment: None,
                 })
             }
@@ -509,9 +590,9 @@ impl Gate {
     }
 
     /// The mapped claims as headers; values that cannot be sent safely are left out.
-    fn identity_headers(&self, identity: &Identity) -> Vec<HeaderEdit> {
-        let mut edits = Vec::new();
-        for (header, path) in &self.config.headers.claims {
+    fn identity_headers(&self, identity: &Identity, edits: &mut Vec<HeaderEdit>) {
+        let names = self.prepared.claim_headers.iter();
+        for (header, (_, path)) in names.zip(&self.config.headers.claims) {
             let value = match claims::lookup(identity.claims(), path) {
                 Some(Value::Array(items)) => {
                     let parts: Option<Vec<String>> =
@@ -522,15 +603,14 @@ impl Gate {
                 None => None,
             };
             if let Some(value) = value.filter(|v| is_safe_header_value(v)) {
-                edits.push(HeaderEdit::Set(header.clone(), value));
+                edits.push(HeaderEdit::Set(Arc::clone(header), value));
             }
         }
         if let (Some(header), Some(segment)) =
-            (&self.config.headers.payload, identity.payload_segment())
+            (&self.prepared.payload_header, identity.payload_segment())
         {
-            edits.push(HeaderEdit::Set(header.clone(), segment.to_string()));
+            edits.push(HeaderEdit::Set(Arc::clone(header), segment.to_string()));
         }
-        edits
     }
 }
 

@@ -8,6 +8,8 @@
 
 use crate::config::{RouteMatch, TokenSource};
 use crate::denial::Denial;
+use std::borrow::Cow;
+use std::sync::Arc;
 
 /// One request's attributes, borrowed from the host. Header names are lower case.
 #[derive(Debug, Clone, Copy)]
@@ -17,9 +19,18 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// `:authority` (Host).
     pub authority: &'a str,
-    pub headers: &'a [(String, String)],
+    /// Every header, in the host's order (a name may repeat).
+    pub headers: &'a [(&'a str, &'a str)],
     /// The downstream peer's address (rate-limit key of anonymous requests).
     pub client_address: &'a str,
+}
+
+/// Borrowed pairs of owned headers (what [`Request::headers`] holds).
+pub fn header_pairs(owned: &[(String, String)]) -> Vec<(&str, &str)> {
+    owned
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
 }
 
 impl<'a> Request<'a> {
@@ -27,29 +38,30 @@ impl<'a> Request<'a> {
         self.headers
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| *v)
     }
 }
 
-/// A token and where it was found.
+/// A token and where it was found, borrowed from the request (a query parameter with escapes is
+/// the one token that has to be decoded into a copy).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FoundToken {
-    pub token: String,
-    pub source: TokenSource,
+pub struct FoundToken<'a> {
+    pub token: Cow<'a, str>,
+    pub source: &'a TokenSource,
 }
 
 /// Finds every token in `sources`; the same token found twice counts once.
-pub fn find_tokens(req: &Request, sources: &[&TokenSource]) -> Vec<FoundToken> {
-    let mut found: Vec<FoundToken> = Vec::new();
-    let mut push = |token: String, source: &TokenSource| {
+pub fn find_tokens<'a>(
+    req: &Request<'a>,
+    sources: impl IntoIterator<Item = &'a TokenSource>,
+) -> Vec<FoundToken<'a>> {
+    let mut found: Vec<FoundToken<'a>> = Vec::new();
+    let mut push = |token: Cow<'a, str>, source: &'a TokenSource| {
         if !found.iter().any(|f| f.token == token) {
-            found.push(FoundToken {
-                token,
-                source: source.clone(),
-            });
+            found.push(FoundToken { token, source });
         }
     };
-    for &source in sources {
+    for source in sources {
         match source {
             TokenSource::Header { name, prefix } => {
                 // A proxy joins repeated headers with ","; no token contains one (RFC 6750's
@@ -65,7 +77,7 @@ pub fn find_tokens(req: &Request, sources: &[&TokenSource]) -> Vec<FoundToken> {
                     };
                     if let Some(token) = rest.map(|r| r.trim_matches(' ')).filter(|t| !t.is_empty())
                     {
-                        push(token.to_string(), source);
+                        push(Cow::Borrowed(token), source);
                     }
                 }
             }
@@ -74,7 +86,7 @@ pub fn find_tokens(req: &Request, sources: &[&TokenSource]) -> Vec<FoundToken> {
                     for pair in value.split(';') {
                         if let Some((n, v)) = pair.trim().split_once('=') {
                             if n == name && !v.is_empty() {
-                                push(v.to_string(), source);
+                                push(Cow::Borrowed(v), source);
                             }
                         }
                     }
@@ -85,7 +97,11 @@ pub fn find_tokens(req: &Request, sources: &[&TokenSource]) -> Vec<FoundToken> {
                 for pair in query.split('&') {
                     if let Some((n, v)) = pair.split_once('=') {
                         if n == name && !v.is_empty() {
-                            push(percent_decode(v).unwrap_or_else(|| v.to_string()), source);
+                            let token = match percent_decode(v) {
+                                Some(decoded) if decoded != v => Cow::Owned(decoded),
+                                _ => Cow::Borrowed(v),
+                            };
+                            push(token, source);
                         }
                     }
                 }
@@ -95,17 +111,18 @@ pub fn find_tokens(req: &Request, sources: &[&TokenSource]) -> Vec<FoundToken> {
     found
 }
 
-/// A change to the request's headers, applied by the host in order.
+/// A change to the request's headers, applied by the host in order. Names are shared with the
+/// compiled configuration, so an edit costs no copy of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderEdit {
-    Remove(String),
-    Set(String, String),
+    Remove(Arc<str>),
+    Set(Arc<str>, String),
 }
 
 /// The edits that take the token out of the request before it goes upstream.
 pub fn strip_token(req: &Request, source: &TokenSource) -> Vec<HeaderEdit> {
     match source {
-        TokenSource::Header { name, .. } => vec![HeaderEdit::Remove(name.clone())],
+        TokenSource::Header { name, .. } => vec![HeaderEdit::Remove(name.as_str().into())],
         TokenSource::Cookie(cookie) => {
             let kept: Vec<&str> = req
                 .header_values("cookie")
@@ -185,8 +202,15 @@ pub fn percent_decode(s: &str) -> Option<String> {
 
 /// The path a rule is matched against: query removed, escapes decoded once, `\` read as `/`,
 /// `;params` removed from segments, empty and `.` segments dropped, `..` applied.
-pub fn normalize_path(raw: &str) -> Result<String, Denial> {
+pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, Denial> {
     let path = raw.split_once('?').map_or(raw, |(p, _)| p);
+    if is_normal(path) {
+        return Ok(Cow::Borrowed(path));
+    }
+    normalize_slowly(path).map(Cow::Owned)
+}
+
+fn normalize_slowly(path: &str) -> Result<String, Denial> {
     if path.contains('#') {
         return Err(Denial::BadRequest("fragment in path"));
     }
@@ -212,6 +236,22 @@ pub fn normalize_path(raw: &str) -> Result<String, Denial> {
         }
     }
     Ok(format!("/{}", segments.join("/")))
+}
+
+/// A path that normalizing would leave as it is (the common case, answered without a copy):
+/// absolute, nothing to decode, no `\`, `;`, `#` or control character, and no empty, `.` or `..`
+/// segment (so no trailing `/` either, except for the root).
+fn is_normal(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    let plain =
+        |b: u8| b.is_ascii() && !matches!(b, b'%' | b'\\' | b';' | b'#' | b'?' | 0..=0x1f | 0x7f);
+    rest.as_bytes().iter().all(|&b| plain(b))
+        && rest.split('/').all(|seg| !matches!(seg, "" | "." | ".."))
 }
 
 /// Host without port, lower case.
@@ -243,7 +283,7 @@ impl RouteMatch {
             let under = prefix == "/"
                 || normalized_path == prefix
                 || normalized_path
-                    .strip_prefix(prefix.as_str())
+                    .strip_prefix(&*prefix)
                     .is_some_and(|rest| rest.starts_with('/'));
             if !under {
                 return false;
@@ -265,19 +305,16 @@ impl RouteMatch {
     }
 }
 
-fn normalize_rule_path(p: &str) -> String {
-    normalize_path(p).unwrap_or_else(|_| p.to_string())
+fn normalize_rule_path(p: &str) -> Cow<'_, str> {
+    normalize_path(p).unwrap_or(Cow::Borrowed(p))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
+    fn headers<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        pairs.to_vec()
     }
 
     fn bearer() -> TokenSource {
@@ -287,7 +324,7 @@ mod tests {
         }
     }
 
-    fn req<'a>(path: &'a str, h: &'a [(String, String)]) -> Request<'a> {
+    fn req<'a>(path: &'a str, h: &'a [(&'a str, &'a str)]) -> Request<'a> {
         Request {
             method: "GET",
             path,
@@ -300,24 +337,26 @@ mod tests {
     #[test]
     fn bearer_tokens_with_any_case_scheme() {
         let h = headers(&[("authorization", "bearer abc.def.ghi")]);
-        let found = find_tokens(&req("/", &h), &[&bearer()]);
+        let source = bearer();
+        let found = find_tokens(&req("/", &h), [&source]);
         assert_eq!(
             found,
             vec![FoundToken {
                 token: "abc.def.ghi".into(),
-                source: bearer()
+                source: &source,
             }]
         );
         let basic = headers(&[("authorization", "Basic dXNlcjpwdw==")]);
-        assert!(find_tokens(&req("/", &basic), &[&bearer()]).is_empty());
+        assert!(find_tokens(&req("/", &basic), [&source]).is_empty());
         let empty = headers(&[("authorization", "Bearer ")]);
-        assert!(find_tokens(&req("/", &empty), &[&bearer()]).is_empty());
+        assert!(find_tokens(&req("/", &empty), [&source]).is_empty());
     }
 
     #[test]
     fn every_token_in_every_place_is_found() {
         let cookie = TokenSource::Cookie("at".into());
         let query = TokenSource::Query("access_token".into());
+        let bearer = bearer();
         let h = headers(&[
             ("authorization", "Bearer a.b.c"),
             ("cookie", "x=1; at=d.e.f"),
@@ -325,9 +364,9 @@ mod tests {
         ]);
         let found = find_tokens(
             &req("/x?access_token=a.b.c", &h),
-            &[&bearer(), &cookie, &query],
+            [&bearer, &cookie, &query],
         );
-        let tokens: Vec<&str> = found.iter().map(|f| f.token.as_str()).collect();
+        let tokens: Vec<&str> = found.iter().map(|f| &*f.token).collect();
         assert_eq!(
             tokens,
             vec!["a.b.c", "g.h.i", "d.e.f"],
@@ -371,6 +410,19 @@ mod tests {
         }
         for bad in ["/a#b", "admin", "/a%zz", "/a%00b", "/a%3Fb", "*"] {
             assert!(normalize_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The shortcut for paths that are already normal agrees with the full normalization.
+        #[test]
+        fn normal_paths_are_left_as_they_are(path in "/[a/.;%2Fe\\\\#?\u{85}\u{7f}]{0,12}") {
+            if is_normal(&path) {
+                proptest::prop_assert_eq!(normalize_slowly(&path).ok(), Some(path.clone()));
+            }
+            let fast = normalize_path(&path).ok().map(Cow::into_owned);
+            let slow = normalize_slowly(path.split('?').next().unwrap_or("")).ok();
+            proptest::prop_assert_eq!(fast, slow);
         }
     }
 

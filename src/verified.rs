@@ -17,6 +17,7 @@ use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// The cache key of a token: 16 bytes of its SHA-256 (collisions need 2^64 work).
 pub type TokenKey = [u8; 16];
@@ -41,12 +42,13 @@ pub struct VerifiedIdentity {
     pub provider: ProviderId,
     /// The provider's key-set generation that verified it.
     pub keys_generation: u64,
-    /// The claims the configuration reads, and the dates.
-    pub claims: Map<String, Value>,
+    /// The claims the configuration reads, and the dates (shared with each decision's audit
+    /// facts).
+    pub claims: Rc<Map<String, Value>>,
     /// The payload segment, when the configuration forwards it.
     pub payload_segment: Option<String>,
     /// The token's SHA-256 prefix, for audit events (so a hit need not hash the token).
-    pub fingerprint: String,
+    pub fingerprint: Arc<str>,
 }
 
 /// A token the engine verified for a decision, for the host to remember.
@@ -68,8 +70,7 @@ impl VerifiedIdentity {
         out.extend_from_slice(key);
         out.extend_from_slice(&(self.provider as u32).to_be_bytes());
         out.extend_from_slice(&self.keys_generation.to_be_bytes());
-        let body =
-            serde_json::json!({"c": self.claims, "p": self.payload_segment, "f": self.fingerprint});
+        let body = serde_json::json!({"c": &*self.claims, "p": self.payload_segment, "f": &*self.fingerprint});
         serde_json::to_writer(&mut out, &body).ok()?;
         (out.len() <= MAX_ENCODED_BYTES).then_some(out)
     }
@@ -101,9 +102,9 @@ impl VerifiedIdentity {
         Some(VerifiedIdentity {
             provider: u32::from_be_bytes(*provider) as usize,
             keys_generation: u64::from_be_bytes(*generation),
-            claims,
+            claims: Rc::new(claims),
             payload_segment,
-            fingerprint,
+            fingerprint: fingerprint.into(),
         })
     }
 }
@@ -251,7 +252,7 @@ mod tests {
         let id = VerifiedIdentity {
             provider: 2,
             keys_generation: 77,
-            claims: claims(json!({"sub": "alice", "exp": 10})),
+            claims: Rc::new(claims(json!({"sub": "alice", "exp": 10}))),
             payload_segment: Some("eyJ9".into()),
             fingerprint: "0011223344556677".into(),
         };
@@ -269,9 +270,9 @@ mod tests {
         let id = Rc::new(VerifiedIdentity {
             provider: 0,
             keys_generation: 0,
-            claims: Map::new(),
+            claims: Rc::default(),
             payload_segment: None,
-            fingerprint: String::new(),
+            fingerprint: "".into(),
         });
         for i in 0..1000 {
             cache.insert(&format!("t{i}"), Rc::clone(&id));

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use tollgate::config::Config;
 use tollgate::explain::{default_token_source, explain, put_token};
 use tollgate::gate::{Gate, Verdict};
-use tollgate::request::Request;
+use tollgate::request::{header_pairs, Request};
 
 /// Exit codes (docs/cli.md).
 mod exit {
@@ -199,6 +199,7 @@ fn run_explain(a: &ExplainArgs) -> Result<u8, Failure> {
         host::KeysError::Usage(m) => Failure::new(exit::USAGE, m),
         host::KeysError::Input(m) => Failure::new(exit::INPUT, m),
     })?;
+    let headers = header_pairs(&headers);
     let req = Request {
         method: &a.method,
         path: &path,

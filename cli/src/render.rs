@@ -260,8 +260,8 @@ pub fn explain_json(e: &Explanation, cx: &Context) -> Value {
                 .edits
                 .iter()
                 .map(|edit| match edit {
-                    HeaderEdit::Remove(name) => json!({"remove": name}),
-                    HeaderEdit::Set(name, value) => json!({"set": name, "value": value}),
+                    HeaderEdit::Remove(name) => json!({"remove": &**name}),
+                    HeaderEdit::Set(name, value) => json!({"set": &**name, "value": value}),
                 })
                 .collect();
             let limits = allowed
@@ -326,8 +326,8 @@ pub fn explain_json(e: &Explanation, cx: &Context) -> Value {
         "checks": checks,
         "rule": e.rule.map_or_else(|| "default".to_string(), |i| format!("rules[{i}]")),
         "anonymous": e.anonymous,
-        "provider": e.decision.facts.provider,
-        "policy": e.decision.facts.policy,
+        "provider": e.decision.facts.provider.as_deref(),
+        "policy": e.decision.facts.policy.as_deref(),
         "answer": answer,
         "agrees": e.agrees(),
     })

@@ -4,6 +4,7 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use std::ops::Range;
 use std::time::UNIX_EPOCH;
 
 pub fn log(level: LogLevel, message: &str) {
@@ -23,60 +24,150 @@ pub fn now_ms() -> u64 {
 }
 
 /// A request's headers, owned: kept while the request waits for keys or introspection.
+///
+/// Read in one host call and held as one string with the position of each name and value, not
+/// as a `String` pair per header: on the hot path the copies and allocations of the latter cost
+/// more than the decision itself. The pseudo-headers are found once.
 pub struct OwnedRequest {
-    pub method: String,
-    pub path: String,
-    pub authority: String,
-    pub request_id: Option<String>,
+    /// Every name and value, one after the other.
+    text: String,
+    /// Per header, in the host's order: (name, value) as byte ranges of `text`.
+    spans: Vec<(Range<usize>, Range<usize>)>,
+    method: usize,
+    path: usize,
+    authority: Option<usize>,
+    request_id: Option<usize>,
     /// The downstream peer's IP address (without port).
     pub client_address: String,
-    pub headers: Vec<(String, String)>,
 }
 
 impl OwnedRequest {
-    /// Reads the current request's headers; `None` without `:method` or `:path`.
+    /// Reads the current request's headers; `None` without `:method` or `:path`, or when the
+    /// host's answer is malformed.
     pub fn read(with_client_address: bool) -> Option<OwnedRequest> {
-        let pairs = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).ok()?;
-        let headers: Vec<(String, String)> = pairs
-            .into_iter()
-            .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
-            .collect();
-        let pseudo = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        };
+        let bytes = header_map_bytes(MapType::HttpRequestHeaders)?;
         let client_address = if with_client_address {
             client_address().unwrap_or_default()
         } else {
             String::new()
         };
-        Some(OwnedRequest {
-            method: pseudo(":method")?,
-            path: pseudo(":path")?,
-            authority: pseudo(":authority").unwrap_or_default(),
-            request_id: pseudo("x-request-id"),
+        OwnedRequest::parse(&bytes, client_address)
+    }
+
+    /// Reads the proxy-wasm serialization of a header map: the number of pairs (u32, little
+    /// endian), the length of each name and value (u32 pairs), then each name and value followed
+    /// by a NUL. Bytes that are not UTF-8 read as U+FFFD, as `String::from_utf8_lossy` has it.
+    fn parse(bytes: &[u8], client_address: String) -> Option<OwnedRequest> {
+        let word = |at: usize| -> Option<usize> {
+            let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+            usize::try_from(u32::from_le_bytes(b)).ok()
+        };
+        let count = word(0)?;
+        let mut data = 4usize.checked_add(count.checked_mul(8)?)?;
+        if data > bytes.len() {
+            return None;
+        }
+        let mut text = String::with_capacity(bytes.len() - data);
+        let mut spans = Vec::with_capacity(count);
+        for i in 0..count {
+            let name_len = word(4 + 8 * i)?;
+            let value_len = word(8 + 8 * i)?;
+            let mut take = |len: usize| -> Option<Range<usize>> {
+                let raw = bytes.get(data..data.checked_add(len)?)?;
+                data += len + 1;
+                let start = text.len();
+                text.push_str(&String::from_utf8_lossy(raw));
+                Some(start..text.len())
+            };
+            let name = take(name_len)?;
+            let value = take(value_len)?;
+            spans.push((name, value));
+        }
+        let mut request = OwnedRequest {
+            text,
+            spans,
+            method: 0,
+            path: 0,
+            authority: None,
+            request_id: None,
             client_address,
-            headers,
-        })
+        };
+        let at = |name: &str| {
+            let text = &request.text;
+            (request.spans.iter()).position(|(n, _)| text.get(n.clone()) == Some(name))
+        };
+        let (method, path) = (at(":method")?, at(":path")?);
+        let (authority, request_id) = (at(":authority"), at("x-request-id"));
+        request.method = method;
+        request.path = path;
+        request.authority = authority;
+        request.request_id = request_id;
+        Some(request)
     }
 
-    pub fn has_header(&self, name: &str) -> bool {
-        self.headers
+    /// The headers as the engine reads them.
+    pub fn pairs(&self) -> Vec<(&str, &str)> {
+        let text = |range: &Range<usize>| self.text.get(range.clone()).unwrap_or_default();
+        self.spans
             .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(name, value)| (text(name), text(value)))
+            .collect()
     }
 
-    pub fn view(&self) -> tollgate::request::Request<'_> {
+    fn value(&self, at: Option<usize>) -> Option<&str> {
+        let (_, value) = self.spans.get(at?)?;
+        self.text.get(value.clone())
+    }
+
+    pub fn method(&self) -> &str {
+        self.value(Some(self.method)).unwrap_or_default()
+    }
+
+    pub fn path(&self) -> &str {
+        self.value(Some(self.path)).unwrap_or_default()
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        self.value(self.request_id)
+    }
+
+    /// The request for the engine, over `pairs` (from [`OwnedRequest::pairs`]).
+    pub fn view<'a>(&'a self, pairs: &'a [(&'a str, &'a str)]) -> tollgate::request::Request<'a> {
         tollgate::request::Request {
-            method: &self.method,
-            path: &self.path,
-            authority: &self.authority,
-            headers: &self.headers,
+            method: self.method(),
+            path: self.path(),
+            authority: self.value(self.authority).unwrap_or_default(),
+            headers: pairs,
             client_address: &self.client_address,
         }
     }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+}
+
+/// A header map as the host serializes it, in one allocation (the SDK's `get_map_bytes` copies
+/// it into a `String` and a `Vec` per header, and panics on a status it does not expect).
+fn header_map_bytes(map: MapType) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer and a size into the two locations we own.
+    let status = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
+    if status != 0 {
+        return None;
+    }
+    if data.is_null() {
+        return Some(Vec::new());
+    }
+    // SAFETY: the host allocated the `size` bytes through the SDK's `proxy_on_memory_allocate`,
+    // a `Vec<u8>` of that capacity, and hands them over: what `hostcalls::get_map_bytes` does.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
 }
 
 /// `source.address` ("10.0.0.1:5555", "[::1]:5555") without its port.
@@ -129,5 +220,76 @@ impl CallAnswer {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The proxy-wasm serialization of a header map.
+    fn serialized(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (n, v) in pairs {
+            out.extend((n.len() as u32).to_le_bytes());
+            out.extend((v.len() as u32).to_le_bytes());
+        }
+        for (n, v) in pairs {
+            out.extend(*n);
+            out.push(0);
+            out.extend(*v);
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn a_header_map_reads_as_the_host_sent_it() {
+        let bytes = serialized(&[
+            (b":method", b"GET"),
+            (b":path", b"/orders?x=1"),
+            (b":authority", b"api.example.com"),
+            (b"authorization", b"Bearer a.b.c"),
+            (b"x-user", b""),
+            (b"x-request-id", b"r-1"),
+            (b"x-user", b"mallory"),
+        ]);
+        let r = OwnedRequest::parse(&bytes, "10.0.0.1".into()).unwrap();
+        assert_eq!(r.method(), "GET");
+        assert_eq!(r.path(), "/orders?x=1");
+        assert_eq!(r.request_id(), Some("r-1"));
+        let pairs = r.pairs();
+        let view = r.view(&pairs);
+        assert_eq!(view.authority, "api.example.com");
+        assert_eq!(view.client_address, "10.0.0.1");
+        assert_eq!(
+            view.header_values("x-user").collect::<Vec<_>>(),
+            ["", "mallory"]
+        );
+        assert_eq!(pairs.len(), 7);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_read_as_replacement_characters() {
+        let bytes = serialized(&[(b":method", b"GET"), (b":path", b"/"), (b"x-a", b"\xffok")]);
+        let r = OwnedRequest::parse(&bytes, String::new()).unwrap();
+        assert_eq!(r.pairs().last(), Some(&("x-a", "\u{fffd}ok")));
+    }
+
+    #[test]
+    fn malformed_maps_and_requests_without_method_or_path_are_refused() {
+        let good = serialized(&[(b":method", b"GET"), (b":path", b"/")]);
+        for cut in 0..good.len() - 1 {
+            assert!(
+                OwnedRequest::parse(&good[..cut], String::new()).is_none(),
+                "{cut}"
+            );
+        }
+        let mut huge = good.clone();
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(OwnedRequest::parse(&huge, String::new()).is_none());
+        let no_path = serialized(&[(b":method", b"GET")]);
+        assert!(OwnedRequest::parse(&no_path, String::new()).is_none());
+        assert!(OwnedRequest::parse(&[], String::new()).is_none());
     }
 }

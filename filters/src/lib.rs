@@ -133,7 +133,7 @@ impl RootContext for Root {
         let Ok(mut worker) = self.worker.try_borrow_mut() else {
             return;
         };
-        worker.now_ms = now_ms();
+        worker.set_clock(now_ms());
         worker.callback_context = worker.root_id;
         for token in self.deferred.drain(..) {
             if let Some(call) = worker.calls.remove(&token) {
@@ -152,6 +152,7 @@ impl RootContext for Root {
             }
         }
         worker.logs_info = host::logs_info();
+        worker.metrics.flush();
         worker.tick_keys();
         worker.sweep_introspections();
         worker.wake_waiters();
@@ -211,7 +212,7 @@ impl HttpContext for Request {
             let _ = hostcalls::send_http_response(503, vec![], Some(b"tollgate busy"));
             return Action::Pause;
         };
-        worker.now_ms = now_ms();
+        worker.clock_for_request();
         worker.callback_context = self.context_id;
         worker.in_request_callback = true;
         let wants_address = worker

@@ -11,9 +11,10 @@ use crate::host::{log, OwnedRequest};
 use crate::metrics::Metrics;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType};
+use rustc_hash::FxHashMap as HashMap;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use tollgate::audit::{AuditEvent, AuditFacts};
 use tollgate::config::{KeySource, ProviderId, RemoteKeys};
@@ -27,6 +28,9 @@ use tollgate::verified::{token_key, TokenKey, VerifiedCache, VerifiedIdentity};
 
 /// Requests a worker keeps paused; more are refused with 503.
 pub const MAX_WAITING: usize = 4096;
+
+/// Requests decided between two reads of the clock, at most (it is read at each tick too).
+const CLOCK_READ_EVERY: u32 = 64;
 
 /// What became of a request after its verdict was carried out.
 pub enum Applied {
@@ -115,6 +119,8 @@ pub struct Worker {
     pub response_headers: HashMap<u32, Vec<(String, String)>>,
     pub metrics: Metrics,
     pub now_ms: u64,
+    /// Requests decided since the clock was last read.
+    requests_since_clock: u32,
     /// The context whose callback is running: the effective context to return to.
     pub callback_context: u32,
     /// A request's own callback is running (not the root's): see [`Worker::dispatch_keys`].
@@ -138,10 +144,11 @@ impl Worker {
             gate: None,
             providers: Vec::new(),
             waiters: BTreeMap::new(),
-            calls: HashMap::new(),
-            response_headers: HashMap::new(),
+            calls: HashMap::default(),
+            response_headers: HashMap::default(),
             metrics: Metrics::default(),
             now_ms: 0,
+            requests_since_clock: 0,
             callback_context: root_id,
             in_request_callback: false,
             final_attempt: false,
@@ -149,6 +156,24 @@ impl Worker {
             known: None,
             verified: RefCell::new(VerifiedCache::new(0)),
             config_tag: 0,
+        }
+    }
+
+    pub fn set_clock(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        self.requests_since_clock = 0;
+    }
+
+    /// The time a request is decided at: the clock as read at the last tick (every 100 ms), or
+    /// read now when it never was or [`CLOCK_READ_EVERY`] requests came since. A host call per
+    /// request costs about as much as deciding for a remembered token, and no decision needs
+    /// finer time: token dates are whole seconds compared with a clock skew of a minute or
+    /// more; a rate limit that sees a slightly older time only refuses sooner, and a quota may
+    /// count a request at the very end of its window in the window that ends.
+    pub fn clock_for_request(&mut self) {
+        self.requests_since_clock += 1;
+        if self.now_ms == 0 || self.requests_since_clock >= CLOCK_READ_EVERY {
+            self.set_clock(crate::host::now_ms());
         }
     }
 
@@ -192,12 +217,14 @@ impl Worker {
             return Applied::Refused;
         };
         let now_s = self.now_ms / 1000;
-        let mut decision = gate.decide(&request.view(), self, now_s);
+        let pairs = request.pairs();
+        let view = request.view(&pairs);
+        let mut decision = gate.decide(&view, self, now_s);
         // Keys missing here may already be shared by another worker.
         if let (Verdict::Wait { provider, .. }, None) = (&decision.verdict, parked_until) {
             let provider = *provider;
             self.sync_keys(provider);
-            decision = gate.decide(&request.view(), self, now_s);
+            decision = gate.decide(&view, self, now_s);
         }
         // A cached introspection answer decides without a call.
         if let Verdict::Introspect { provider, token } = &decision.verdict {
@@ -214,7 +241,7 @@ impl Worker {
                             from_cache: true,
                         },
                     });
-                    decision = gate.decide(&request.view(), self, now_s);
+                    decision = gate.decide(&view, self, now_s);
                     self.known = None;
                 }
                 None => self.metrics.introspection_cache(&name, false),
@@ -284,9 +311,6 @@ impl Worker {
                 }
                 for edit in &allowed.edits {
                     let result = match edit {
-                        // The request's headers were all read: removing one it lacks is a
-                        // host call for nothing.
-                        HeaderEdit::Remove(name) if !request.has_header(name) => Ok(()),
                         HeaderEdit::Remove(name) => {
                             hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)
                         }
@@ -413,17 +437,14 @@ impl Worker {
         }
         let share = gate.config.audit_sample_allowed;
         share >= 1.0 || {
-            let seed = request
-                .request_id
-                .clone()
-                .unwrap_or_else(|| self.now_ms.to_string());
-            tollgate::audit::sampled(share, &seed)
+            let now = self.now_ms.to_string();
+            tollgate::audit::sampled(share, request.request_id().unwrap_or(&now))
         }
     }
 
     /// Answers the current context with a refusal, and counts and audits it.
     pub fn refuse(&mut self, request: &OwnedRequest, denial: Denial, facts: &AuditFacts) {
-        let answer = denial.response(&self.realm(), request.request_id.as_deref());
+        let answer = denial.response(&self.realm(), request.request_id());
         self.metrics.request(facts.provider.as_deref(), false);
         self.metrics.denial(denial.code());
         if let (Denial::RateLimited(limited), Some(policy)) = (&denial, &facts.policy) {
@@ -631,9 +652,9 @@ pub fn audit_line(
 ) {
     let line = AuditEvent {
         now_ms: now,
-        request_id: request.request_id.as_deref(),
-        method: &request.method,
-        path: &request.path,
+        request_id: request.request_id(),
+        method: request.method(),
+        path: request.path(),
         decision,
         status,
         reason,

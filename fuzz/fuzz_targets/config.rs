@@ -48,12 +48,13 @@ fuzz_target!(|data: &[u8]| {
         ],
     ];
     for headers in &junk {
+        let headers = tollgate::request::header_pairs(headers);
         for (method, path) in [("GET", "/health"), ("POST", "/orders/1?access_token=x")] {
             let req = Request {
                 method,
                 path,
                 authority: "api.example.com",
-                headers,
+                headers: &headers,
                 client_address: "192.0.2.1",
             };
             let decision = gate.decide(&req, &host, NOW);

@@ -105,7 +105,8 @@ fn check_claims(claims: &Map<String, Value>) {
                 assert!(t.is_some_and(|t| t.eq_ignore_ascii_case(required)));
             }
         }
-        let headers = vec![("authorization".to_string(), format!("Bearer {OPAQUE}"))];
+        let authorization = format!("Bearer {OPAQUE}");
+        let headers = [("authorization", authorization.as_str())];
         let req = Request {
             method: "GET",
             path: "/anything",

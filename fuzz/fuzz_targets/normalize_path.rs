@@ -28,9 +28,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if !path.contains('%') {
-        assert_eq!(normalize_path(&path).as_deref(), Ok(path.as_str()));
+        assert_eq!(normalize_path(&path).as_deref().ok(), Some(&*path));
     }
     // The query never changes the path.
     let query_free = raw.split_once('?').map_or(raw, |(p, _)| p);
-    assert_eq!(normalize_path(query_free).as_deref(), Ok(path.as_str()));
+    assert_eq!(normalize_path(query_free).as_deref().ok(), Some(&*path));
 });

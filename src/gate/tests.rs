@@ -160,15 +160,11 @@ fn run(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Decision {
-    let headers: Vec<(String, String)> = headers
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect();
     let req = Request {
         method,
         path,
         authority: "api.example.com",
-        headers: &headers,
+        headers,
         client_address: "10.0.0.1",
     };
     gate.decide(&req, keys, NOW)
@@ -194,33 +190,33 @@ fn a_valid_token_passes_with_identity_headers_and_spoofed_ones_removed() {
         &FakeKeys::ready(),
         "GET",
         "/orders/1",
-        &[("authorization", &bearer(&token)), ("x-user", "mallory")],
+        &[
+            ("authorization", &bearer(&token)),
+            ("x-user", "mallory"),
+            ("X_Roles", "admin"),
+        ],
     );
     let Verdict::Allow(Allowed { edits, .. }) = &d.verdict else {
         panic!("{d:?}")
     };
     let payload = token.split('.').nth(1).unwrap().to_string();
+    // Every owned header the request carries is removed, in any case and spelling (an
+    // underscore reaches CGI upstreams as a dash); the ones it lacks need no edit.
     assert_eq!(
         edits,
         &vec![
-            HeaderEdit::Remove("x-plan".into()),
-            HeaderEdit::Remove("x-roles".into()),
             HeaderEdit::Remove("x-user".into()),
-            HeaderEdit::Remove("x-jwt-payload".into()),
-            HeaderEdit::Remove("x_plan".into()),
             HeaderEdit::Remove("x_roles".into()),
-            HeaderEdit::Remove("x_user".into()),
-            HeaderEdit::Remove("x_jwt_payload".into()),
             HeaderEdit::Set("x-plan".into(), "gold".into()),
             HeaderEdit::Set("x-roles".into(), "admin,buyer".into()),
             HeaderEdit::Set("x-user".into(), "alice".into()),
             HeaderEdit::Set("x-jwt-payload".into(), payload),
         ]
     );
-    assert_eq!(d.facts.subject.as_deref(), Some("alice"));
-    assert_eq!(d.facts.client_id.as_deref(), Some("orders-app"));
+    assert_eq!(d.facts.subject(), Some("alice"));
+    assert_eq!(d.facts.client_id(), Some("orders-app"));
     assert_eq!(d.facts.provider.as_deref(), Some("corp"));
-    assert_eq!(d.facts.scopes, vec!["orders:read", "orders:write"]);
+    assert_eq!(d.facts.scopes(), vec!["orders:read", "orders:write"]);
 }
 
 #[test]
@@ -651,7 +647,7 @@ fn control_characters_in_claims_are_not_forwarded() {
     assert!(
         !edits
             .iter()
-            .any(|e| matches!(e, HeaderEdit::Set(n, _) if n == "x-user" || n == "x-roles")),
+            .any(|e| matches!(e, HeaderEdit::Set(n, _) if &**n == "x-user" || &**n == "x-roles")),
         "{edits:?}"
     );
 }
@@ -754,7 +750,7 @@ fn an_active_answer_is_an_identity_with_its_policy_and_budgets() {
     assert!(!allowed
         .edits
         .iter()
-        .any(|e| matches!(e, HeaderEdit::Set(n, _) if n == "x-jwt-payload")));
+        .any(|e| matches!(e, HeaderEdit::Set(n, _) if &**n == "x-jwt-payload")));
     assert_eq!(
         (d.facts.source, d.facts.policy.as_deref()),
         (Some("introspection_cache"), Some("admins"))
@@ -868,7 +864,7 @@ fn a_verified_token_is_learned_with_only_the_claims_the_configuration_reads() {
     assert_eq!(learned.token, token);
     assert_eq!(
         identity.fingerprint,
-        crate::audit::token_fingerprint(&token)
+        crate::audit::token_fingerprint(&token).into()
     );
     assert_eq!((identity.provider, identity.keys_generation), (0, 7));
     assert_eq!(
@@ -943,7 +939,7 @@ fn a_remembered_token_skips_the_signature_but_never_the_clock_or_the_key_set() {
     )));
     // The clock still applies.
     let mut expired = identity.clone();
-    expired.claims.insert("exp".into(), json!(NOW - 61));
+    Rc::make_mut(&mut expired.claims).insert("exp".into(), json!(NOW - 61));
     keys.remembered = Some((key.clone(), std::rc::Rc::new(expired)));
     assert_eq!(
         denial(&run(

@@ -980,13 +980,19 @@ class Envoy(ManagedService):
     def admin(self, path: str, method: str = "GET") -> HttpResult:
         return _http(method, self.admin_port, path)
 
+    # The filter adds its counters up and hands them to Envoy at each tick (100 ms): a read of
+    # the stats waits that long, so that it sees every request answered before it.
+    COUNTER_FLUSH_S = 0.25
+
     def stats(self) -> str:
         """The text of ``/stats/prometheus``."""
+        time.sleep(self.COUNTER_FLUSH_S)
         return self.admin("/stats/prometheus").text
 
     def stat_values(self, contains: str = "") -> dict[str, int]:
         """Counters and gauges from ``/stats`` whose name contains ``contains``: name -> value.
         Custom wasm metrics appear as ``wasmcustom.<name>``."""
+        time.sleep(self.COUNTER_FLUSH_S)
         res = self.admin("/stats?filter=" + urllib.parse.quote(re.escape(contains)))
         out: dict[str, int] = {}
         for line in res.text.splitlines():
