@@ -254,6 +254,13 @@ fn candidates() -> Vec<Candidate> {
         let bytes = point.as_bytes();
         let key = PublicKey::ec("P-384", &bytes[1..49], &bytes[49..]).unwrap();
         out.push(tollgate(Algorithm::Es384, key, &msg, &sig));
+        let vk = *sk.verifying_key();
+        let (m, s) = (msg.clone(), sig.clone());
+        out.push(baseline("ES384", "p384 0.14", move || {
+            let sig = p384::ecdsa::Signature::from_slice(black_box(&s)).unwrap();
+            vk.verify_prehash(&Sha384::digest(black_box(&m)), &sig)
+                .is_ok()
+        }));
     }
     {
         let sk = p521::ecdsa::SigningKey::from_slice(&[[0x01; 1].as_slice(), &[0x11; 65]].concat())
@@ -264,6 +271,13 @@ fn candidates() -> Vec<Candidate> {
         let bytes = point.as_bytes();
         let key = PublicKey::ec("P-521", &bytes[1..67], &bytes[67..]).unwrap();
         out.push(tollgate(Algorithm::Es512, key, &msg, &sig));
+        let vk = *sk.verifying_key();
+        let (m, s) = (msg.clone(), sig.clone());
+        out.push(baseline("ES512", "p521 0.14", move || {
+            let sig = p521::ecdsa::Signature::from_slice(black_box(&s)).unwrap();
+            vk.verify_prehash(&Sha512::digest(black_box(&m)), &sig)
+                .is_ok()
+        }));
     }
 
     // ---- EdDSA ----
@@ -356,6 +370,39 @@ fn candidates() -> Vec<Candidate> {
             "import P-256",
             "p256 0.14 from_sec1_bytes",
             move || p256::ecdsa::VerifyingKey::from_sec1_bytes(black_box(&bytes)).is_ok(),
+        ));
+    }
+    {
+        let sk = p384::ecdsa::SigningKey::from_slice(&[0x11; 48]).unwrap();
+        let point = sk.verifying_key().to_sec1_point(false);
+        let bytes = point.as_bytes().to_vec();
+        let b = bytes.clone();
+        out.push(candidate(
+            "import P-384",
+            "tollgate PublicKey::ec",
+            move || PublicKey::ec("P-384", black_box(&b[1..49]), &b[49..]).is_ok(),
+        ));
+        out.push(baseline(
+            "import P-384",
+            "p384 0.14 from_sec1_bytes",
+            move || p384::ecdsa::VerifyingKey::from_sec1_bytes(black_box(&bytes)).is_ok(),
+        ));
+    }
+    {
+        let sk = p521::ecdsa::SigningKey::from_slice(&[[0x01; 1].as_slice(), &[0x11; 65]].concat())
+            .unwrap();
+        let point = sk.verifying_key().to_sec1_point(false);
+        let bytes = point.as_bytes().to_vec();
+        let b = bytes.clone();
+        out.push(candidate(
+            "import P-521",
+            "tollgate PublicKey::ec",
+            move || PublicKey::ec("P-521", black_box(&b[1..67]), &b[67..]).is_ok(),
+        ));
+        out.push(baseline(
+            "import P-521",
+            "p521 0.14 from_sec1_bytes",
+            move || p521::ecdsa::VerifyingKey::from_sec1_bytes(black_box(&bytes)).is_ok(),
         ));
     }
     {

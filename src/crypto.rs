@@ -16,22 +16,25 @@
 //! section 3.4) does not require low-S, and common signers do not normalise.
 //!
 //! Verification speed is shaped for where it runs, wasm under V8, which has no 64x64->128-bit
-//! multiply: RSA (`rsa_vt`), P-256 (`p256_vt`) and Ed25519 (`ed25519_vt`) are our own
+//! multiply: RSA (`rsa_vt`), ECDSA on P-256, P-384 and P-521 (`ecdsa_vt`, one generic
+//! implementation; `p256_vt` is P-256's field) and Ed25519 (`ed25519_vt`) are our own
 //! variable-time code on 32-bit limbs (every value a verifier handles is public, so nothing
-//! needs to be constant-time; the HMAC tag comparison is), with what a key allows to
-//! precompute (Montgomery constants, tables of multiples) built once, when the key is imported.
-//! Each comes with property tests against a reference crate (`properties.rs`) and passes the
-//! Wycheproof vectors below, natively and in wasm32. P-384 and P-521 use the `p384` and `p521`
-//! crates. `examples/crypto_candidates.rs` measures the choices side by side.
+//! needs to be constant-time; the HMAC tag comparison is), sharing the multi-precision helpers
+//! of `limbs`, with what a key allows to precompute (Montgomery constants, tables of multiples)
+//! built once, when the key is imported. No signature crate is left among the dependencies:
+//! each implementation comes with property tests against a reference crate (`properties.rs`;
+//! `rsa`, `p256`, `p384`, `p521`, `curve25519-dalek` and `ed25519-dalek` are dev-dependencies)
+//! and passes the Wycheproof vectors below, natively and in wasm32.
+//! `examples/crypto_candidates.rs` measures the choices side by side.
 //!
 //! Nothing here needs randomness, so the crate builds for `wasm32-wasip1` without `getrandom`.
 
 use core::fmt;
 
 use hmac::{Hmac, KeyInit, Mac};
-use p384::ecdsa::signature::hazmat::PrehashVerifier;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
+mod ecdsa_vt;
 mod ed25519_vt;
 mod limbs;
 mod p256_vt;
@@ -39,8 +42,9 @@ mod p256_vt;
 mod properties;
 mod rsa_vt;
 
+use ecdsa_vt::{EcdsaError, P384Key, P521Key};
 use ed25519_vt::Ed25519Key;
-use p256_vt::{EcdsaError, P256Key};
+use p256_vt::P256Key;
 use rsa_vt::{RsaHash, RsaPublic};
 
 /// A JWS signature algorithm this gateway can verify. `none` is deliberately not representable.
@@ -251,9 +255,9 @@ pub enum PublicKey {
     /// P-256, for ES256.
     P256(P256Key),
     /// P-384, for ES384.
-    P384(p384::ecdsa::VerifyingKey),
+    P384(P384Key),
     /// P-521, for ES512.
-    P521(p521::ecdsa::VerifyingKey),
+    P521(P521Key),
     /// Ed25519, for EdDSA.
     Ed25519(Ed25519Key),
     /// A shared HMAC secret, for HS* when it is at least as long as the hash output.
@@ -404,24 +408,11 @@ impl PublicKey {
                 ));
             }
         }
-        let mut sec1 = Vec::with_capacity(1 + 2 * field_len);
-        sec1.push(0x04);
-        sec1.extend_from_slice(x);
-        sec1.extend_from_slice(y);
         let not_on_curve = || format!("EC point is not on {crv}");
         Ok(match crv {
-            "P-256" => {
-                let (Ok(x), Ok(y)) = (x.try_into(), y.try_into()) else {
-                    return Err(not_on_curve());
-                };
-                PublicKey::P256(P256Key::new(x, y).ok_or_else(not_on_curve)?)
-            }
-            "P-384" => PublicKey::P384(
-                p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| not_on_curve())?,
-            ),
-            _ => PublicKey::P521(
-                p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| not_on_curve())?,
-            ),
+            "P-256" => PublicKey::P256(P256Key::new(x, y).ok_or_else(not_on_curve)?),
+            "P-384" => PublicKey::P384(P384Key::new(x, y).ok_or_else(not_on_curve)?),
+            _ => PublicKey::P521(P521Key::new(x, y).ok_or_else(not_on_curve)?),
         })
     }
 
@@ -547,15 +538,8 @@ impl PublicKey {
                         "ECDSA signature is not the 64-byte R || S form",
                     ));
                 }
-                let Ok(signature) = signature.try_into() else {
-                    return Err(BAD_SIGNATURE);
-                };
-                let digest: [u8; 32] = Sha256::digest(signing_input).into();
-                key.verify_prehash(&digest, signature)
-                    .map_err(|err| match err {
-                        EcdsaError::OutOfRange => SignatureError("ECDSA r or s is out of range"),
-                        EcdsaError::Invalid => BAD_SIGNATURE,
-                    })
+                key.verify_prehash(&Sha256::digest(signing_input), signature)
+                    .map_err(ecdsa_error)
             }
             PublicKey::P384(key) => {
                 if signature.len() != 96 {
@@ -563,10 +547,8 @@ impl PublicKey {
                         "ECDSA signature is not the 96-byte R || S form",
                     ));
                 }
-                let sig = p384::ecdsa::Signature::from_slice(signature)
-                    .map_err(|_| SignatureError("ECDSA r or s is out of range"))?;
-                key.verify_prehash(&Sha384::digest(signing_input), &sig)
-                    .map_err(|_| BAD_SIGNATURE)
+                key.verify_prehash(&Sha384::digest(signing_input), signature)
+                    .map_err(ecdsa_error)
             }
             PublicKey::P521(key) => {
                 if signature.len() != 132 {
@@ -574,10 +556,8 @@ impl PublicKey {
                         "ECDSA signature is not the 132-byte R || S form",
                     ));
                 }
-                let sig = p521::ecdsa::Signature::from_slice(signature)
-                    .map_err(|_| SignatureError("ECDSA r or s is out of range"))?;
-                key.verify_prehash(&Sha512::digest(signing_input), &sig)
-                    .map_err(|_| BAD_SIGNATURE)
+                key.verify_prehash(&Sha512::digest(signing_input), signature)
+                    .map_err(ecdsa_error)
             }
             PublicKey::Ed25519(key) => {
                 let bytes: &[u8; 64] = signature
@@ -615,6 +595,13 @@ impl PublicKey {
                 }
             }
         }
+    }
+}
+
+fn ecdsa_error(err: EcdsaError) -> SignatureError {
+    match err {
+        EcdsaError::OutOfRange => SignatureError("ECDSA r or s is out of range"),
+        EcdsaError::Invalid => BAD_SIGNATURE,
     }
 }
 

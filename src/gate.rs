@@ -67,8 +67,9 @@ pub trait Host {
     fn keys_generation(&self, _provider: ProviderId) -> u64 {
         0
     }
-    /// A token verified before (by this worker or another).
-    fn verified(&self, _token: &str) -> Option<Rc<VerifiedIdentity>> {
+    /// A token verified before (by this worker or another). `digest` is the token's SHA-256,
+    /// computed only if asked for (a host that looks beyond its own memory keys by it).
+    fn verified(&self, _token: &str, _digest: &TokenDigest) -> Option<Rc<VerifiedIdentity>> {
         None
     }
 }
@@ -485,7 +486,7 @@ impl Gate {
         if token.token.len() > MAX_TOKEN_LEN {
             return Ok(None);
         }
-        let Some(identity) = host.verified(&token.token) else {
+        let Some(identity) = host.verified(&token.token, digest) else {
             return Ok(None);
         };
         let id = identity.provider;
@@ -623,21 +624,22 @@ fn charges(policy: &Policy, identity: Option<&Identity>, client_address: &str) -
         .collect()
 }
 
-/// A token's SHA-256, computed the first time something needs it.
-struct TokenDigest<'t> {
+/// A token's SHA-256, computed the first time something needs it (the engine and the host share
+/// it: a token is hashed at most once per decision).
+pub struct TokenDigest<'t> {
     token: &'t str,
     digest: OnceCell<[u8; 32]>,
 }
 
 impl<'t> TokenDigest<'t> {
-    fn new(token: &'t str) -> TokenDigest<'t> {
+    pub fn new(token: &'t str) -> TokenDigest<'t> {
         TokenDigest {
             token,
             digest: OnceCell::new(),
         }
     }
 
-    fn get(&self) -> &[u8; 32] {
+    pub fn get(&self) -> &[u8; 32] {
         self.digest.get_or_init(|| token_hash(self.token))
     }
 

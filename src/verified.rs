@@ -70,7 +70,18 @@ impl VerifiedIdentity {
         out.extend_from_slice(key);
         out.extend_from_slice(&(self.provider as u32).to_be_bytes());
         out.extend_from_slice(&self.keys_generation.to_be_bytes());
-        let body = serde_json::json!({"c": &*self.claims, "p": self.payload_segment, "f": &*self.fingerprint});
+        // Written from the fields as they are, not through a `Value` (a copy of the claims).
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            c: &'a Map<String, Value>,
+            p: Option<&'a str>,
+            f: &'a str,
+        }
+        let body = Body {
+            c: &self.claims,
+            p: self.payload_segment.as_deref(),
+            f: &self.fingerprint,
+        };
         serde_json::to_writer(&mut out, &body).ok()?;
         (out.len() <= MAX_ENCODED_BYTES).then_some(out)
     }

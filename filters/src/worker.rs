@@ -19,12 +19,12 @@ use std::rc::Rc;
 use tollgate::audit::{AuditEvent, AuditFacts};
 use tollgate::config::{KeySource, ProviderId, RemoteKeys};
 use tollgate::denial::Denial;
-use tollgate::gate::{Decision, Gate, Host, IntrospectionView, KeysView, Verdict};
+use tollgate::gate::{Decision, Gate, Host, IntrospectionView, KeysView, TokenDigest, Verdict};
 use tollgate::introspection::{token_hash, CachedAnswer};
 use tollgate::jwk::JwkSet;
 use tollgate::keys::{Availability, KeysRecord};
 use tollgate::request::HeaderEdit;
-use tollgate::verified::{token_key, TokenKey, VerifiedCache, VerifiedIdentity};
+use tollgate::verified::{key_of, TokenKey, VerifiedCache, VerifiedIdentity};
 
 /// Requests a worker keeps paused; more are refused with 503.
 pub const MAX_WAITING: usize = 4096;
@@ -593,7 +593,7 @@ impl Host for Worker {
         self.providers.get(provider).map_or(0, |p| p.generation)
     }
 
-    fn verified(&self, token: &str) -> Option<Rc<VerifiedIdentity>> {
+    fn verified(&self, token: &str, digest: &TokenDigest) -> Option<Rc<VerifiedIdentity>> {
         if let Some(found) = self.verified.borrow().get(token) {
             return Some(found);
         }
@@ -605,7 +605,7 @@ impl Host for Worker {
         if capacity == 0 {
             return None;
         }
-        let key = token_key(token);
+        let key = key_of(digest.get());
         let identity = self
             .verified_slots(&key, capacity)
             .iter()

@@ -11,28 +11,28 @@
 //!
 //! Strictness, as `verify_strict`: `S` must be canonical (below L), `A` and `R` must not have
 //! small order and the recomputed point must encode exactly to `R` (so a non-canonical `R`
-//! fails). The key's checks are done once, at import (with curve25519-dalek); a small-order `R`
-//! is recognised from its encoding: the points of order dividing 8 have seven encodings up to
-//! the sign bit (libsodium's blocklist). Any other `R` that does not decode cannot equal the
-//! canonical encoding of the recomputed point, so it fails the final comparison, as in
-//! `verify_strict`. curve25519-dalek also does the scalar arithmetic modulo L.
+//! fails). The key's checks are done once, at import: it must decode (RFC 8032 section 5.1.3,
+//! the square root by one exponentiation), be canonically encoded, and `[8]A` must not be the
+//! identity. Like `verify_strict`, that refuses small-order keys but not keys with a small-order
+//! component (those verify signatures made with them: the equation is checked without the
+//! cofactor). A small-order `R` is recognised from its encoding: the points of order dividing 8
+//! have seven encodings up to the sign bit (libsodium's blocklist). Any other `R` that does not
+//! decode cannot equal the canonical encoding of the recomputed point, so it fails the final
+//! comparison, as in `verify_strict`. The scalars modulo L (`S < L`, and the 512-bit hash
+//! reduced) use the shared Montgomery multiplication of `limbs`.
 //!
-//! curve25519-dalek, where it is used, picks its 32-bit field backend
-//! (`curve25519_dalek_bits = "32"`) on wasm32 by itself; that is also the faster one under V8:
-//! its 64-bit backend (u128 products) verifies 2.4x slower there.
-//!
-//! The property tests in `properties.rs` check the field, decoding and the multiplication
-//! against `num-bigint` and curve25519-dalek (points with small-order components included), key
-//! import and whole verifications against ed25519-dalek's `verify_strict`; the Wycheproof tests
-//! in `crypto.rs` run through this code too.
+//! Nothing here depends on curve25519-dalek: it is a dev-dependency, the reference of the
+//! property tests in `properties.rs`, which check the field, decoding, key import and the scalar
+//! arithmetic against `num-bigint` and curve25519-dalek, the multiplication against
+//! curve25519-dalek (points with small-order components included), and whole verifications
+//! against ed25519-dalek's `verify_strict`; the Wycheproof tests in `crypto.rs` run through this
+//! code too.
 
-use curve25519_dalek::edwards::CompressedEdwardsY;
-use curve25519_dalek::scalar::Scalar;
 use sha2::{Digest, Sha512};
 
 use super::limbs::{
-    add_mod, from_le_bytes, inv_mod, lt, mul_wide, square_wide, sub_mod, sub_raw, to_le_bytes,
-    wnaf, Limbs,
+    add_mod, from_le_bytes, inv_mod, lt, mont_mul, mul_wide, one, square_wide, sub_mod, sub_raw,
+    to_le_bytes, wnaf, Limbs,
 };
 
 /// Encodings, with the sign bit (bit 255) cleared, of every point of order 1, 2, 4 or 8:
@@ -158,6 +158,57 @@ const BY: Limbs = [
     0x6666_6666,
 ];
 
+// ---- scalars modulo the group order L ----
+
+/// L = 2^252 + 27742317777372353535851937790883648493.
+pub(crate) const L: Limbs = [
+    0x5cf5_d3ed,
+    0x5812_631a,
+    0xa2f7_9cd6,
+    0x14de_f9de,
+    0x0000_0000,
+    0x0000_0000,
+    0x0000_0000,
+    0x1000_0000,
+];
+
+/// `-L^-1 mod 2^32`, for Montgomery multiplication modulo L.
+const L0INV: u32 = 0x1254_7e1b;
+
+/// `2^512 mod L`.
+const L_RR: Limbs = [
+    0x449c_0f01,
+    0xa406_11e3,
+    0x6885_9347,
+    0xd00e_1ba7,
+    0x17f5_be65,
+    0xceec_73d2,
+    0x7c30_9a3d,
+    0x0399_411b,
+];
+
+/// Whether the little-endian scalar `s` is canonical: below L.
+pub(crate) fn is_canonical_scalar(s: &[u8; 32]) -> bool {
+    lt(&from_le_bytes(s), &L)
+}
+
+/// A 512-bit little-endian number `lo + 2^256 hi` modulo L (the `k` of RFC 8032), with the
+/// Montgomery product `mont(a, b) = a b 2^-256 mod L`, which holds for any 256-bit `a` when
+/// `b < L`: `2^256 hi = mont(hi, 2^512 mod L)` and `lo = mont(mont(lo, 2^512 mod L), 1)`.
+pub(crate) fn reduce_wide(bytes: &[u8; 64]) -> Limbs {
+    let (lo, hi) = bytes.split_at(32);
+    let (Ok(lo), Ok(hi)) = (<&[u8; 32]>::try_from(lo), <&[u8; 32]>::try_from(hi)) else {
+        return [0; 8];
+    };
+    let (lo, hi) = (from_le_bytes(lo), from_le_bytes(hi));
+    let hi_r = mont_mul(&hi, &L_RR, &L, L0INV);
+    let lo_r = mont_mul(&lo, &L_RR, &L, L0INV);
+    let lo = mont_mul(&lo_r, &one(), &L, L0INV);
+    add_mod(&hi_r, &lo, &L)
+}
+
+// ---- the field GF(p) ----
+
 /// An element of GF(p), always fully reduced (below p).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Fe(pub(crate) Limbs);
@@ -167,6 +218,7 @@ impl Fe {
     pub(crate) const ONE: Fe = Fe([1, 0, 0, 0, 0, 0, 0, 0]);
 
     /// From limbs that must be below p.
+    #[cfg(test)]
     pub(crate) fn from_limbs(limbs: Limbs) -> Option<Fe> {
         lt(&limbs, &P).then_some(Fe(limbs))
     }
@@ -361,6 +413,11 @@ impl Extended {
         }
     }
 
+    /// Whether this is the identity: `x = 0` and `y = 1` (Z is never zero).
+    pub(crate) fn is_identity(&self) -> bool {
+        self.x == Fe::ZERO && self.y == self.z
+    }
+
     /// The RFC 8032 encoding: y, little-endian, with the sign of x in bit 255.
     pub(crate) fn encode(&self) -> Option<[u8; 32]> {
         let zinv = self.z.invert()?;
@@ -376,15 +433,21 @@ impl Extended {
     }
 }
 
-/// Decodes an RFC 8032 point encoding (section 5.1.3) to affine `(x, y)`; `None` unless `y`
-/// is canonical and the point is on the curve.
-pub(crate) fn decode(encoding: &[u8; 32]) -> Option<(Fe, Fe)> {
+/// Decodes an RFC 8032 point encoding (section 5.1.3) to affine `(x, y)`. Reads `y` modulo p
+/// and then tells apart, as curve25519-dalek's decompression followed by a comparison of the
+/// re-encoded point does: [`KeyError::NotAPoint`] when no point has that `y`,
+/// [`KeyError::NotCanonical`] for a point whose canonical encoding differs (`y >= p`, or the
+/// sign bit set for `x = 0`).
+pub(crate) fn decompress(encoding: &[u8; 32]) -> Result<(Fe, Fe), KeyError> {
     let mut bytes = *encoding;
     let sign = bytes.last().is_some_and(|&b| b & 0x80 != 0);
     if let Some(last) = bytes.last_mut() {
         *last &= 0x7f;
     }
-    let y = Fe::from_limbs(from_le_bytes(&bytes))?;
+    let raw = from_le_bytes(&bytes);
+    // Below 2^255 < 2p: one subtraction reduces it.
+    let canonical = lt(&raw, &P);
+    let y = Fe(if canonical { raw } else { sub_raw(&raw, &P).0 });
     // x^2 = u / v with u = y^2 - 1, v = d y^2 + 1; x = u v^3 (u v^7)^((p - 5) / 8).
     let y2 = y.square();
     let u = y2.sub(&Fe::ONE);
@@ -406,14 +469,17 @@ pub(crate) fn decode(encoding: &[u8; 32]) -> Option<(Fe, Fe)> {
     let vx2 = v.mul(&x.square());
     if vx2 != u {
         if vx2 != u.neg() {
-            return None;
+            return Err(KeyError::NotAPoint);
         }
         x = x.mul(&Fe(SQRT_M1));
+    }
+    if !canonical || (x == Fe::ZERO && sign) {
+        return Err(KeyError::NotCanonical);
     }
     if x.is_negative() != sign {
         x = x.neg();
     }
-    Some((x, y))
+    Ok((x, y))
 }
 
 /// How many chunks each scalar is split into (each with its own table).
@@ -545,18 +611,13 @@ impl std::fmt::Debug for Ed25519Key {
 
 impl Ed25519Key {
     /// A key from its 32-byte encoding: it must decode, be canonical and not have small order
-    /// (checked with curve25519-dalek, as ed25519-dalek does).
+    /// (`[8]A` is not the identity), the checks ed25519-dalek's `verify_strict` makes.
     pub(crate) fn new(encoding: &[u8; 32]) -> Result<Ed25519Key, KeyError> {
-        let point = CompressedEdwardsY(*encoding)
-            .decompress()
-            .ok_or(KeyError::NotAPoint)?;
-        if point.compress().as_bytes() != encoding {
-            return Err(KeyError::NotCanonical);
-        }
-        if point.is_small_order() {
+        let (x, y) = decompress(encoding)?;
+        let eight_a = Extended::from_affine(x, y).double().double().double();
+        if eight_a.is_identity() {
             return Err(KeyError::SmallOrder);
         }
-        let (x, y) = decode(encoding).ok_or(KeyError::NotAPoint)?;
         let minus_a =
             Tables::new(&Extended::from_affine(x.neg(), y), A_WINDOW).ok_or(KeyError::NotAPoint)?;
         // Build the base point's tables now, with the key, rather than in the first request.
@@ -575,7 +636,7 @@ impl Ed25519Key {
         let (Ok(r), Ok(s)) = (<[u8; 32]>::try_from(r), <[u8; 32]>::try_from(s)) else {
             return false;
         };
-        if Option::<Scalar>::from(Scalar::from_canonical_bytes(s)).is_none() {
+        if !is_canonical_scalar(&s) {
             return false;
         }
         if has_small_order(&r) {
@@ -585,12 +646,8 @@ impl Ed25519Key {
         hasher.update(r);
         hasher.update(self.encoding);
         hasher.update(message);
-        let k = Scalar::from_bytes_mod_order_wide(&hasher.finalize().into());
-        let Some(point) = double_scalar_mul(
-            &from_le_bytes(&s),
-            &from_le_bytes(k.as_bytes()),
-            &self.minus_a,
-        ) else {
+        let k = reduce_wide(&hasher.finalize().into());
+        let Some(point) = double_scalar_mul(&from_le_bytes(&s), &k, &self.minus_a) else {
             return false;
         };
         point.encode() == Some(r)

@@ -1,15 +1,30 @@
-//! 256-bit numbers as eight little-endian 32-bit limbs: the arithmetic the P-256 and Ed25519
-//! code share. Products are 32x32->64 bits, the widest multiply V8 does in one instruction.
-//! Everything is variable-time: it only ever sees public values.
+//! Multi-precision numbers as little-endian 32-bit limbs: the arithmetic the P-256, P-384,
+//! P-521 and Ed25519 code share. Products are 32x32->64 bits, the widest multiply V8 does in
+//! one instruction. Everything is variable-time: it only ever sees public values.
+//!
+//! Products are the hottest code, and the fastest in wasm when every partial product and column
+//! sum is a local rather than a slot in linear memory: the 256-bit ones (`mul_wide`,
+//! `square_wide`) are written out column by column by hand, the wider ones by the
+//! `mul_wide_columns!`/`square_wide_columns!` macros (one inlined column function per column,
+//! whose loop unrolls). Everything else is generic over the number of limbs `N` (const
+//! generics), so every curve uses the same code.
 
 /// A 256-bit number: eight little-endian 32-bit limbs.
 pub(crate) type Limbs = [u32; 8];
 
-pub(crate) const ONE: Limbs = [1, 0, 0, 0, 0, 0, 0, 0];
+/// The number 1 on `N` limbs.
+pub(crate) fn one<const N: usize>() -> [u32; N] {
+    let mut out = [0u32; N];
+    if let Some(first) = out.first_mut() {
+        *first = 1;
+    }
+    out
+}
 
-pub(crate) fn from_be_bytes(bytes: &[u8; 32]) -> Limbs {
-    let mut out = [0u32; 8];
-    for (limb, chunk) in out.iter_mut().zip(bytes.rchunks_exact(4)) {
+/// A big-endian number of at most `4 N` bytes (shorter ones are zero-extended).
+pub(crate) fn from_be<const N: usize>(bytes: &[u8]) -> [u32; N] {
+    let mut out = [0u32; N];
+    for (limb, chunk) in out.iter_mut().zip(bytes.rchunks(4)) {
         *limb = chunk
             .iter()
             .fold(0u32, |acc, &byte| (acc << 8) | u32::from(byte));
@@ -37,7 +52,7 @@ pub(crate) fn to_le_bytes(limbs: &Limbs) -> [u8; 32] {
 }
 
 /// `a < b`.
-pub(crate) fn lt(a: &Limbs, b: &Limbs) -> bool {
+pub(crate) fn lt<const N: usize>(a: &[u32; N], b: &[u32; N]) -> bool {
     for (x, y) in a.iter().rev().zip(b.iter().rev()) {
         if x != y {
             return x < y;
@@ -46,13 +61,13 @@ pub(crate) fn lt(a: &Limbs, b: &Limbs) -> bool {
     false
 }
 
-pub(crate) fn is_zero(a: &Limbs) -> bool {
+pub(crate) fn is_zero<const N: usize>(a: &[u32; N]) -> bool {
     a.iter().all(|&x| x == 0)
 }
 
 /// `a + b`, and the carry out.
-pub(crate) fn add_raw(a: &Limbs, b: &Limbs) -> (Limbs, bool) {
-    let mut out = [0u32; 8];
+pub(crate) fn add_raw<const N: usize>(a: &[u32; N], b: &[u32; N]) -> ([u32; N], bool) {
+    let mut out = [0u32; N];
     let mut carry = 0u64;
     for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
         let s = u64::from(x) + u64::from(y) + carry;
@@ -63,8 +78,8 @@ pub(crate) fn add_raw(a: &Limbs, b: &Limbs) -> (Limbs, bool) {
 }
 
 /// `a - b`, and the borrow out.
-pub(crate) fn sub_raw(a: &Limbs, b: &Limbs) -> (Limbs, bool) {
-    let mut out = [0u32; 8];
+pub(crate) fn sub_raw<const N: usize>(a: &[u32; N], b: &[u32; N]) -> ([u32; N], bool) {
+    let mut out = [0u32; N];
     let mut borrow = 0i64;
     for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
         let d = i64::from(x) - i64::from(y) + borrow;
@@ -75,7 +90,7 @@ pub(crate) fn sub_raw(a: &Limbs, b: &Limbs) -> (Limbs, bool) {
 }
 
 /// `(a + b) mod m` for `a, b < m`.
-pub(crate) fn add_mod(a: &Limbs, b: &Limbs, m: &Limbs) -> Limbs {
+pub(crate) fn add_mod<const N: usize>(a: &[u32; N], b: &[u32; N], m: &[u32; N]) -> [u32; N] {
     let (sum, carry) = add_raw(a, b);
     if carry || !lt(&sum, m) {
         sub_raw(&sum, m).0
@@ -85,7 +100,7 @@ pub(crate) fn add_mod(a: &Limbs, b: &Limbs, m: &Limbs) -> Limbs {
 }
 
 /// `(a - b) mod m` for `a, b < m`.
-pub(crate) fn sub_mod(a: &Limbs, b: &Limbs, m: &Limbs) -> Limbs {
+pub(crate) fn sub_mod<const N: usize>(a: &[u32; N], b: &[u32; N], m: &[u32; N]) -> [u32; N] {
     let (diff, borrow) = sub_raw(a, b);
     if borrow {
         add_raw(&diff, m).0
@@ -95,13 +110,13 @@ pub(crate) fn sub_mod(a: &Limbs, b: &Limbs, m: &Limbs) -> Limbs {
 }
 
 /// `a / 2 mod m` for odd `m` and `a < m`.
-fn half_mod(a: &Limbs, m: &Limbs) -> Limbs {
+fn half_mod<const N: usize>(a: &[u32; N], m: &[u32; N]) -> [u32; N] {
     let (value, carry) = if a.first().is_some_and(|&x| x & 1 == 1) {
         add_raw(a, m)
     } else {
         (*a, false)
     };
-    let mut out = [0u32; 8];
+    let mut out = [0u32; N];
     let mut high = u32::from(carry);
     for (o, &x) in out.iter_mut().zip(value.iter()).rev() {
         *o = (x >> 1) | (high << 31);
@@ -110,7 +125,7 @@ fn half_mod(a: &Limbs, m: &Limbs) -> Limbs {
     out
 }
 
-fn shr1(a: &mut Limbs) {
+fn shr1<const N: usize>(a: &mut [u32; N]) {
     let mut high = 0u32;
     for x in a.iter_mut().rev() {
         let low = *x & 1;
@@ -119,20 +134,21 @@ fn shr1(a: &mut Limbs) {
     }
 }
 
-fn is_even(a: &Limbs) -> bool {
+fn is_even<const N: usize>(a: &[u32; N]) -> bool {
     a.first().is_some_and(|&x| x & 1 == 0)
 }
 
 /// `a^-1 mod m` for an odd prime `m` and `0 < a < m`: binary extended Euclid, variable-time.
 /// `None` for `a = 0`.
-pub(crate) fn inv_mod(a: &Limbs, m: &Limbs) -> Option<Limbs> {
+pub(crate) fn inv_mod<const N: usize>(a: &[u32; N], m: &[u32; N]) -> Option<[u32; N]> {
     if is_zero(a) {
         return None;
     }
+    let one = one::<N>();
     let (mut u, mut v) = (*a, *m);
-    let (mut x1, mut x2) = (ONE, [0u32; 8]);
+    let (mut x1, mut x2) = (one, [0u32; N]);
     // Invariants: x1 a = u, x2 a = v (mod m); gcd(u, v) = 1.
-    while u != ONE && v != ONE {
+    while u != one && v != one {
         while is_even(&u) {
             shr1(&mut u);
             x1 = half_mod(&x1, m);
@@ -153,8 +169,138 @@ pub(crate) fn inv_mod(a: &Limbs, m: &Limbs) -> Option<Limbs> {
             return None;
         }
     }
-    Some(if u == ONE { x1 } else { x2 })
+    Some(if u == one { x1 } else { x2 })
 }
+
+/// `a b / 2^(32 N) mod m` (Montgomery multiplication, CIOS) for an odd `m`, `m0inv =
+/// -m^-1 mod 2^32` and `a b < m 2^(32 N)` (so `a, b < m`, or any `a` with `b < m`).
+pub(crate) fn mont_mul<const N: usize>(
+    a: &[u32; N],
+    b: &[u32; N],
+    m: &[u32; N],
+    m0inv: u32,
+) -> [u32; N] {
+    // t is N words and one more, `t_n` (and, within a round, `t_n1`).
+    let mut t = [0u32; N];
+    let mut t_n = 0u32;
+    for &ai in a {
+        let ai = u64::from(ai);
+        let mut carry = 0u64;
+        for (tj, &bj) in t.iter_mut().zip(b) {
+            let s = u64::from(*tj) + ai * u64::from(bj) + carry;
+            *tj = s as u32;
+            carry = s >> 32;
+        }
+        let s = u64::from(t_n) + carry;
+        t_n = s as u32;
+        let t_n1 = (s >> 32) as u32;
+        // Add q m with q chosen so that the low word becomes zero, then drop that word.
+        let q = u64::from(t.first().map_or(0, |&t0| t0.wrapping_mul(m0inv)));
+        let mut carry = 0u64;
+        for (tj, &mj) in t.iter_mut().zip(m) {
+            let s = u64::from(*tj) + q * u64::from(mj) + carry;
+            *tj = s as u32;
+            carry = s >> 32;
+        }
+        let s = u64::from(t_n) + carry;
+        t.rotate_left(1);
+        if let Some(last) = t.last_mut() {
+            *last = s as u32;
+        }
+        t_n = t_n1 + (s >> 32) as u32;
+    }
+    // t < 2m: one subtraction at most.
+    if t_n != 0 || !lt(&t, m) {
+        t = sub_raw(&t, m).0;
+    }
+    t
+}
+
+/// `a b mod m` for `a, b < m`, with `rr = 2^(64 N) mod m`: two Montgomery multiplications.
+pub(crate) fn mul_mod<const N: usize>(
+    a: &[u32; N],
+    b: &[u32; N],
+    m: &[u32; N],
+    m0inv: u32,
+    rr: &[u32; N],
+) -> [u32; N] {
+    mont_mul(&mont_mul(a, b, m, m0inv), rr, m, m0inv)
+}
+
+/// Column `K` of the product `a b` of two `N`-limb numbers (limbs widened to `u64`): the low
+/// and high halves of the products `a_i b_(K - i)`, summed apart. Inlined with constant `N` and
+/// `K`, its loop unrolls to straight-line code.
+#[inline(always)]
+pub(crate) fn product_column<const N: usize, const K: usize>(
+    a: &[u64; N],
+    b: &[u64; N],
+) -> (u64, u64) {
+    let (mut lo, mut hi) = (0u64, 0u64);
+    for i in (K + 1).saturating_sub(N)..N.min(K + 1) {
+        let p = a.get(i).copied().unwrap_or(0) * b.get(K - i).copied().unwrap_or(0);
+        lo += p & 0xffff_ffff;
+        hi += p >> 32;
+    }
+    (lo, hi)
+}
+
+/// Column `K` of the square of an `N`-limb number: the cross products `a_i a_(K - i)` with
+/// `i < K - i` doubled, plus `a_(K/2)^2` when `K` is even.
+#[inline(always)]
+pub(crate) fn square_column<const N: usize, const K: usize>(a: &[u64; N]) -> (u64, u64) {
+    let (mut lo, mut hi) = (0u64, 0u64);
+    for i in (K + 1).saturating_sub(N)..K.div_ceil(2) {
+        let p = a.get(i).copied().unwrap_or(0) * a.get(K - i).copied().unwrap_or(0);
+        lo += p & 0xffff_ffff;
+        hi += p >> 32;
+    }
+    let square = if K.is_multiple_of(2) {
+        a.get(K / 2).map_or(0, |&x| x * x)
+    } else {
+        0
+    };
+    (2 * lo + (square & 0xffff_ffff), 2 * hi + (square >> 32))
+}
+
+/// The number `sum (lo_c + hi_(c - 1)) 2^(32 c)` of column sums (each below `2^32` times the
+/// number of limbs) as `W` words.
+#[inline(always)]
+pub(crate) fn carry_column_sums<const W: usize>(columns: [(u64, u64); W]) -> [u32; W] {
+    let mut words = [0u32; W];
+    let (mut carry, mut prev_hi) = (0u64, 0u64);
+    for (w, (lo, hi)) in words.iter_mut().zip(columns) {
+        let s = lo + prev_hi + carry;
+        *w = s as u32;
+        carry = s >> 32;
+        prev_hi = hi;
+    }
+    words
+}
+
+/// The `2 N`-word product of two `N`-limb numbers, written out column by column (the list
+/// names the columns, `0 ..= 2 N - 2`) so that every product and sum is a local, as `mul_wide`
+/// is: `mul_wide_columns!(N, a, b, [0, 1, ..., 2 N - 2])`.
+macro_rules! mul_wide_columns {
+    ($n:literal, $a:expr, $b:expr, [$($k:literal),* $(,)?]) => {{
+        let (a, b) = ($a.map(u64::from), $b.map(u64::from));
+        $crate::crypto::limbs::carry_column_sums([
+            $($crate::crypto::limbs::product_column::<$n, $k>(&a, &b),)* (0, 0)
+        ])
+    }};
+}
+pub(crate) use mul_wide_columns;
+
+/// The `2 N`-word square of an `N`-limb number, as [`mul_wide_columns`]:
+/// `square_wide_columns!(N, a, [0, 1, ..., 2 N - 2])`.
+macro_rules! square_wide_columns {
+    ($n:literal, $a:expr, [$($k:literal),* $(,)?]) => {{
+        let a = $a.map(u64::from);
+        $crate::crypto::limbs::carry_column_sums([
+            $($crate::crypto::limbs::square_column::<$n, $k>(&a),)* (0, 0)
+        ])
+    }};
+}
+pub(crate) use square_wide_columns;
 
 /// The low and high halves of a sum of 64-bit products, summed apart (at most 8 terms: far
 /// below 2^64 each), so that no carry chain runs through the products.
@@ -274,16 +420,22 @@ pub(crate) fn square_wide(a: &Limbs) -> [u32; 16] {
 /// with absolute value below `2^(w-1)`, and `k = sum d_i 2^i`.
 pub(crate) fn wnaf(k: &Limbs, window: u32) -> [i8; 257] {
     let mut digits = [0i8; 257];
-    // Work on 9 limbs: adding back a negative digit can carry past bit 255.
-    let mut k9 = [0u32; 9];
-    for (dst, &src) in k9.iter_mut().zip(k) {
-        *dst = src;
-    }
+    wnaf_into(k, window, &mut digits);
+    digits
+}
+
+/// The width-`w` non-adjacent form of an `N`-limb number into `digits` (which should hold
+/// `32 N + 1` of them; digits past its end are dropped): each zero or odd with absolute value
+/// below `2^(w-1)`, and `k = sum d_i 2^i`.
+pub(crate) fn wnaf_into<const N: usize>(k: &[u32; N], window: u32, digits: &mut [i8]) {
+    digits.fill(0);
+    // One more word: adding back a negative digit can carry past the top limb.
+    let (mut k, mut top) = (*k, 0u32);
     let modulus = 1i64 << window;
     let half = modulus >> 1;
     let mut bit = 0usize;
-    while k9.iter().any(|&x| x != 0) {
-        let low = k9.first().copied().unwrap_or(0);
+    while top != 0 || !is_zero(&k) {
+        let low = k.first().copied().unwrap_or(0);
         if low & 1 == 1 {
             let mut d = i64::from(low) & (modulus - 1);
             if d >= half {
@@ -291,7 +443,7 @@ pub(crate) fn wnaf(k: &Limbs, window: u32) -> [i8; 257] {
             }
             // k -= d.
             let mut carry = -d;
-            for x in k9.iter_mut() {
+            for x in k.iter_mut() {
                 let s = i64::from(*x) + carry;
                 *x = s as u32;
                 carry = s >> 32;
@@ -299,18 +451,19 @@ pub(crate) fn wnaf(k: &Limbs, window: u32) -> [i8; 257] {
                     break;
                 }
             }
+            top = top.wrapping_add(carry as u32);
             if let Some(slot) = digits.get_mut(bit) {
                 *slot = d as i8;
             }
         }
         // k >>= 1.
-        let mut high = 0u32;
-        for x in k9.iter_mut().rev() {
+        let mut high = top & 1;
+        top >>= 1;
+        for x in k.iter_mut().rev() {
             let low_bit = *x & 1;
             *x = (*x >> 1) | (high << 31);
             high = low_bit;
         }
         bit += 1;
     }
-    digits
 }

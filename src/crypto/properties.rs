@@ -4,12 +4,14 @@
 //! - RSA (`rsa_vt`): the public operation against `num-bigint`'s `modpow` on random moduli and
 //!   exponents; whole RS*/PS* verifications against the `rsa` crate, with its own signatures
 //!   (2048-, 3072- and 4096-bit keys, exponents 65537 and 3) and mutations of them.
-//! - P-256 (`p256_vt`): the field and the scalar arithmetic against `num-bigint`,
-//!   `u1 G + u2 Q` against the `p256` crate, whole ES256 verifications and key imports against
-//!   the `p256` crate.
-//! - Ed25519 (`ed25519_vt`): the field against `num-bigint`, point decoding and
-//!   `[s]B + [k]A` against curve25519-dalek (including points with a small-order component),
-//!   whole verifications and key imports against ed25519-dalek's `verify_strict`.
+//! - ECDSA (`ecdsa_vt` with `p256_vt`; one macro of tests run for each of P-256, P-384 and
+//!   P-521): the field, the scalar arithmetic, the 12- and 17-limb products and the wNAF
+//!   recodings against `num-bigint`; `u1 G + u2 Q`, whole ES256/ES384/ES512 verifications and
+//!   key imports against the `p256`, `p384` and `p521` crates.
+//! - Ed25519 (`ed25519_vt`): the field against `num-bigint`; point decoding (with the reason a
+//!   key is refused), `S < L`, the 512-bit reduction modulo L and `[s]B + [k]A` against
+//!   curve25519-dalek (including points with a small-order component); whole verifications and
+//!   key imports against ed25519-dalek's `verify_strict`.
 //!
 //! Every test runs a fixed number of cases from a seed that proptest derives for each run; a
 //! failure prints the (shrunk) input and the seed to replay. In wasm32 (`make unit-wasm`, debug
@@ -21,7 +23,7 @@ use proptest::prelude::*;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use super::limbs::{self, Limbs};
-use super::{ed25519_vt, p256_vt, rsa_vt, Algorithm, PublicKey};
+use super::{ecdsa_vt, ed25519_vt, p256_vt, rsa_vt, Algorithm, PublicKey};
 
 /// The number of cases: `native` natively, a quarter of it in wasm32.
 const fn cases(native: u32) -> u32 {
@@ -44,18 +46,22 @@ fn limbs_of(value: &BigUint) -> Limbs {
     out
 }
 
-/// A number below `m`: random bytes reduced, or one of the edge values.
+/// A number below `m`: random bytes (eight more than `m` has) reduced, or one of the edge
+/// values.
 fn below(m: &BigUint) -> impl Strategy<Value = BigUint> {
     let m = m.clone();
     let edges = m.clone();
+    let len = m.bits().div_ceil(8) as usize + 8;
     prop_oneof![
-        4 => any::<[u8; 40]>().prop_map(move |bytes| BigUint::from_bytes_le(&bytes) % &m),
-        1 => (0u32..6).prop_map(move |which| match which {
+        4 => proptest::collection::vec(any::<u8>(), len)
+            .prop_map(move |bytes| BigUint::from_bytes_le(&bytes) % &m),
+        1 => (0u32..7).prop_map(move |which| match which {
             0 => BigUint::from(0u8),
             1 => BigUint::from(1u8),
             2 => &edges - 1u8,
             3 => &edges - 2u8,
             4 => (BigUint::from(1u8) << 255) % &edges,
+            5 => (BigUint::from(1u8) << (edges.bits() - 1)) % &edges,
             _ => (BigUint::from(1u8) << 128) - 1u8,
         }),
     ]
@@ -326,95 +332,285 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
-// P-256
+// ECDSA: P-256, P-384 and P-521 (one generic implementation, `ecdsa_vt`; the same tests for each
+// curve)
 // ---------------------------------------------------------------------------------------------
 
-fn p256_p() -> BigUint {
-    big_le(&p256_vt::P)
-}
+/// The property tests of one `ecdsa_vt` curve against `num-bigint` and its reference crate.
+macro_rules! ecdsa_properties {
+    (
+        $module:ident, curve = $curve:ty, limbs = $limbs:literal, bytes = $bytes:literal,
+        reference = $reference:ident, hash = $hash:ty, alg = $alg:expr, crv = $crv:literal,
+        cases = $cases:literal
+    ) => {
+        mod $module {
+            use super::*;
+            use ecdsa_vt::Curve as _;
 
-fn p256_n() -> BigUint {
-    big_le(&p256_vt::N)
-}
+            type C = $curve;
+            const L: usize = $limbs;
+            const BYTES: usize = $bytes;
 
-fn p256_fe(value: &BigUint) -> p256_vt::Fe {
-    p256_vt::Fe::from_limbs(limbs_of(value)).unwrap()
-}
+            fn p() -> BigUint {
+                BigUint::from_slice(&C::P)
+            }
 
-/// `value mod 2^256`, big-endian.
-fn be32(value: &BigUint) -> [u8; 32] {
-    let modulus: BigUint = BigUint::from(1u8) << 256;
-    let raw = (value % modulus).to_bytes_be();
-    let mut out = [0u8; 32];
-    out[32 - raw.len()..].copy_from_slice(&raw);
-    out
-}
+            fn n() -> BigUint {
+                BigUint::from_slice(&C::N)
+            }
 
-fn p256_scalar(value: &BigUint) -> p256::Scalar {
-    use p256::elliptic_curve::ff::PrimeField;
-    Option::from(p256::Scalar::from_repr(be32(value).into())).unwrap()
-}
+            fn limbs(value: &BigUint) -> [u32; L] {
+                let mut out = [0u32; L];
+                for (dst, src) in out.iter_mut().zip(value.to_u32_digits()) {
+                    *dst = src;
+                }
+                out
+            }
 
-/// The affine x of `u1 G + u2 Q` by the `p256` crate; `None` for the point at infinity.
-fn p256_reference_lincomb(u1: &BigUint, u2: &BigUint, q: &p256::AffinePoint) -> Option<BigUint> {
-    use p256::elliptic_curve::point::AffineCoordinates;
-    let sum = p256::ProjectivePoint::GENERATOR * p256_scalar(u1)
-        + p256::ProjectivePoint::from(*q) * p256_scalar(u2);
-    if bool::from(p256::elliptic_curve::group::Group::is_identity(&sum)) {
-        return None;
-    }
-    Some(BigUint::from_bytes_be(&sum.to_affine().x()))
-}
+            fn fe(value: &BigUint) -> ecdsa_vt::Fe<L, C> {
+                ecdsa_vt::Fe::from_limbs(limbs(value)).unwrap()
+            }
 
-/// A P-256 key pair from a (non-zero) scalar.
-fn p256_keypair(d: &BigUint) -> (p256::ecdsa::SigningKey, PublicKey, p256_vt::P256Key) {
-    let signing = p256::ecdsa::SigningKey::from_slice(&be32(d)).unwrap();
-    let point = signing.verifying_key().to_sec1_point(false);
-    let bytes = point.as_bytes();
-    let x: [u8; 32] = bytes[1..33].try_into().unwrap();
-    let y: [u8; 32] = bytes[33..65].try_into().unwrap();
-    let ours = PublicKey::ec("P-256", &x, &y).unwrap();
-    let inner = p256_vt::P256Key::new(&x, &y).unwrap();
-    (signing, ours, inner)
-}
+            /// `value mod 2^(8 BYTES)`, big-endian.
+            fn be(value: &BigUint) -> [u8; BYTES] {
+                let modulus: BigUint = BigUint::from(1u8) << (8 * BYTES);
+                let raw = (value % modulus).to_bytes_be();
+                let mut out = [0u8; BYTES];
+                out[BYTES - raw.len()..].copy_from_slice(&raw);
+                out
+            }
 
-fn nonzero_below_n() -> impl Strategy<Value = BigUint> {
-    below(&p256_n()).prop_map(|x| {
-        if x == BigUint::from(0u8) {
-            BigUint::from(7u8)
-        } else {
-            x
+            fn scalar(value: &BigUint) -> ::$reference::Scalar {
+                use ::$reference::elliptic_curve::ff::PrimeField;
+                Option::from(::$reference::Scalar::from_repr(be(value).into())).unwrap()
+            }
+
+            /// The affine x of `u1 G + u2 Q` by the reference crate; `None` for infinity.
+            fn reference_lincomb(
+                u1: &BigUint,
+                u2: &BigUint,
+                q: &::$reference::AffinePoint,
+            ) -> Option<BigUint> {
+                use ::$reference::elliptic_curve::point::AffineCoordinates;
+                let sum = ::$reference::ProjectivePoint::GENERATOR * scalar(u1)
+                    + ::$reference::ProjectivePoint::from(*q) * scalar(u2);
+                if bool::from(::$reference::elliptic_curve::group::Group::is_identity(
+                    &sum,
+                )) {
+                    return None;
+                }
+                Some(BigUint::from_bytes_be(&sum.to_affine().x()))
+            }
+
+            /// The reference signer for a (non-zero) scalar, and its public key's coordinates.
+            fn signer(d: &BigUint) -> (::$reference::ecdsa::SigningKey, Vec<u8>, Vec<u8>) {
+                let signing = ::$reference::ecdsa::SigningKey::from_slice(&be(d)).unwrap();
+                let point = signing.verifying_key().to_sec1_point(false);
+                let bytes = point.as_bytes();
+                let (x, y) = (bytes[1..1 + BYTES].to_vec(), bytes[1 + BYTES..].to_vec());
+                (signing, x, y)
+            }
+
+            fn nonzero_below_n() -> impl Strategy<Value = BigUint> {
+                below(&n()).prop_map(|x| {
+                    if x == BigUint::from(0u8) {
+                        BigUint::from(7u8)
+                    } else {
+                        x
+                    }
+                })
+            }
+
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(cases(256)))]
+
+                #[test]
+                fn field_matches_num_bigint(a in below(&p()), b in below(&p())) {
+                    let p = p();
+                    let (fa, fb) = (fe(&a), fe(&b));
+                    prop_assert_eq!(BigUint::from_slice(&fa.mul(&fb).0), &a * &b % &p);
+                    prop_assert_eq!(BigUint::from_slice(&fa.square().0), &a * &a % &p);
+                    prop_assert_eq!(BigUint::from_slice(&fa.add(&fb).0), (&a + &b) % &p);
+                    prop_assert_eq!(BigUint::from_slice(&fa.sub(&fb).0), (&a + &p - &b) % &p);
+                    prop_assert_eq!(BigUint::from_slice(&fa.neg().0), (&p - &a) % &p);
+                    match fa.invert() {
+                        None => prop_assert_eq!(&a, &BigUint::from(0u8)),
+                        Some(inv) => prop_assert_eq!(
+                            BigUint::from_slice(&inv.0),
+                            a.modpow(&(&p - 2u8), &p)
+                        ),
+                    }
+                }
+
+                #[test]
+                fn scalars_match_num_bigint(a in below(&n()), b in below(&n())) {
+                    let n = n();
+                    let product = ecdsa_vt::mul_mod_n::<L, C>(&limbs(&a), &limbs(&b));
+                    prop_assert_eq!(BigUint::from_slice(&product), &a * &b % &n);
+                    match limbs::inv_mod(&limbs(&a), &C::N) {
+                        None => prop_assert_eq!(&a, &BigUint::from(0u8)),
+                        Some(inv) => prop_assert_eq!(
+                            BigUint::from_slice(&inv),
+                            a.modpow(&(&n - 2u8), &n)
+                        ),
+                    }
+                }
+            }
+
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(cases($cases)))]
+
+                /// `u1 G + u2 Q` against the reference crate, for random keys and scalars,
+                /// including 0, 1, n - 1 and u2 Q = -u1 G (the point at infinity).
+                #[test]
+                fn double_scalar_mul_matches_reference(
+                    d in nonzero_below_n(),
+                    u1 in below(&n()),
+                    u2 in below(&n()),
+                    cancel in any::<bool>(),
+                ) {
+                    let n = n();
+                    let (signing, x, y) = signer(&d);
+                    let key = ecdsa_vt::EcdsaKey::<L, C>::new(&x, &y).unwrap();
+                    // With u2 = (n - u1) / d, u1 G + u2 Q = u1 G - u1 G = infinity.
+                    let u2 = if cancel {
+                        let d_inv = d.modpow(&(&n - 2u8), &n);
+                        (&n - &u1) % &n * d_inv % &n
+                    } else {
+                        u2
+                    };
+                    let ours = ecdsa_vt::double_scalar_mul(&limbs(&u1), &limbs(&u2), key.tables())
+                        .unwrap()
+                        .to_affine()
+                        .map(|point| BigUint::from_slice(&point.x.0));
+                    let reference =
+                        reference_lincomb(&u1, &u2, signing.verifying_key().as_affine());
+                    prop_assert_eq!(ours, reference);
+                }
+
+                /// Verification against the reference crate, on its signatures over random
+                /// messages and tampered ones (high-S stays valid: JWS does not require low-S).
+                #[test]
+                fn verify_matches_reference(
+                    d in nonzero_below_n(),
+                    msg in proptest::collection::vec(any::<u8>(), 0..300),
+                    tamper in 0u8..11,
+                    bit in 0usize..(16 * BYTES),
+                    r_or_s in below(&n()),
+                ) {
+                    use ::$reference::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
+                    let n = n();
+                    let (signing, x, y) = signer(&d);
+                    let ours = PublicKey::ec($crv, &x, &y).unwrap();
+                    let sig: ::$reference::ecdsa::Signature =
+                        signing.sign_prehash(&<$hash>::digest(&msg)).unwrap();
+                    let sig = sig.to_bytes().to_vec();
+                    let mut verify_msg = msg.clone();
+                    let mut verify_sig = sig.clone();
+                    let (r, s) = (
+                        BigUint::from_bytes_be(&sig[..BYTES]),
+                        BigUint::from_bytes_be(&sig[BYTES..]),
+                    );
+                    let join = |r: &BigUint, s: &BigUint| [be(r), be(s)].concat();
+                    match tamper {
+                        0 | 1 => {}
+                        2 => verify_sig[bit / 8] ^= 1 << (bit % 8),
+                        3 => verify_msg.push(1),
+                        4 => verify_sig = join(&r, &(&n - &s)),
+                        5 => verify_sig = join(&r_or_s, &s),
+                        6 => verify_sig = join(&r, &r_or_s),
+                        7 => verify_sig = join(&(&r + &n), &s),
+                        8 => verify_sig = join(&r, &(&s + &n)),
+                        9 => verify_sig.truncate(2 * BYTES - 1),
+                        _ => verify_sig = join(&r_or_s, &r_or_s),
+                    }
+                    let reference = ::$reference::ecdsa::Signature::from_slice(&verify_sig)
+                        .is_ok_and(|sig| {
+                            signing
+                                .verifying_key()
+                                .verify_prehash(&<$hash>::digest(&verify_msg), &sig)
+                                .is_ok()
+                        });
+                    let got = ours.verify($alg, &verify_msg, &verify_sig).is_ok();
+                    prop_assert_eq!(got, reference);
+                    if tamper < 2 || tamper == 4 {
+                        prop_assert!(got);
+                    }
+                }
+
+                /// Key import agrees with the reference crate: random coordinates (almost never
+                /// on the curve), real points, and real points with a coordinate changed or
+                /// replaced by `p + x` (when that fits) or `p - y`.
+                #[test]
+                fn key_import_matches_reference(
+                    d in nonzero_below_n(),
+                    x in proptest::collection::vec(any::<u8>(), BYTES),
+                    y in proptest::collection::vec(any::<u8>(), BYTES),
+                    which in 0u8..6,
+                ) {
+                    let (_, mut px, mut py) = signer(&d);
+                    match which {
+                        0 => {}
+                        1 => (px, py) = (x, y),
+                        2 => py[BYTES - 1] ^= 1,
+                        3 => px = be(&(BigUint::from_bytes_be(&px) + p())).to_vec(),
+                        4 => py = be(&((p() - BigUint::from_bytes_be(&py)) % p())).to_vec(),
+                        // Random x below p with the real y: not on the curve.
+                        _ => px = be(&(BigUint::from_bytes_be(&x) % p())).to_vec(),
+                    }
+                    let mut sec1 = vec![4u8];
+                    sec1.extend_from_slice(&px);
+                    sec1.extend_from_slice(&py);
+                    let reference =
+                        ::$reference::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).is_ok();
+                    prop_assert_eq!(PublicKey::ec($crv, &px, &py).is_ok(), reference);
+                    if which == 0 || which == 4 {
+                        prop_assert!(reference);
+                    }
+                }
+            }
         }
-    })
+    };
 }
+
+ecdsa_properties!(
+    p256,
+    curve = p256_vt::P256,
+    limbs = 8,
+    bytes = 32,
+    reference = p256,
+    hash = Sha256,
+    alg = Algorithm::Es256,
+    crv = "P-256",
+    cases = 64
+);
+
+ecdsa_properties!(
+    p384,
+    curve = ecdsa_vt::P384,
+    limbs = 12,
+    bytes = 48,
+    reference = p384,
+    hash = Sha384,
+    alg = Algorithm::Es384,
+    crv = "P-384",
+    cases = 48
+);
+
+ecdsa_properties!(
+    p521,
+    curve = ecdsa_vt::P521,
+    limbs = 17,
+    bytes = 66,
+    reference = p521,
+    hash = Sha512,
+    alg = Algorithm::Es512,
+    crv = "P-521",
+    cases = 32
+);
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(256), ..ProptestConfig::default() })]
-
-    #[test]
-    fn p256_field_matches_num_bigint(a in below(&p256_p()), b in below(&p256_p())) {
-        let p = p256_p();
-        let (fa, fb) = (p256_fe(&a), p256_fe(&b));
-        prop_assert_eq!(big_le(&fa.mul(&fb).0), &a * &b % &p);
-        prop_assert_eq!(big_le(&fa.square().0), &a * &a % &p);
-        prop_assert_eq!(big_le(&fa.add(&fb).0), (&a + &b) % &p);
-        prop_assert_eq!(big_le(&fa.sub(&fb).0), (&a + &p - &b) % &p);
-        prop_assert_eq!(big_le(&fa.neg().0), (&p - &a) % &p);
-        match fa.invert() {
-            None => prop_assert_eq!(&a, &BigUint::from(0u8)),
-            Some(inv) => prop_assert_eq!(big_le(&inv.0), a.modpow(&(&p - 2u8), &p)),
-        }
-    }
-
-    #[test]
-    fn p256_scalars_match_num_bigint(a in below(&p256_n()), b in below(&p256_n())) {
-        let n = p256_n();
-        prop_assert_eq!(big_le(&p256_vt::mul_mod_n(&limbs_of(&a), &limbs_of(&b))), &a * &b % &n);
-        match limbs::inv_mod(&limbs_of(&a), &p256_vt::N) {
-            None => prop_assert_eq!(&a, &BigUint::from(0u8)),
-            Some(inv) => prop_assert_eq!(big_le(&inv), a.modpow(&(&n - 2u8), &n)),
-        }
-    }
 
     #[test]
     fn wnaf_digits_are_a_valid_recoding(k in any::<[u8; 32]>(), window in 2u32..=8) {
@@ -434,113 +630,49 @@ proptest! {
         }
         prop_assert_eq!(sum, num_bigint::BigInt::from(big_le(&k)));
     }
-}
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(64), ..ProptestConfig::default() })]
-
-    /// `u1 G + u2 Q` against the `p256` crate, for random keys and scalars, including 0, 1,
-    /// n - 1 and u2 Q = -u1 G (the point at infinity).
+    /// The generic wNAF recoding on 17 limbs (P-521's scalars), and the products and squares
+    /// on 12 and 17 limbs against `num-bigint`, on random and all-ones inputs.
     #[test]
-    fn p256_double_scalar_mul_matches_p256_crate(
-        d in nonzero_below_n(),
-        u1 in below(&p256_n()),
-        u2 in below(&p256_n()),
-        cancel in any::<bool>(),
+    fn wide_limb_helpers_match_num_bigint(
+        k in proptest::collection::vec(any::<u32>(), 17),
+        b in proptest::collection::vec(any::<u32>(), 17),
+        window in 2u32..=8,
+        ones in any::<bool>(),
     ) {
-        let n = p256_n();
-        let (signing, _, key) = p256_keypair(&d);
-        // With u2 = (n - u1) / d, u1 G + u2 Q = u1 G - u1 G = infinity.
-        let u2 = if cancel {
-            let d_inv = d.modpow(&(&n - 2u8), &n);
-            (&n - &u1) % &n * d_inv % &n
-        } else {
-            u2
-        };
-        let ours = p256_vt::double_scalar_mul(&limbs_of(&u1), &limbs_of(&u2), key.tables())
-            .unwrap()
-            .to_affine()
-            .map(|point| big_le(&point.x.0));
-        let reference = p256_reference_lincomb(&u1, &u2, signing.verifying_key().as_affine());
-        prop_assert_eq!(ours, reference);
-    }
+        let mut k: [u32; 17] = k.try_into().unwrap();
+        let mut b: [u32; 17] = b.try_into().unwrap();
+        if ones {
+            (k, b) = ([u32::MAX; 17], [u32::MAX; 17]);
+        }
+        let mut digits = [0i8; 32 * 17 + 1];
+        limbs::wnaf_into(&k, window, &mut digits);
+        let mut sum = num_bigint::BigInt::from(0);
+        let mut last_nonzero: Option<usize> = None;
+        for (i, &d) in digits.iter().enumerate() {
+            if d != 0 {
+                prop_assert!(d % 2 != 0 && i32::from(d).abs() < 1 << (window - 1));
+                if let Some(last) = last_nonzero {
+                    prop_assert!(i - last >= window as usize);
+                }
+                last_nonzero = Some(i);
+            }
+            sum += num_bigint::BigInt::from(d) << i;
+        }
+        prop_assert_eq!(sum, num_bigint::BigInt::from(BigUint::from_slice(&k)));
 
-    /// ES256 verification against the `p256` crate, on its signatures over random messages and
-    /// tampered ones (high-S stays valid: JWS does not require low-S).
-    #[test]
-    fn es256_verify_matches_p256_crate(
-        d in nonzero_below_n(),
-        msg in proptest::collection::vec(any::<u8>(), 0..300),
-        tamper in 0u8..10,
-        bit in 0usize..512,
-        r_or_s in below(&p256_n()),
-    ) {
-        use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
-        let n = p256_n();
-        let (signing, ours, _) = p256_keypair(&d);
-        let digest = Sha256::digest(&msg);
-        let sig: p256::ecdsa::Signature = signing.sign_prehash(&digest).unwrap();
-        let sig = sig.to_bytes().to_vec();
-        let mut verify_msg = msg.clone();
-        let mut verify_sig = sig.clone();
-        let (r, s) = (BigUint::from_bytes_be(&sig[..32]), BigUint::from_bytes_be(&sig[32..]));
-        let join = |r: &BigUint, s: &BigUint| {
-            let (mut out, tail) = (be32(r).to_vec(), be32(s));
-            out.extend_from_slice(&tail);
-            out
-        };
-        match tamper {
-            0 | 1 => {}
-            2 => verify_sig[bit / 8] ^= 1 << (bit % 8),
-            3 => verify_msg.push(1),
-            4 => verify_sig = join(&r, &(&n - &s)),
-            5 => verify_sig = join(&r_or_s, &s),
-            6 => verify_sig = join(&r, &r_or_s),
-            7 => verify_sig = join(&(&r + &n), &s),
-            8 => verify_sig = join(&r, &(&s + &n)),
-            _ => verify_sig = join(&r_or_s, &r_or_s),
-        }
-        let reference = p256::ecdsa::Signature::from_slice(&verify_sig).is_ok_and(|sig| {
-            signing
-                .verifying_key()
-                .verify_prehash(&Sha256::digest(&verify_msg), &sig)
-                .is_ok()
-        });
-        let got = ours.verify(Algorithm::Es256, &verify_msg, &verify_sig).is_ok();
-        prop_assert_eq!(got, reference);
-        if tamper < 2 || tamper == 4 {
-            prop_assert!(got);
-        }
-    }
-
-    /// Key import agrees with the `p256` crate: random coordinates (almost never on the curve),
-    /// real points, and real points with a coordinate changed or replaced by `p + x`.
-    #[test]
-    fn p256_key_import_matches_p256_crate(
-        d in nonzero_below_n(),
-        x in any::<[u8; 32]>(),
-        y in any::<[u8; 32]>(),
-        which in 0u8..5,
-    ) {
-        let (signing, _, _) = p256_keypair(&d);
-        let point = signing.verifying_key().to_sec1_point(false);
-        let bytes = point.as_bytes();
-        let (mut px, mut py) = (bytes[1..33].to_vec(), bytes[33..65].to_vec());
-        match which {
-            0 => {}
-            1 => (px, py) = (x.to_vec(), y.to_vec()),
-            2 => py[31] ^= 1,
-            3 => px = be32(&(BigUint::from_bytes_be(&px) + p256_p())).to_vec(),
-            _ => py = be32(&((p256_p() - BigUint::from_bytes_be(&py)) % p256_p())).to_vec(),
-        }
-        let mut sec1 = vec![4u8];
-        sec1.extend_from_slice(&px);
-        sec1.extend_from_slice(&py);
-        let reference = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).is_ok();
-        prop_assert_eq!(PublicKey::ec("P-256", &px, &py).is_ok(), reference);
-        if which == 0 || which == 4 {
-            prop_assert!(reference);
-        }
+        let (kb, bb) = (BigUint::from_slice(&k), BigUint::from_slice(&b));
+        let product: [u32; 34] = ecdsa_vt::mul_wide_17(&k, &b);
+        prop_assert_eq!(BigUint::from_slice(&product), &kb * &bb);
+        let square: [u32; 34] = ecdsa_vt::square_wide_17(&k);
+        prop_assert_eq!(BigUint::from_slice(&square), &kb * &kb);
+        let (k12, b12): ([u32; 12], [u32; 12]) =
+            (k[..12].try_into().unwrap(), b[..12].try_into().unwrap());
+        let (kb, bb) = (BigUint::from_slice(&k12), BigUint::from_slice(&b12));
+        let product: [u32; 24] = ecdsa_vt::mul_wide_12(&k12, &b12);
+        prop_assert_eq!(BigUint::from_slice(&product), &kb * &bb);
+        let square: [u32; 24] = ecdsa_vt::square_wide_12(&k12);
+        prop_assert_eq!(BigUint::from_slice(&square), &kb * &kb);
     }
 }
 
@@ -584,31 +716,80 @@ proptest! {
         }
     }
 
-    /// Decoding agrees with curve25519-dalek on random encodings (about half decode) and on
-    /// encodings of real points; decoded points re-encode to the same bytes when canonical.
+    /// Decoding agrees with curve25519-dalek's decompression followed by re-encoding, on
+    /// random encodings (about half decode), encodings of real points, and the non-canonical
+    /// ones: `y + p` for `y < 19` and the sign bit set on `x = 0` (y = 1 or p - 1), with either
+    /// sign. A point that decodes re-encodes to the same bytes.
     #[test]
     fn ed25519_decode_matches_dalek(
         bytes in any::<[u8; 32]>(),
         a in any::<[u8; 32]>(),
         torsion in 0usize..8,
-        real in any::<bool>(),
+        kind in 0u8..4,
     ) {
-        let encoding = if real { dalek_point(a, torsion).compress().to_bytes() } else { bytes };
+        let encoding = match kind {
+            0 => bytes,
+            1 => dalek_point(a, torsion).compress().to_bytes(),
+            2 => {
+                let mut r = [0xffu8; 32];
+                r[0] = 0xed + (bytes[0] % 19);
+                r[31] = 0x7f | (bytes[1] & 0x80);
+                r
+            }
+            _ => {
+                let mut r = if bytes[0] & 1 == 0 { [0u8; 32] } else { [0xffu8; 32] };
+                r[0] = if bytes[0] & 1 == 0 { 1 } else { 0xec };
+                r[31] = (r[31] & 0x7f) | (bytes[1] & 0x80);
+                r
+            }
+        };
         let dalek = curve25519_dalek::edwards::CompressedEdwardsY(encoding).decompress();
-        let mut y = encoding;
-        y[31] &= 0x7f;
-        let canonical = limbs::lt(&limbs::from_le_bytes(&y), &ed25519_vt::P);
-        let ours = ed25519_vt::decode(&encoding);
-        if canonical {
-            prop_assert_eq!(ours.is_some(), dalek.is_some());
-        } else {
-            // Non-canonical y: refused by us, whatever dalek (which reduces y) says.
-            prop_assert!(ours.is_none());
+        let expected = match dalek {
+            None => Err(ed25519_vt::KeyError::NotAPoint),
+            Some(point) if point.compress().to_bytes() != encoding => {
+                Err(ed25519_vt::KeyError::NotCanonical)
+            }
+            Some(point) => Ok(point.compress().to_bytes()),
+        };
+        let ours = ed25519_vt::decompress(&encoding)
+            .map(|(x, y)| ed25519_vt::Extended::from_affine(x, y).encode().unwrap());
+        prop_assert_eq!(ours, expected);
+    }
+
+    /// The scalar checks against curve25519-dalek: `S < L` as `from_canonical_bytes`, and the
+    /// 512-bit reduction modulo L as `from_bytes_mod_order_wide`, on random bytes, random
+    /// scalars near L and the edges.
+    #[test]
+    fn ed25519_scalars_match_dalek(
+        wide in proptest::collection::vec(any::<u8>(), 64),
+        s in any::<[u8; 32]>(),
+        kind in 0u8..6,
+    ) {
+        let l = big_le(&ed25519_vt::L);
+        let le32 = |value: &BigUint| {
+            let mut out = value.to_bytes_le();
+            out.resize(32, 0);
+            <[u8; 32]>::try_from(out).unwrap()
+        };
+        let s = match kind {
+            0 => s,
+            // Mostly below L: the top byte of L is 0x10.
+            1 => { let mut s = s; s[31] &= 0x1f; s }
+            2 => le32(&(&l - 1u8)),
+            3 => le32(&l),
+            4 => le32(&(&l + BigUint::from(s[0]))),
+            _ => le32(&(BigUint::from_bytes_le(&s) % &l)),
+        };
+        let reference = curve25519_dalek::Scalar::from_canonical_bytes(s);
+        prop_assert_eq!(ed25519_vt::is_canonical_scalar(&s), bool::from(reference.is_some()));
+        let mut wide: [u8; 64] = wide.try_into().unwrap();
+        if kind == 2 {
+            wide = [0xff; 64];
         }
-        if let (Some((x, y)), Some(point)) = (ours, dalek) {
-            let ours = ed25519_vt::Extended::from_affine(x, y).encode().unwrap();
-            prop_assert_eq!(ours, point.compress().to_bytes());
-        }
+        let ours = limbs::to_le_bytes(&ed25519_vt::reduce_wide(&wide));
+        let reference = curve25519_dalek::Scalar::from_bytes_mod_order_wide(&wide).to_bytes();
+        prop_assert_eq!(ours, reference);
+        prop_assert_eq!(BigUint::from_bytes_le(&ours), BigUint::from_bytes_le(&wide) % &l);
     }
 }
 
@@ -638,7 +819,7 @@ proptest! {
         )
         .compress()
         .to_bytes();
-        let (x, y) = ed25519_vt::decode(&point.compress().to_bytes()).unwrap();
+        let (x, y) = ed25519_vt::decompress(&point.compress().to_bytes()).unwrap();
         let tables = ed25519_vt::Tables::new(&ed25519_vt::Extended::from_affine(x, y), 5).unwrap();
         let ours = ed25519_vt::double_scalar_mul(
             &limbs::from_le_bytes(s.as_bytes()),
@@ -732,6 +913,20 @@ proptest! {
             !key.is_weak() && key.to_edwards().compress().to_bytes() == encoding
         });
         prop_assert_eq!(PublicKey::ed25519(&encoding).is_ok(), reference);
+        // The reason, as curve25519-dalek tells it; keys with a small-order component (but
+        // not of small order) are accepted, as by verify_strict.
+        let expected = match curve25519_dalek::edwards::CompressedEdwardsY(encoding).decompress() {
+            None => Err(ed25519_vt::KeyError::NotAPoint),
+            Some(point) if point.compress().to_bytes() != encoding => {
+                Err(ed25519_vt::KeyError::NotCanonical)
+            }
+            Some(point) if point.is_small_order() => Err(ed25519_vt::KeyError::SmallOrder),
+            Some(_) => Ok(()),
+        };
+        prop_assert_eq!(ed25519_vt::Ed25519Key::new(&encoding).map(|_| ()), expected);
+        if which == 1 {
+            prop_assert!(expected.is_ok());
+        }
     }
 }
 

@@ -127,7 +127,11 @@ impl Host for FakeKeys {
     fn keys_generation(&self, _: ProviderId) -> u64 {
         self.generation
     }
-    fn verified(&self, token: &str) -> Option<std::rc::Rc<crate::verified::VerifiedIdentity>> {
+    fn verified(
+        &self,
+        token: &str,
+        _digest: &TokenDigest,
+    ) -> Option<std::rc::Rc<crate::verified::VerifiedIdentity>> {
         match &self.remembered {
             Some((t, v)) if t == token => Some(std::rc::Rc::clone(v)),
             _ => None,
