@@ -76,7 +76,10 @@ impl OwnedRequest {
                 let raw = bytes.get(data..data.checked_add(len)?)?;
                 data += len + 1;
                 let start = text.len();
-                text.push_str(&String::from_utf8_lossy(raw));
+                match std::str::from_utf8(raw) {
+                    Ok(valid) => text.push_str(valid),
+                    Err(_) => text.push_str(&String::from_utf8_lossy(raw)),
+                }
                 Some(start..text.len())
             };
             let name = take(name_len)?;
