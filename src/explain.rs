@@ -20,8 +20,8 @@ use crate::audit::{rfc3339, token_fingerprint};
 use crate::claims;
 use crate::config::{Config, Provider, ProviderId, RouteMatch, TokenSource, VerifyMode};
 use crate::denial::Denial;
-use crate::gate::{Decision, Gate, Host, IntrospectionView, KeysView, Verdict};
-use crate::introspection::{self, token_hash};
+use crate::gate::{Decision, Gate, Host, IntrospectionView, KeysView, TokenDigest, Verdict};
+use crate::introspection;
 use crate::jwk::{JwkSet, KeySelection};
 use crate::jws::UntrustedToken;
 use crate::policy;
@@ -1045,7 +1045,7 @@ impl<'a> Walk<'a> {
             ToString::to_string,
         );
         let host = self.host;
-        match host.introspection(id, &token_hash(&token.token)) {
+        match host.introspection(id, &token.token, &TokenDigest::new(&token.token)) {
             IntrospectionView::Unknown => {
                 self.record(
                     "introspection",
@@ -1067,10 +1067,11 @@ impl<'a> Walk<'a> {
                 Err(self.fail("introspection", Denial::TokenInactive, detail))
             }
             IntrospectionView::Active { claims, cached } => {
-                if let Err(d) = introspection::check_active(claims, provider, cfg, self.now) {
+                if let Err(d) = introspection::check_active(&claims, provider, cfg, self.now) {
                     let detail = format!("active, but {}", d.description());
                     return Err(self.fail("introspection", d, detail));
                 }
+                let claims = std::rc::Rc::unwrap_or_clone(claims);
                 if let Some(view) = self.token.as_mut() {
                     view.introspected = Some(claims.clone());
                 }

@@ -37,11 +37,12 @@ pub enum KeysView<'a> {
 }
 
 /// What the host knows of one token's introspection.
-pub enum IntrospectionView<'a> {
+pub enum IntrospectionView {
     /// Nothing yet: the token must be introspected.
     Unknown,
     Active {
-        claims: &'a Map<String, Value>,
+        /// Shared: the decision's identity is these very claims.
+        claims: Rc<Map<String, Value>>,
         /// From the shared cache rather than a call made for this request.
         cached: bool,
     },
@@ -55,11 +56,14 @@ pub trait Host {
     fn keys(&self, provider: ProviderId) -> KeysView<'_>;
     /// Whether a token with an unknown `kid` may cause a refetch now (cooldown).
     fn may_refetch(&self, provider: ProviderId) -> bool;
+    /// What the host knows of `token`'s introspection; `digest` is its SHA-256, computed only
+    /// if asked for (the shared cache and the calls are keyed by it).
     fn introspection(
         &self,
         _provider: ProviderId,
-        _token_hash: &[u8; 32],
-    ) -> IntrospectionView<'_> {
+        _token: &str,
+        _digest: &TokenDigest,
+    ) -> IntrospectionView {
         IntrospectionView::Unknown
     }
     /// Which key set the provider has now: remembered verifications of another generation are
@@ -551,19 +555,19 @@ impl Gate {
             return Err(Denial::Malformed("this provider does not introspect tokens").into());
         };
         facts.token_sha256 = Some(digest.fingerprint().into());
-        match host.introspection(id, digest.get()) {
+        match host.introspection(id, &token.token, digest) {
             IntrospectionView::Unknown => Err(Step::Introspect(id)),
             IntrospectionView::Failed(why) => Err(Denial::IntrospectionFailed(why).into()),
             IntrospectionView::Inactive => Err(Denial::TokenInactive.into()),
             IntrospectionView::Active { claims, cached } => {
-                introspection::check_active(claims, provider, cfg, now)?;
+                introspection::check_active(&claims, provider, cfg, now)?;
                 facts.source = Some(if cached {
                     "introspection_cache"
                 } else {
                     "introspection"
                 });
                 Ok(Identity::Fresh {
-                    claims: Rc::new(claims.clone()),
+                    claims,
                     payload_segment: None,
                 })
             }

@@ -36,6 +36,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use std::rc::Rc;
 
 /// Largest introspection answer read; a larger one is an error.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -221,8 +222,9 @@ pub fn cache_slot(token_hash: &[u8; 32], entries: u32) -> u32 {
 pub struct CachedAnswer {
     pub token_hash: [u8; 32],
     pub active: bool,
-    /// The active answer's members; empty when inactive.
-    pub claims: Map<String, Value>,
+    /// The active answer's members; empty when inactive. Shared: a worker keeps the answers it
+    /// reads, and each decision's identity is these claims.
+    pub claims: Rc<Map<String, Value>>,
     /// Reusable while `now_ms < until_ms`.
     pub until_ms: u64,
 }
@@ -236,8 +238,8 @@ impl CachedAnswer {
     /// The entry for `answer` to `token_hash`, reusable until `until_ms`.
     pub fn new(token_hash: [u8; 32], answer: &Answer, until_ms: u64) -> CachedAnswer {
         let (active, claims) = match answer {
-            Answer::Active(claims) => (true, claims.clone()),
-            Answer::Inactive => (false, Map::new()),
+            Answer::Active(claims) => (true, Rc::new(claims.clone())),
+            Answer::Inactive => (false, Rc::default()),
         };
         CachedAnswer {
             token_hash,
@@ -250,7 +252,7 @@ impl CachedAnswer {
     /// The answer it stands for.
     pub fn answer(&self) -> Answer {
         if self.active {
-            Answer::Active(self.claims.clone())
+            Answer::Active((*self.claims).clone())
         } else {
             Answer::Inactive
         }
@@ -266,7 +268,7 @@ impl CachedAnswer {
         out.push(u8::from(self.active));
         out.extend_from_slice(&self.until_ms.to_be_bytes());
         if self.active {
-            serde_json::to_writer(&mut out, &self.claims).ok()?;
+            serde_json::to_writer(&mut out, &*self.claims).ok()?;
         }
         (out.len() <= MAX_CACHED_BYTES).then_some(out)
     }
@@ -296,7 +298,7 @@ impl CachedAnswer {
         Some(CachedAnswer {
             token_hash: *token_hash,
             active,
-            claims,
+            claims: Rc::new(claims),
             until_ms,
         })
     }
@@ -781,7 +783,7 @@ mod tests {
         inactive_with_claims[33] = 0;
         assert_eq!(CachedAnswer::decode(&inactive_with_claims), None);
         let mut not_active = entry.clone();
-        not_active.claims.insert("active".into(), json!(false));
+        Rc::make_mut(&mut not_active.claims).insert("active".into(), json!(false));
         assert_eq!(CachedAnswer::decode(&not_active.encode().unwrap()), None);
     }
 

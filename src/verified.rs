@@ -159,30 +159,34 @@ pub fn project(claims: &Map<String, Value>, config: &Config) -> Map<String, Valu
         .collect()
 }
 
-/// A worker's bounded map of verified tokens, keyed by the token itself: a hit costs one fast
-/// hash and one comparison of the whole token, no SHA-256 (the map only ever holds tokens that
-/// verified, so a crafted colliding token can slow a lookup, never pass for another).
+/// A worker's bounded map of what it knows of tokens, keyed by the token itself: a hit costs
+/// one fast hash and one comparison of the whole token, no SHA-256. Only tokens an issuer made
+/// go in (verified ones, or ones the introspection endpoint called active), so a client cannot
+/// choose the keys: a crafted colliding token can slow a lookup, never pass for another.
 #[derive(Debug)]
-pub struct VerifiedCache {
-    entries: FxHashMap<Box<str>, Rc<VerifiedIdentity>>,
+pub struct TokenCache<T> {
+    entries: FxHashMap<Box<str>, Rc<T>>,
     capacity: usize,
 }
 
-impl VerifiedCache {
-    pub fn new(capacity: usize) -> VerifiedCache {
-        VerifiedCache {
+/// Verified tokens' identities.
+pub type VerifiedCache = TokenCache<VerifiedIdentity>;
+
+impl<T> TokenCache<T> {
+    pub fn new(capacity: usize) -> TokenCache<T> {
+        TokenCache {
             entries: FxHashMap::default(),
             capacity,
         }
     }
 
-    pub fn get(&self, token: &str) -> Option<Rc<VerifiedIdentity>> {
+    pub fn get(&self, token: &str) -> Option<Rc<T>> {
         self.entries.get(token).cloned()
     }
 
-    /// Remembers an identity; when full, an eighth of the entries (arbitrary ones) make room,
-    /// so inserting stays cheap and a flood of new tokens only evicts.
-    pub fn insert(&mut self, token: &str, identity: Rc<VerifiedIdentity>) {
+    /// Remembers a value; when full, an eighth of the entries (arbitrary ones) make room, so
+    /// inserting stays cheap and a flood of new tokens only evicts.
+    pub fn insert(&mut self, token: &str, identity: Rc<T>) {
         if self.capacity == 0 {
             return;
         }

@@ -33,7 +33,7 @@ use std::rc::Rc;
 use std::time::Duration;
 use tollgate::config::Config;
 use tollgate::gate::Gate;
-use tollgate::verified::VerifiedCache;
+use tollgate::verified::{TokenCache, VerifiedCache};
 use worker::{Applied, PendingCall, ProviderKeys, Worker};
 
 proxy_wasm::main! {{
@@ -107,6 +107,12 @@ impl RootContext for Root {
                     .collect();
                 worker.verified =
                     RefCell::new(VerifiedCache::new(config.token_cache_entries as usize));
+                let introspected = config
+                    .providers
+                    .iter()
+                    .filter_map(|p| p.introspection.as_ref());
+                let entries = introspected.map(|i| i.cache_entries).max().unwrap_or(0);
+                worker.introspected = RefCell::new(TokenCache::new(entries as usize));
                 worker.config_tag = shared::fingerprint(&String::from_utf8_lossy(&bytes));
                 worker.gate = Some(Rc::new(Gate::new(config)));
                 worker.now_ms = now_ms();

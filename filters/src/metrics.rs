@@ -20,13 +20,41 @@ const MAX_SERIES: usize = 4096;
 #[derive(Default)]
 pub struct Metrics {
     ids: HashMap<String, u32>,
-    /// The per-request series, found without building their names: by provider, then
-    /// [allow, deny]; and by reason code.
-    requests: HashMap<String, [Option<u32>; 2]>,
+    /// The per-request series, found without building their names: by family and provider,
+    /// then [first, second] (see [`Pair`]); and by reason code.
+    pairs: HashMap<Pair, HashMap<String, [Option<u32>; 2]>>,
     denials: HashMap<&'static str, u32>,
     /// Counter increments not handed to the host yet: (metric, count). Few series move within a
     /// tick, so a short list searched in order serves.
     pending: Vec<(u32, u64)>,
+}
+
+/// Series counted on the hot path, two per provider.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Pair {
+    /// [allow, deny]
+    Requests,
+    /// [hit, miss]
+    IntrospectionCache,
+    /// [verified, -]
+    JwtVerifications,
+}
+
+impl Pair {
+    fn name(self, provider: &str, second: bool) -> String {
+        let provider = label(provider);
+        match self {
+            Pair::Requests => {
+                let decision = if second { "deny" } else { "allow" };
+                format!("tollgate.requests.provider.{provider}.decision.{decision}")
+            }
+            Pair::IntrospectionCache => {
+                let outcome = if second { "misses" } else { "hits" };
+                format!("tollgate.introspection.cache_{outcome}.provider.{provider}")
+            }
+            Pair::JwtVerifications => format!("tollgate.jwt.verifications.provider.{provider}"),
+        }
+    }
 }
 
 /// Keeps a label value to characters that survive stat names and Prometheus: `[A-Za-z0-9_-]`.
@@ -77,24 +105,19 @@ impl Metrics {
         }
     }
 
-    pub fn request(&mut self, provider: Option<&str>, allowed: bool) {
-        let provider = provider.unwrap_or("none");
-        let slot = usize::from(!allowed);
-        let known = self
-            .requests
-            .get(provider)
+    /// One of a provider's two per-request series of `family`, found without building its
+    /// name once it is known.
+    fn pair(&mut self, family: Pair, provider: &str, second: bool) {
+        let slot = usize::from(second);
+        let known = (self.pairs.get(&family))
+            .and_then(|by_provider| by_provider.get(provider))
             .and_then(|ids| ids.get(slot).copied().flatten());
         let id = match known {
             Some(id) => Some(id),
             None => {
-                let decision = if allowed { "allow" } else { "deny" };
-                let name = format!(
-                    "tollgate.requests.provider.{}.decision.{decision}",
-                    label(provider)
-                );
-                let id = self.id(MetricType::Counter, name);
-                if let Some(entry) = self
-                    .requests
+                let id = self.id(MetricType::Counter, family.name(provider, second));
+                let by_provider = self.pairs.entry(family).or_default();
+                if let Some(entry) = by_provider
                     .entry(provider.to_string())
                     .or_default()
                     .get_mut(slot)
@@ -107,6 +130,10 @@ impl Metrics {
         if let Some(id) = id {
             self.add(id);
         }
+    }
+
+    pub fn request(&mut self, provider: Option<&str>, allowed: bool) {
+        self.pair(Pair::Requests, provider.unwrap_or("none"), !allowed);
     }
 
     pub fn denial(&mut self, reason: &'static str) {
@@ -143,10 +170,7 @@ impl Metrics {
 
     /// A JWT signature verified (not a remembered one).
     pub fn jwt_verified(&mut self, provider: &str) {
-        self.count(format!(
-            "tollgate.jwt.verifications.provider.{}",
-            label(provider)
-        ));
+        self.pair(Pair::JwtVerifications, provider, false);
     }
 
     pub fn introspection_call(&mut self, provider: &str, ok: bool) {
@@ -158,11 +182,7 @@ impl Metrics {
     }
 
     pub fn introspection_cache(&mut self, provider: &str, hit: bool) {
-        let outcome = if hit { "hits" } else { "misses" };
-        self.count(format!(
-            "tollgate.introspection.cache_{outcome}.provider.{}",
-            label(provider)
-        ));
+        self.pair(Pair::IntrospectionCache, provider, !hit);
     }
 
     pub fn rate_limited(&mut self, policy: &str, limit: &str) {

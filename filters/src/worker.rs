@@ -12,7 +12,6 @@ use crate::metrics::Metrics;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType};
 use rustc_hash::FxHashMap as HashMap;
-use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -24,7 +23,7 @@ use tollgate::introspection::{token_hash, CachedAnswer};
 use tollgate::jwk::JwkSet;
 use tollgate::keys::{Availability, KeysRecord};
 use tollgate::request::HeaderEdit;
-use tollgate::verified::{key_of, TokenKey, VerifiedCache, VerifiedIdentity};
+use tollgate::verified::{key_of, TokenCache, TokenKey, VerifiedCache, VerifiedIdentity};
 
 /// Requests a worker keeps paused; more are refused with 503.
 pub const MAX_WAITING: usize = 4096;
@@ -133,6 +132,10 @@ pub struct Worker {
     pub known: Option<Known>,
     /// Tokens this worker verified or read from another worker's verification.
     pub verified: RefCell<VerifiedCache>,
+    /// Active introspection answers this worker read (by token), each kept until its own
+    /// cache time ends; inactive ones stay in the shared cache only, so a client cannot fill
+    /// this map with tokens of its choosing.
+    pub introspected: RefCell<TokenCache<(ProviderId, CachedAnswer)>>,
     /// A fingerprint of the configuration, naming its shared entries.
     pub config_tag: u64,
 }
@@ -155,6 +158,7 @@ impl Worker {
             logs_info: true,
             known: None,
             verified: RefCell::new(VerifiedCache::new(0)),
+            introspected: RefCell::new(TokenCache::new(0)),
             config_tag: 0,
         }
     }
@@ -227,12 +231,19 @@ impl Worker {
             decision = gate.decide(&view, self, now_s);
         }
         // A cached introspection answer decides without a call.
+        let mut cache_counted = false;
         if let Verdict::Introspect { provider, token } = &decision.verdict {
             let (provider, hash) = (*provider, token_hash(token));
             let name = self.provider_name(provider);
+            cache_counted = true;
             match self.cached_answer(provider, &hash) {
                 Some(cached) => {
                     self.metrics.introspection_cache(&name, true);
+                    if cached.active {
+                        self.introspected
+                            .borrow_mut()
+                            .insert(token, Rc::new((provider, cached.clone())));
+                    }
                     self.known = Some(Known {
                         provider,
                         hash,
@@ -245,6 +256,12 @@ impl Worker {
                     self.known = None;
                 }
                 None => self.metrics.introspection_cache(&name, false),
+            }
+        }
+        // Answered from this worker's own copy of the shared cache: a hit all the same.
+        if !cache_counted && decision.facts.source == Some("introspection_cache") {
+            if let Some(name) = decision.facts.provider.clone() {
+                self.metrics.introspection_cache(&name, true);
             }
         }
         self.remember(&mut decision);
@@ -617,29 +634,40 @@ impl Host for Worker {
         Some(identity)
     }
 
-    fn introspection(&self, provider: ProviderId, hash: &[u8; 32]) -> IntrospectionView<'_> {
+    fn introspection(
+        &self,
+        provider: ProviderId,
+        token: &str,
+        digest: &TokenDigest,
+    ) -> IntrospectionView {
         match &self.known {
-            Some(known) if known.provider == provider && &known.hash == hash => match &known.answer
-            {
-                KnownAnswer::Failed(why) => IntrospectionView::Failed(why),
-                KnownAnswer::Answer { cached, from_cache } => {
-                    if cached.active {
-                        IntrospectionView::Active {
-                            claims: claims_of(cached),
-                            cached: *from_cache,
-                        }
-                    } else {
-                        IntrospectionView::Inactive
-                    }
+            Some(known) if known.provider == provider && &known.hash == digest.get() => {
+                match &known.answer {
+                    KnownAnswer::Failed(why) => IntrospectionView::Failed(why),
+                    KnownAnswer::Answer { cached, from_cache } => view_of(cached, *from_cache),
                 }
+            }
+            // An active answer this worker read before and that is still fresh: no hash, no
+            // shared read.
+            _ => match self.introspected.borrow().get(token) {
+                Some(entry) if entry.0 == provider && self.now_ms < entry.1.until_ms => {
+                    view_of(&entry.1, true)
+                }
+                _ => IntrospectionView::Unknown,
             },
-            _ => IntrospectionView::Unknown,
         }
     }
 }
 
-fn claims_of(cached: &CachedAnswer) -> &Map<String, Value> {
-    &cached.claims
+fn view_of(answer: &CachedAnswer, cached: bool) -> IntrospectionView {
+    if answer.active {
+        IntrospectionView::Active {
+            claims: Rc::clone(&answer.claims),
+            cached,
+        }
+    } else {
+        IntrospectionView::Inactive
+    }
 }
 
 pub fn audit_line(

@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 use tollgate::config::{Config, ProviderId};
-use tollgate::gate::{Gate, Host, IntrospectionView, KeysView, Verdict};
+use tollgate::gate::{Gate, Host, IntrospectionView, KeysView, TokenDigest, Verdict};
 use tollgate::introspection::{
     check_active, parse_answer, token_hash, Answer, CachedAnswer, MAX_CACHED_BYTES,
 };
@@ -65,21 +65,21 @@ fn gates() -> &'static [Gate; 2] {
     })
 }
 
-struct AnswerHost<'a> {
-    claims: &'a Map<String, Value>,
+struct AnswerHost {
+    claims: std::rc::Rc<Map<String, Value>>,
 }
 
-impl Host for AnswerHost<'_> {
+impl Host for AnswerHost {
     fn keys(&self, _: ProviderId) -> KeysView<'_> {
         KeysView::Unavailable
     }
     fn may_refetch(&self, _: ProviderId) -> bool {
         false
     }
-    fn introspection(&self, _: ProviderId, hash: &[u8; 32]) -> IntrospectionView<'_> {
-        if *hash == token_hash(OPAQUE) {
+    fn introspection(&self, _: ProviderId, _: &str, digest: &TokenDigest) -> IntrospectionView {
+        if *digest.get() == token_hash(OPAQUE) {
             IntrospectionView::Active {
-                claims: self.claims,
+                claims: std::rc::Rc::clone(&self.claims),
                 cached: true,
             }
         } else {
@@ -114,7 +114,10 @@ fn check_claims(claims: &Map<String, Value>) {
             headers: &headers,
             client_address: "192.0.2.1",
         };
-        let decision = gate.decide(&req, &AnswerHost { claims }, NOW);
+        let host = AnswerHost {
+            claims: std::rc::Rc::new(claims.clone()),
+        };
+        let decision = gate.decide(&req, &host, NOW);
         match (&decision.verdict, &verdict) {
             (Verdict::Allow(_), Ok(())) | (Verdict::Deny(_), Err(_)) => {}
             (got, want) => panic!("gate says {got:?}, check_active says {want:?}"),

@@ -114,7 +114,7 @@ struct FakeHost {
 }
 
 enum Introspected {
-    Active(Map<String, Value>),
+    Active(std::rc::Rc<Map<String, Value>>),
     Inactive,
     Failed,
 }
@@ -155,11 +155,11 @@ impl Host for FakeHost {
     fn may_refetch(&self, _: ProviderId) -> bool {
         self.may_refetch
     }
-    fn introspection(&self, _: ProviderId, _: &[u8; 32]) -> IntrospectionView<'_> {
+    fn introspection(&self, _: ProviderId, _: &str, _: &TokenDigest) -> IntrospectionView {
         match &self.introspected {
             None => IntrospectionView::Unknown,
             Some(Introspected::Active(claims)) => IntrospectionView::Active {
-                claims,
+                claims: std::rc::Rc::clone(claims),
                 cached: false,
             },
             Some(Introspected::Inactive) => IntrospectionView::Inactive,
@@ -426,7 +426,7 @@ fn cases() -> Vec<Case> {
         ),
         case("opaque token, active", "/o", "opaque-1", "allow").host(|h| {
             h.introspected = Some(Introspected::Active(
-                active.as_object().cloned().unwrap_or_default(),
+                active.as_object().cloned().unwrap_or_default().into(),
             ))
         }),
         case("opaque token, inactive", "/o", "opaque-1", "token_inactive")

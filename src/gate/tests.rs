@@ -137,11 +137,11 @@ impl Host for FakeKeys {
             _ => None,
         }
     }
-    fn introspection(&self, _: ProviderId, hash: &[u8; 32]) -> IntrospectionView<'_> {
+    fn introspection(&self, _: ProviderId, _: &str, digest: &TokenDigest) -> IntrospectionView {
         match &self.introspected {
-            Some((h, _)) if h != hash => IntrospectionView::Unknown,
+            Some((h, _)) if h != digest.get() => IntrospectionView::Unknown,
             Some((_, Introspected::Active(claims))) => IntrospectionView::Active {
-                claims,
+                claims: std::rc::Rc::clone(claims),
                 cached: true,
             },
             Some((_, Introspected::Inactive)) => IntrospectionView::Inactive,
@@ -152,7 +152,7 @@ impl Host for FakeKeys {
 }
 
 enum Introspected {
-    Active(serde_json::Map<String, Value>),
+    Active(std::rc::Rc<serde_json::Map<String, Value>>),
     Inactive,
     Failed,
 }
@@ -730,7 +730,7 @@ fn an_active_answer_is_an_identity_with_its_policy_and_budgets() {
     let mut keys = FakeKeys::ready();
     keys.introspected = Some((
         crate::introspection::token_hash(OPAQUE),
-        Introspected::Active(active_claims()),
+        Introspected::Active(active_claims().into()),
     ));
     let d = run(
         &gate,
@@ -791,7 +791,7 @@ fn inactive_failed_and_mismatched_answers_are_refused() {
     ));
     let mut other_audience = active_claims();
     other_audience.insert("aud".into(), json!("api://billing"));
-    keys.introspected = Some((hash, Introspected::Active(other_audience)));
+    keys.introspected = Some((hash, Introspected::Active(other_audience.into())));
     assert_eq!(
         denial(&run(
             &gate,
