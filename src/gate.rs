@@ -131,6 +131,8 @@ struct Prepared {
     policy_names: Vec<Arc<str>>,
     /// Per policy, the names of its headers.
     policy_headers: Vec<Vec<Arc<str>>>,
+    /// Per policy, its `RateLimit-Policy` field value (empty without limits).
+    rate_limit_policies: Vec<String>,
     owned_headers: Vec<Arc<str>>,
     /// Parallel to `config.headers.claims`.
     claim_headers: Vec<Arc<str>>,
@@ -214,6 +216,11 @@ impl Gate {
                 .policies
                 .iter()
                 .map(|p| p.headers.iter().map(|(n, _)| name(n)).collect())
+                .collect(),
+            rate_limit_policies: config
+                .policies
+                .iter()
+                .map(|p| ratelimit::policy_header(&p.limits.iter().collect::<Vec<_>>()))
                 .collect(),
             owned_headers: config.owned_headers.iter().map(|h| name(h)).collect(),
             claim_headers: config.headers.claims.iter().map(|(h, _)| name(h)).collect(),
@@ -390,6 +397,14 @@ impl Gate {
             policy,
             charges,
         })
+    }
+
+    /// The `RateLimit-Policy` field value of a policy's limits (prepared once).
+    pub fn rate_limit_policy(&self, policy: usize) -> &str {
+        self.prepared
+            .rate_limit_policies
+            .get(policy)
+            .map_or("", String::as_str)
     }
 
     fn provider_name(&self, id: ProviderId) -> Option<Arc<str>> {

@@ -8,7 +8,6 @@
 
 use crate::shared;
 use crate::worker::Worker;
-use tollgate::config::Limit;
 use tollgate::denial::{Denial, RateLimitDenial};
 use tollgate::ratelimit::{self, Charge};
 
@@ -27,6 +26,7 @@ impl Worker {
         let Some(gate) = self.gate.clone() else {
             return Ok(Vec::new());
         };
+        let policy_header = gate.rate_limit_policy(policy);
         let Some(policy) = gate.config.policies.get(policy) else {
             return Ok(Vec::new());
         };
@@ -46,24 +46,19 @@ impl Worker {
                 reset_ms: UNCOUNTED_RETRY_MS,
             });
             if outcome.is_limited() {
-                let all: Vec<&Limit> = policy.limits.iter().collect();
                 let denial = Denial::RateLimited(Box::new(RateLimitDenial {
                     policy: policy.name.clone(),
                     limit: limit.name.clone(),
                     retry_after: ratelimit::retry_after_seconds(&outcome).unwrap_or(1),
-                    policy_header: ratelimit::policy_header(&all),
+                    policy_header: policy_header.to_string(),
                     ratelimit_header: ratelimit::ratelimit_header(&limit.name, &outcome),
                 }));
                 return Err((limit.name.clone(), denial));
             }
             reports.push(ratelimit::ratelimit_header(&limit.name, &outcome));
         }
-        let all: Vec<&Limit> = policy.limits.iter().collect();
         Ok(vec![
-            (
-                "ratelimit-policy".to_string(),
-                ratelimit::policy_header(&all),
-            ),
+            ("ratelimit-policy".to_string(), policy_header.to_string()),
             ("ratelimit".to_string(), reports.join(", ")),
         ])
     }
