@@ -43,8 +43,8 @@
 use core::marker::PhantomData;
 
 use super::limbs::{
-    add_mod, add_raw, from_be, inv_mod, is_zero, lt, mul_mod, mul_wide_columns, one,
-    square_wide_columns, sub_mod, sub_raw, wnaf_into,
+    add_mod, add_raw, finish_signed_reduction, from_be, inv_mod, is_zero, lt, mul_mod,
+    mul_wide_columns, one, square_wide_columns, sub_mod, sub_raw, wnaf_into,
 };
 
 /// A prime-order short-Weierstrass curve `y^2 = x^3 - 3x + b` over GF(p), elements and scalars
@@ -222,7 +222,7 @@ pub(crate) fn square_wide_12(a: &[u32; 12]) -> [u32; 24] {
 /// propagated and what passes the top is folded back in the same way.
 fn reduce_p384(c: &[u32; 24]) -> [u32; 12] {
     let c = |i: usize| c.get(i).map_or(0, |&x| i64::from(x));
-    let mut w = [
+    let w = [
         c(0) + c(12) + c(20) + c(21) - c(23),
         c(1) - c(12) + c(13) - c(20) + c(22) + c(23),
         c(2) - c(13) + c(14) - c(21) + c(23),
@@ -236,31 +236,15 @@ fn reduce_p384(c: &[u32; 24]) -> [u32; 12] {
         c(10) + c(18) + c(19) - c(21) + c(22),
         c(11) + c(19) + c(20) - c(22) + c(23),
     ];
-    // Each round leaves a (signed) carry out of the top word that is much smaller than the
-    // last; it is zero after at most three.
-    loop {
-        let mut carry = 0i64;
-        for x in w.iter_mut() {
-            let s = *x + carry;
-            *x = s & 0xffff_ffff;
-            carry = s >> 32;
-        }
-        if carry == 0 {
-            break;
-        }
-        let [w0, w1, _, w3, w4, ..] = &mut w;
+    // 2^384 = 2^128 + 2^96 - 2^32 + 1 (mod p); each fold leaves a much smaller carry than the
+    // last, none after at most three.
+    finish_signed_reduction(w, &P384::P, |w, carry| {
+        let [w0, w1, _, w3, w4, ..] = w;
         *w0 += carry;
         *w1 -= carry;
         *w3 += carry;
         *w4 += carry;
-    }
-    let limbs = w.map(|x| x as u32);
-    // Below 2^384 < 2p: one subtraction at most.
-    if lt(&limbs, &P384::P) {
-        limbs
-    } else {
-        sub_raw(&limbs, &P384::P).0
-    }
+    })
 }
 
 // ---- P-521 ----

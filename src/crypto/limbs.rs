@@ -77,6 +77,36 @@ pub(crate) fn add_raw<const N: usize>(a: &[u32; N], b: &[u32; N]) -> ([u32; N], 
     (out, carry != 0)
 }
 
+/// Ends a signed fast (Solinas) reduction modulo `p`: `w` holds signed word sums of a value
+/// congruent to the result. Carries are propagated, and the carry out of the top word is folded
+/// back in by `fold` (which adds `carry * 2^(32N) mod p` to the words) until none is left; the
+/// result, then below `2^(32N) < 2p`, takes one subtraction at most.
+#[inline(always)]
+pub(crate) fn finish_signed_reduction<const N: usize>(
+    mut w: [i64; N],
+    p: &[u32; N],
+    fold: impl Fn(&mut [i64; N], i64),
+) -> [u32; N] {
+    loop {
+        let mut carry = 0i64;
+        for x in w.iter_mut() {
+            let s = *x + carry;
+            *x = s & 0xffff_ffff;
+            carry = s >> 32;
+        }
+        if carry == 0 {
+            break;
+        }
+        fold(&mut w, carry);
+    }
+    let limbs = w.map(|x| x as u32);
+    if lt(&limbs, p) {
+        limbs
+    } else {
+        sub_raw(&limbs, p).0
+    }
+}
+
 /// `a - b`, and the borrow out.
 pub(crate) fn sub_raw<const N: usize>(a: &[u32; N], b: &[u32; N]) -> ([u32; N], bool) {
     let mut out = [0u32; N];

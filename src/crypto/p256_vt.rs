@@ -9,7 +9,7 @@
 //! key) and 4 KB per key.
 
 use super::ecdsa_vt::{Affine, Curve, EcdsaKey, Tables, G_WINDOW};
-use super::limbs::{lt, mul_wide, square_wide, sub_raw, Limbs};
+use super::limbs::{finish_signed_reduction, mul_wide, square_wide, Limbs};
 
 /// NIST P-256 (secp256r1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,7 +110,7 @@ impl Curve<8> for P256 {
 /// each `s` a 256-bit number made of words of the input.
 fn reduce(c: &[u32; 16]) -> Limbs {
     let [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15] = c.map(i64::from);
-    let mut w = [
+    let w = [
         c0 + c8 + c9 - c11 - c12 - c13 - c14,
         c1 + c9 + c10 - c12 - c13 - c14 - c15,
         c2 + c10 + c11 - c13 - c14 - c15,
@@ -120,29 +120,12 @@ fn reduce(c: &[u32; 16]) -> Limbs {
         c6 + 3 * c14 + 2 * c15 + c13 - c8 - c9,
         c7 + 3 * c15 + c8 - c10 - c11 - c12 - c13,
     ];
-    // Propagate the (signed) carries; fold the carry out of the top word back in with
-    // 2^256 = 2^224 - 2^192 - 2^96 + 1 (mod p) until none is left.
-    loop {
-        let mut carry = 0i64;
-        for x in w.iter_mut() {
-            let s = *x + carry;
-            *x = s & 0xffff_ffff;
-            carry = s >> 32;
-        }
-        if carry == 0 {
-            break;
-        }
-        let [w0, _, _, w3, _, _, w6, w7] = &mut w;
+    // Fold the carry out of the top word back in with 2^256 = 2^224 - 2^192 - 2^96 + 1 (mod p).
+    finish_signed_reduction(w, &P256::P, |w, carry| {
+        let [w0, _, _, w3, _, _, w6, w7] = w;
         *w0 += carry;
         *w3 -= carry;
         *w6 -= carry;
         *w7 += carry;
-    }
-    let limbs = w.map(|x| x as u32);
-    // Below 2^256 < 2p: one subtraction at most.
-    if lt(&limbs, &P256::P) {
-        limbs
-    } else {
-        sub_raw(&limbs, &P256::P).0
-    }
+    })
 }
