@@ -218,7 +218,7 @@ impl HttpContext for Request {
             let _ = hostcalls::send_http_response(503, vec![], Some(b"tollgate busy"));
             return Action::Pause;
         };
-        worker.clock_for_request();
+        worker.clock_for_request(now_ms);
         worker.callback_context = self.context_id;
         worker.in_request_callback = true;
         let wants_address = worker

@@ -174,10 +174,10 @@ impl Worker {
     /// finer time: token dates are whole seconds compared with a clock skew of a minute or
     /// more; a rate limit that sees a slightly older time only refuses sooner, and a quota may
     /// count a request at the very end of its window in the window that ends.
-    pub fn clock_for_request(&mut self) {
+    pub fn clock_for_request(&mut self, read_clock: impl FnOnce() -> u64) {
         self.requests_since_clock += 1;
         if self.now_ms == 0 || self.requests_since_clock >= CLOCK_READ_EVERY {
-            self.set_clock(crate::host::now_ms());
+            self.set_clock(read_clock());
         }
     }
 
@@ -690,4 +690,39 @@ pub fn audit_line(
     }
     .to_json_line();
     log(LogLevel::Info, &line);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_is_read_first_then_every_so_many_requests_and_at_each_tick() {
+        let mut worker = Worker::new(1);
+        let mut reads = 0;
+        let mut request = |worker: &mut Worker, now: u64| {
+            worker.clock_for_request(|| {
+                reads += 1;
+                now
+            });
+            reads
+        };
+        assert_eq!(request(&mut worker, 1_000), 1, "never read: read now");
+        for i in 1..CLOCK_READ_EVERY {
+            assert_eq!(
+                request(&mut worker, 2_000),
+                1,
+                "request {i} uses the time read"
+            );
+            assert_eq!(worker.now_ms, 1_000);
+        }
+        assert_eq!(request(&mut worker, 3_000), 2, "then read again");
+        assert_eq!(worker.now_ms, 3_000);
+        worker.set_clock(4_000);
+        for _ in 1..CLOCK_READ_EVERY {
+            request(&mut worker, 5_000);
+        }
+        assert_eq!(worker.now_ms, 4_000, "a tick starts the count again");
+        assert_eq!(request(&mut worker, 5_000), 3);
+    }
 }

@@ -206,15 +206,21 @@ def test_a_revoked_opaque_token_is_refused_once_its_cache_entry_ends(envoy_with,
     assert idp.revoke(token, "orders-app") == 200
     assert idp.introspect(token) == {"active": False}, "the provider no longer vouches for it"
 
-    # Still cached (cache_ttl_seconds = 2): allowed without asking the provider again.
+    # Still cached (cache_ttl_seconds = 2): allowed without asking the provider again. Each
+    # request is a new connection, so both workers answer, and keep the answer themselves.
     cached = gate.request("GET", "/orders", {**bearer(token), "x-request-id": "revoke-cached"})
+    again = [gate.request("GET", "/orders", bearer(token)).status for _ in range(8)]
     cached_after = time.monotonic() - introspected_at
     assert cached_after < 1.8, f"too slow to see the cached answer ({cached_after:.1f}s)"
     assert cached.status == 200, cached.text
+    assert again == [200] * 8, again
 
+    # Once the entry's time is over, no worker's own copy of it answers either.
     time.sleep(max(0.0, introspected_at + 2.3 - time.monotonic()))
     refused = gate.request("GET", "/orders", {**bearer(token), "x-request-id": "revoke-refused"})
+    later = [gate.request("GET", "/orders", bearer(token)).status for _ in range(8)]
     refused_after = time.monotonic() - introspected_at
+    assert later == [401] * 8, later
     print(f"\nrevoked token: allowed from cache at {cached_after:.2f}s, refused at {refused_after:.2f}s")
     assert refused.status == 401, (refused.status, refused.text)
     assert reason(refused) == "token_inactive"
