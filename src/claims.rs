@@ -98,13 +98,7 @@ pub(crate) fn check_time(
     provider: &Provider,
     now: u64,
 ) -> Result<(), Denial> {
-    check_dates(
-        claims,
-        provider.clock_skew,
-        provider.require_exp,
-        provider.max_lifetime,
-        now,
-    )
+    Dates::read(claims)?.check_for(provider, now)
 }
 
 /// The date rules of [`check_time`] with each policy as an argument, so that an introspection
@@ -117,34 +111,71 @@ pub(crate) fn check_dates(
     max_lifetime: Option<u64>,
     now: u64,
 ) -> Result<(), Denial> {
-    let exp = numeric_date(claims, "exp")?;
-    let nbf = numeric_date(claims, "nbf")?;
-    let iat = numeric_date(claims, "iat")?;
-    match exp {
-        // `exp == now` is already expired (RFC 7519: "on or after").
-        Some(exp) if now >= exp.saturating_add(skew) => return Err(Denial::Expired),
-        None if require_exp => return Err(Denial::MissingExp),
-        _ => {}
+    Dates::read(claims)?.check(skew, require_exp, max_lifetime, now)
+}
+
+/// A token's `exp`, `nbf` and `iat`, read once: a remembered token keeps them, so the check
+/// that every request repeats is three comparisons, not three lookups in its claims.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dates {
+    pub exp: Option<u64>,
+    pub nbf: Option<u64>,
+    pub iat: Option<u64>,
+}
+
+impl Dates {
+    pub fn read(claims: &Map<String, Value>) -> Result<Dates, Denial> {
+        Ok(Dates {
+            exp: numeric_date(claims, "exp")?,
+            nbf: numeric_date(claims, "nbf")?,
+            iat: numeric_date(claims, "iat")?,
+        })
     }
-    if matches!(nbf, Some(nbf) if nbf > now.saturating_add(skew)) {
-        return Err(Denial::NotYetValid);
+
+    /// The checks with the provider's clock skew, `exp` requirement and lifetime bound.
+    pub fn check_for(self, provider: &Provider, now: u64) -> Result<(), Denial> {
+        self.check(
+            provider.clock_skew,
+            provider.require_exp,
+            provider.max_lifetime,
+            now,
+        )
     }
-    if matches!(iat, Some(iat) if iat > now.saturating_add(skew)) {
-        return Err(Denial::IssuedInFuture);
-    }
-    if let Some(max) = max_lifetime {
-        match (iat, exp) {
-            (Some(iat), Some(exp)) if exp.saturating_sub(iat) <= max => {}
-            (Some(_), Some(_)) => return Err(Denial::LifetimeTooLong),
-            (None, _) => {
-                return Err(Denial::InvalidClaim(
-                    "iat is required to bound the lifetime",
-                ))
-            }
-            (_, None) => return Err(Denial::MissingExp),
+
+    pub fn check(
+        self,
+        skew: u64,
+        require_exp: bool,
+        max_lifetime: Option<u64>,
+        now: u64,
+    ) -> Result<(), Denial> {
+        let Dates { exp, nbf, iat } = self;
+        match exp {
+            // `exp == now` is already expired (RFC 7519: "on or after").
+            Some(exp) if now >= exp.saturating_add(skew) => return Err(Denial::Expired),
+            None if require_exp => return Err(Denial::MissingExp),
+            _ => {}
         }
+        if matches!(nbf, Some(nbf) if nbf > now.saturating_add(skew)) {
+            return Err(Denial::NotYetValid);
+        }
+        if matches!(iat, Some(iat) if iat > now.saturating_add(skew)) {
+            return Err(Denial::IssuedInFuture);
+        }
+        if let Some(max) = max_lifetime {
+            match (iat, exp) {
+                (Some(iat), Some(exp)) if exp.saturating_sub(iat) <= max => {}
+                (Some(_), Some(_)) => return Err(Denial::LifetimeTooLong),
+                (None, _) => {
+                    return Err(Denial::InvalidClaim(
+                        "iat is required to bound the lifetime",
+                    ))
+                }
+                (_, None) => return Err(Denial::MissingExp),
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The token's scopes, from `scope` (space-separated, RFC 8693/9068) or `scp` (array or

@@ -470,6 +470,8 @@ impl Gate {
             identity: VerifiedIdentity {
                 provider: id,
                 keys_generation: host.keys_generation(id),
+                // Read by `validate` just above: a malformed date never gets here.
+                dates: claims::Dates::read(&verified.claims)?,
                 claims: Rc::new(project(&verified.claims, &self.config)),
                 payload_segment,
                 fingerprint,
@@ -520,7 +522,7 @@ impl Gate {
         }
         facts.provider = self.provider_name(id);
         facts.token_sha256 = Some(Arc::clone(&identity.fingerprint));
-        claims::check_time(&identity.claims, provider, now)?;
+        identity.dates.check_for(provider, now)?;
         facts.source = Some("jwt");
         if provider
             .introspection

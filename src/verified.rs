@@ -11,6 +11,7 @@
 //! configuration can read ([`project`]), and the same compact encoding ([`VerifiedIdentity::encode`])
 //! lets one worker's verification serve the others through shared data.
 
+use crate::claims::Dates;
 use crate::config::{Config, LimitKey, ProviderId};
 use crate::json;
 use rustc_hash::FxHashMap;
@@ -42,6 +43,8 @@ pub struct VerifiedIdentity {
     pub provider: ProviderId,
     /// The provider's key-set generation that verified it.
     pub keys_generation: u64,
+    /// `exp`, `nbf` and `iat`, checked again on every request.
+    pub dates: Dates,
     /// The claims the configuration reads, and the dates (shared with each decision's audit
     /// facts).
     pub claims: Rc<Map<String, Value>>,
@@ -113,6 +116,7 @@ impl VerifiedIdentity {
         Some(VerifiedIdentity {
             provider: u32::from_be_bytes(*provider) as usize,
             keys_generation: u64::from_be_bytes(*generation),
+            dates: Dates::read(&claims).ok()?,
             claims: Rc::new(claims),
             payload_segment,
             fingerprint: fingerprint.into(),
@@ -163,10 +167,54 @@ pub fn project(claims: &Map<String, Value>, config: &Config) -> Map<String, Valu
 /// one fast hash and one comparison of the whole token, no SHA-256. Only tokens an issuer made
 /// go in (verified ones, or ones the introspection endpoint called active), so a client cannot
 /// choose the keys: a crafted colliding token can slow a lookup, never pass for another.
+///
+/// Why not `HashMap<Box<str>, _>`: its key comparison is `memcmp`, which in wasm32-wasip1 is
+/// wasi-libc's byte loop, and for a 700-byte token that loop was a quarter of a cache hit under
+/// V8. Entries are grouped by the token's hash instead, and compared by [`same_text`].
 #[derive(Debug)]
 pub struct TokenCache<T> {
-    entries: FxHashMap<Box<str>, Rc<T>>,
+    by_hash: FxHashMap<u64, Entries<T>>,
+    len: usize,
     capacity: usize,
+}
+
+/// The tokens sharing one hash: almost always exactly one, kept without a second allocation.
+#[derive(Debug)]
+struct Entries<T> {
+    first: (Box<str>, Rc<T>),
+    more: Vec<(Box<str>, Rc<T>)>,
+}
+
+impl<T> Entries<T> {
+    fn find(&self, token: &str) -> Option<&Rc<T>> {
+        std::iter::once(&self.first)
+            .chain(&self.more)
+            .find(|(known, _)| same_text(known, token))
+            .map(|(_, value)| value)
+    }
+
+    fn len(&self) -> usize {
+        1 + self.more.len()
+    }
+}
+
+/// Equality of two strings eight bytes at a time (see [`TokenCache`] for why not `==`).
+pub fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+    x.by_ref().zip(y.by_ref()).all(|(p, q)| word(p) == word(q))
+        && x.remainder().iter().zip(y.remainder()).all(|(p, q)| p == q)
+}
+
+fn text_hash(token: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = rustc_hash::FxHasher::default();
+    hasher.write(token.as_bytes());
+    hasher.finish()
 }
 
 /// Verified tokens' identities.
@@ -175,41 +223,72 @@ pub type VerifiedCache = TokenCache<VerifiedIdentity>;
 impl<T> TokenCache<T> {
     pub fn new(capacity: usize) -> TokenCache<T> {
         TokenCache {
-            entries: FxHashMap::default(),
+            by_hash: FxHashMap::default(),
+            len: 0,
             capacity,
         }
     }
 
     pub fn get(&self, token: &str) -> Option<Rc<T>> {
-        self.entries.get(token).cloned()
+        self.get_hashed(text_hash(token), token)
+    }
+
+    fn get_hashed(&self, hash: u64, token: &str) -> Option<Rc<T>> {
+        self.by_hash.get(&hash)?.find(token).cloned()
     }
 
     /// Remembers a value; when full, an eighth of the entries (arbitrary ones) make room, so
     /// inserting stays cheap and a flood of new tokens only evicts.
-    pub fn insert(&mut self, token: &str, identity: Rc<T>) {
+    pub fn insert(&mut self, token: &str, value: Rc<T>) {
         if self.capacity == 0 {
             return;
         }
-        if self.entries.len() >= self.capacity && !self.entries.contains_key(token) {
-            let evict: Vec<Box<str>> = self
-                .entries
-                .keys()
-                .take((self.capacity / 8).max(1))
-                .cloned()
-                .collect();
-            for k in evict {
-                self.entries.remove(&k);
+        self.insert_hashed(text_hash(token), token, value);
+    }
+
+    /// [`TokenCache::insert`] with the hash given (tests force collisions with it).
+    fn insert_hashed(&mut self, hash: u64, token: &str, value: Rc<T>) {
+        let known = self.by_hash.get_mut(&hash).and_then(|entries| {
+            std::iter::once(&mut entries.first)
+                .chain(&mut entries.more)
+                .find(|(known, _)| same_text(known, token))
+        });
+        if let Some((_, old)) = known {
+            *old = value;
+            return;
+        }
+        if self.len >= self.capacity {
+            let (mut freed, wanted) = (0, (self.capacity / 8).max(1));
+            self.by_hash.retain(|_, entries| {
+                let evict = freed < wanted;
+                if evict {
+                    freed += entries.len();
+                }
+                !evict
+            });
+            self.len = self.len.saturating_sub(freed);
+        }
+        let entry = (token.into(), value);
+        match self.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(mut same_hash) => {
+                same_hash.get_mut().more.push(entry)
+            }
+            std::collections::hash_map::Entry::Vacant(free) => {
+                free.insert(Entries {
+                    first: entry,
+                    more: Vec::new(),
+                });
             }
         }
-        self.entries.insert(token.into(), identity);
+        self.len += 1;
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 }
 
@@ -267,16 +346,27 @@ mod tests {
         let id = VerifiedIdentity {
             provider: 2,
             keys_generation: 77,
+            dates: Dates {
+                exp: Some(10),
+                ..Dates::default()
+            },
             claims: Rc::new(claims(json!({"sub": "alice", "exp": 10}))),
             payload_segment: Some("eyJ9".into()),
             fingerprint: "0011223344556677".into(),
         };
         let key = token_key("a.b.c");
         let bytes = id.encode(&key).unwrap();
-        assert_eq!(VerifiedIdentity::decode(&bytes, &key), Some(id));
+        assert_eq!(VerifiedIdentity::decode(&bytes, &key), Some(id.clone()));
         assert_eq!(VerifiedIdentity::decode(&bytes, &token_key("x.y.z")), None);
         assert_eq!(VerifiedIdentity::decode(&bytes[..20], &key), None);
         assert_eq!(VerifiedIdentity::decode(b"garbage", &key), None);
+        // The dates are read again from the claims; a record whose dates do not read is none.
+        let mut odd = id.clone();
+        Rc::make_mut(&mut odd.claims).insert("exp".into(), json!("soon"));
+        assert_eq!(
+            VerifiedIdentity::decode(&odd.encode(&key).unwrap(), &key),
+            None
+        );
     }
 
     #[test]
@@ -285,6 +375,7 @@ mod tests {
         let id = Rc::new(VerifiedIdentity {
             provider: 0,
             keys_generation: 0,
+            dates: Dates::default(),
             claims: Rc::default(),
             payload_segment: None,
             fingerprint: "".into(),
@@ -297,5 +388,44 @@ mod tests {
         let mut off = VerifiedCache::new(0);
         off.insert("t", id);
         assert!(off.is_empty());
+    }
+
+    #[test]
+    fn tokens_are_compared_whole_at_every_length_and_position() {
+        let base: String = (0..40).map(|i| char::from(b'a' + i % 26)).collect();
+        for len in 0..base.len() {
+            let a = &base[..len];
+            assert!(same_text(a, a));
+            assert!(!same_text(a, &base[..len + 1]), "lengths differ");
+            for at in 0..len {
+                let mut b = a.as_bytes().to_vec();
+                b[at] ^= 1;
+                let b = String::from_utf8(b).unwrap();
+                assert!(!same_text(a, &b), "{a:?} vs {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn tokens_with_the_same_hash_stay_apart() {
+        let mut cache: TokenCache<u32> = TokenCache::new(8);
+        for (i, token) in ["a.b.c", "a.b.d", "x"].into_iter().enumerate() {
+            cache.insert_hashed(7, token, Rc::new(i as u32));
+        }
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.get_hashed(7, "a.b.d").as_deref(), Some(&1));
+        assert_eq!(cache.get_hashed(7, "x").as_deref(), Some(&2));
+        assert_eq!(cache.get_hashed(7, "a.b.e"), None);
+        assert_eq!(cache.get_hashed(8, "x"), None);
+        // A value learned again replaces the old one; the count stays.
+        cache.insert_hashed(7, "x", Rc::new(9));
+        assert_eq!(cache.get_hashed(7, "x").as_deref(), Some(&9));
+        assert_eq!(cache.len(), 3);
+        // Full: a group of colliding tokens leaves together, and the count follows.
+        for i in 0..20u32 {
+            cache.insert(&format!("t{i}"), Rc::new(i));
+            assert!(cache.len() <= 8, "{}", cache.len());
+        }
+        assert_eq!(cache.get("t19").as_deref(), Some(&19));
     }
 }
