@@ -615,11 +615,13 @@ impl Host for Worker {
             return Some(found);
         }
         // Another worker may have verified it (only on this worker's first sight of the token).
+        // Only compact JWS (two dots) are ever verified: an opaque token, sent on every request
+        // and never here, must not cost a SHA-256 and two shared-data reads each time.
         let capacity = self
             .gate
             .as_ref()
             .map_or(0, |g| g.config.token_cache_entries);
-        if capacity == 0 {
+        if capacity == 0 || !may_be_compact_jws(token) {
             return None;
         }
         let key = key_of(digest.get());
@@ -659,6 +661,11 @@ impl Host for Worker {
     }
 }
 
+/// Whether a token has the two dots of a compact JWS (what the engine verifies and remembers).
+fn may_be_compact_jws(token: &str) -> bool {
+    token.bytes().filter(|&b| b == b'.').count() == 2
+}
+
 fn view_of(answer: &CachedAnswer, cached: bool) -> IntrospectionView {
     if answer.active {
         IntrospectionView::Active {
@@ -695,6 +702,20 @@ pub fn audit_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_compact_jws_are_looked_up_in_the_shared_verified_slots() {
+        assert!(may_be_compact_jws(
+            "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"
+        ));
+        assert!(
+            may_be_compact_jws(".."),
+            "the engine refuses it; the lookup is harmless"
+        );
+        for opaque in ["2YotnFZFEjr1zCsicMWpAA", "a.b", "a.b.c.d.e", "v1.a.b.c"] {
+            assert!(!may_be_compact_jws(opaque), "{opaque}");
+        }
+    }
 
     #[test]
     fn the_clock_is_read_first_then_every_so_many_requests_and_at_each_tick() {
