@@ -193,6 +193,13 @@ impl<T> Entries<T> {
             .map(|(_, value)| value)
     }
 
+    fn find_mut(&mut self, token: &str) -> Option<&mut Rc<T>> {
+        std::iter::once(&mut self.first)
+            .chain(&mut self.more)
+            .find(|(known, _)| same_text(known, token))
+            .map(|(_, value)| value)
+    }
+
     fn len(&self) -> usize {
         1 + self.more.len()
     }
@@ -248,12 +255,11 @@ impl<T> TokenCache<T> {
 
     /// [`TokenCache::insert`] with the hash given (tests force collisions with it).
     fn insert_hashed(&mut self, hash: u64, token: &str, value: Rc<T>) {
-        let known = self.by_hash.get_mut(&hash).and_then(|entries| {
-            std::iter::once(&mut entries.first)
-                .chain(&mut entries.more)
-                .find(|(known, _)| same_text(known, token))
-        });
-        if let Some((_, old)) = known {
+        if let Some(old) = self
+            .by_hash
+            .get_mut(&hash)
+            .and_then(|entries| entries.find_mut(token))
+        {
             *old = value;
             return;
         }
