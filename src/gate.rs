@@ -571,8 +571,10 @@ impl Gate {
         let Some(cfg) = &provider.introspection else {
             return Err(Denial::Malformed("this provider does not introspect tokens").into());
         };
+        // Asked first: a host that kept the answer may hand in the token's SHA-256 with it.
+        let view = host.introspection(id, &token.token, digest);
         facts.token_sha256 = Some(digest.fingerprint().into());
-        match host.introspection(id, &token.token, digest) {
+        match view {
             IntrospectionView::Unknown => Err(Step::Introspect(id)),
             IntrospectionView::Failed(why) => Err(Denial::IntrospectionFailed(why).into()),
             IntrospectionView::Inactive => Err(Denial::TokenInactive.into()),
@@ -662,6 +664,12 @@ impl<'t> TokenDigest<'t> {
 
     pub fn get(&self) -> &[u8; 32] {
         self.digest.get_or_init(|| token_hash(self.token))
+    }
+
+    /// Hands in this very token's SHA-256, which the host already keeps (with its cached
+    /// introspection answer), so that it is not computed again. Ignored once known.
+    pub fn know(&self, digest: &[u8; 32]) {
+        let _ = self.digest.set(*digest);
     }
 
     fn fingerprint(&self) -> String {

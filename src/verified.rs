@@ -89,15 +89,23 @@ impl VerifiedIdentity {
         (out.len() <= MAX_ENCODED_BYTES).then_some(out)
     }
 
+    /// Whether an encoded identity is the one of `key`'s token (its slot may be rewritten
+    /// with it), without decoding the rest.
+    pub fn is_for(bytes: &[u8], key: &TokenKey) -> bool {
+        bytes
+            .split_first_chunk::<16>()
+            .is_some_and(|(stored, _)| stored == key)
+    }
+
     /// The identity stored for `key`; `None` for another token or anything malformed.
     pub fn decode(bytes: &[u8], key: &TokenKey) -> Option<VerifiedIdentity> {
         if bytes.len() > MAX_ENCODED_BYTES {
             return None;
         }
-        let (stored, rest) = bytes.split_first_chunk::<16>()?;
-        if stored != key {
+        if !VerifiedIdentity::is_for(bytes, key) {
             return None;
         }
+        let (_, rest) = bytes.split_first_chunk::<16>()?;
         let (provider, rest) = rest.split_first_chunk::<4>()?;
         let (generation, rest) = rest.split_first_chunk::<8>()?;
         let mut body = json::parse_object(rest, json::MAX_DEPTH).ok()?;
@@ -366,6 +374,9 @@ mod tests {
         assert_eq!(VerifiedIdentity::decode(&bytes, &token_key("x.y.z")), None);
         assert_eq!(VerifiedIdentity::decode(&bytes[..20], &key), None);
         assert_eq!(VerifiedIdentity::decode(b"garbage", &key), None);
+        assert!(VerifiedIdentity::is_for(&bytes, &key));
+        assert!(!VerifiedIdentity::is_for(&bytes, &token_key("x.y.z")));
+        assert!(!VerifiedIdentity::is_for(&bytes[..15], &key));
         // The dates are read again from the claims; a record whose dates do not read is none.
         let mut odd = id.clone();
         Rc::make_mut(&mut odd.claims).insert("exp".into(), json!("soon"));

@@ -288,7 +288,7 @@ impl Worker {
             // slot than with one, so far fewer are verified twice.
             let [first, second] = self.verified_slots(&learned.key, capacity);
             let free = crate::shared::read(&first)
-                .is_none_or(|old| VerifiedIdentity::decode(&old, &learned.key).is_some());
+                .is_none_or(|old| VerifiedIdentity::is_for(&old, &learned.key));
             crate::shared::write(if free { &first } else { &second }, &bytes);
         }
         self.verified
@@ -653,6 +653,8 @@ impl Host for Worker {
             // shared read.
             _ => match self.introspected.borrow().get(token) {
                 Some(entry) if entry.0 == provider && self.now_ms < entry.1.until_ms => {
+                    // Its hash was checked against this token's when it was kept.
+                    digest.know(&entry.1.token_hash);
                     view_of(&entry.1, true)
                 }
                 _ => IntrospectionView::Unknown,

@@ -85,6 +85,8 @@ struct FakeKeys {
     inline: JwkSet,
     /// The one introspection answer the host knows, by token hash.
     introspected: Option<([u8; 32], Introspected)>,
+    /// A SHA-256 the host hands in with its introspection view (as a worker does from its cache).
+    hands_in: Option<[u8; 32]>,
     /// The one token the host remembers as verified, and the key-set generation.
     remembered: Option<(String, std::rc::Rc<crate::verified::VerifiedIdentity>)>,
     generation: u64,
@@ -100,6 +102,7 @@ impl FakeKeys {
             pending: false,
             may_refetch: true,
             introspected: None,
+            hands_in: None,
             remembered: None,
             generation: 7,
             inline: JwkSet::from_value(
@@ -138,6 +141,9 @@ impl Host for FakeKeys {
         }
     }
     fn introspection(&self, _: ProviderId, _: &str, digest: &TokenDigest) -> IntrospectionView {
+        if let Some(known) = &self.hands_in {
+            digest.know(known);
+        }
         match &self.introspected {
             Some((h, _)) if h != digest.get() => IntrospectionView::Unknown,
             Some((_, Introspected::Active(claims))) => IntrospectionView::Active {
@@ -758,6 +764,28 @@ fn an_active_answer_is_an_identity_with_its_policy_and_budgets() {
     assert_eq!(
         (d.facts.source, d.facts.policy.as_deref()),
         (Some("introspection_cache"), Some("admins"))
+    );
+}
+
+#[test]
+fn a_hash_the_host_hands_in_is_not_computed_again() {
+    let gate = Gate::new(introspecting_config());
+    let mut keys = FakeKeys::ready();
+    // Not this token's SHA-256: the audit shows it only if the engine took it as given.
+    let handed = [7u8; 32];
+    keys.hands_in = Some(handed);
+    keys.introspected = Some((handed, Introspected::Active(active_claims().into())));
+    let d = run(
+        &gate,
+        &keys,
+        "GET",
+        "/orders",
+        &[("authorization", &bearer(OPAQUE))],
+    );
+    assert!(matches!(d.verdict, Verdict::Allow(_)), "{d:?}");
+    assert_eq!(
+        d.facts.token_sha256.as_deref(),
+        Some(crate::audit::fingerprint_of(&handed).as_str())
     );
 }
 

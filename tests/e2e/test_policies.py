@@ -8,6 +8,7 @@ clears the faults it set."""
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import json
 import re
 import threading
@@ -190,6 +191,22 @@ def test_an_opaque_token_passes_through_introspection_with_its_identity(envoy_wi
     assert seen["x-department"] == "sales"
     assert "x-user" not in seen, "the answer has no sub: nothing mapped, nothing spoofed"
     assert idp.counts().get(INTROSPECTION) == 1
+    # Answered from the cache, on new connections (either worker): each audit line names the
+    # token by its own SHA-256, which the worker keeps with the answer rather than recomputing.
+    for i in range(6):
+        again = gate.request("GET", "/orders/7", {**bearer(token), "x-request-id": f"opaque-again-{i}"})
+        assert again.status == 200, (again.status, again.text)
+    fingerprint = hashlib.sha256(token.encode()).hexdigest()[:16]
+    deadline, audited = time.time() + 5, {}
+    while time.time() < deadline and len(audited) < 6:
+        for line in gate.logs().splitlines():
+            if '"request_id":"opaque-again-' in line:
+                event = json.loads(line[line.index("{"):])
+                audited[event["request_id"]] = event
+        time.sleep(0.1)
+    assert len(audited) == 6
+    assert {e["token_sha256"] for e in audited.values()} == {fingerprint}
+    assert {e["source"] for e in audited.values()} <= {"introspection", "introspection_cache"}
     # A token the provider never issued is refused.
     refused = gate.request("GET", "/orders/7", bearer("not-a-token-the-provider-knows"))
     assert refused.status == 401, (refused.status, refused.text)
