@@ -1005,6 +1005,25 @@ class Envoy(ManagedService):
         """Envoy's own log (stdout+stderr), including the filter's log lines."""
         return self.service.log_text() if self.service is not None else ""
 
+    def audit_events(self, request_ids: Iterable[str], timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+        """The audit events (``"event":"tollgate.decision"`` lines of the log) of the requests
+        sent with these ``x-request-id`` values, waiting a little for them to be written."""
+        wanted = set(request_ids)
+        events: dict[str, dict[str, Any]] = {}
+        deadline = time.time() + timeout
+        while True:
+            for line in self.logs().splitlines():
+                if '"event":"tollgate.decision"' in line:
+                    event = json.loads(line[line.index("{"):])
+                    if event.get("request_id") in wanted:
+                        events[event["request_id"]] = event
+            if wanted <= events.keys() or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        missing = wanted - events.keys()
+        assert not missing, f"no audit event for {sorted(missing)}"
+        return events
+
     def access_log(self) -> str:
         try:
             return self.access_log_path.read_text("utf-8", "replace")

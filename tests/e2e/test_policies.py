@@ -112,26 +112,6 @@ def opaque_token(idp: harness.Idp, client: str = "orders-app") -> str:
     return token
 
 
-def audit_events(gate: harness.Envoy, request_ids: Iterable[str], timeout: float = 5.0) -> dict[str, dict[str, Any]]:
-    """The audit events (``"event":"tollgate.decision"`` lines of the Envoy log) of the requests
-    sent with these ``x-request-id`` values, waiting a little for them to be written."""
-    wanted = set(request_ids)
-    events: dict[str, dict[str, Any]] = {}
-    deadline = time.time() + timeout
-    while True:
-        for line in gate.logs().splitlines():
-            if '"event":"tollgate.decision"' in line:
-                event = json.loads(line[line.index("{"):])
-                if event.get("request_id") in wanted:
-                    events[event["request_id"]] = event
-        if wanted <= events.keys() or time.time() > deadline:
-            break
-        time.sleep(0.1)
-    missing = wanted - events.keys()
-    assert not missing, f"no audit event for {sorted(missing)}"
-    return events
-
-
 def tollgate_metrics(gate: harness.Envoy) -> dict[str, float]:
     """The lines of ``/stats/prometheus`` that name tollgate: name (with its labels, if it has
     any) -> value. The filter's counters are wasm custom metrics; Envoy exports them under their
@@ -197,14 +177,7 @@ def test_an_opaque_token_passes_through_introspection_with_its_identity(envoy_wi
         again = gate.request("GET", "/orders/7", {**bearer(token), "x-request-id": f"opaque-again-{i}"})
         assert again.status == 200, (again.status, again.text)
     fingerprint = hashlib.sha256(token.encode()).hexdigest()[:16]
-    deadline, audited = time.time() + 5, {}
-    while time.time() < deadline and len(audited) < 6:
-        for line in gate.logs().splitlines():
-            if '"request_id":"opaque-again-' in line:
-                event = json.loads(line[line.index("{"):])
-                audited[event["request_id"]] = event
-        time.sleep(0.1)
-    assert len(audited) == 6
+    audited = gate.audit_events(f"opaque-again-{i}" for i in range(6))
     assert {e["token_sha256"] for e in audited.values()} == {fingerprint}
     assert {e["source"] for e in audited.values()} <= {"introspection", "introspection_cache"}
     # A token the provider never issued is refused.
@@ -243,7 +216,7 @@ def test_a_revoked_opaque_token_is_refused_once_its_cache_entry_ends(envoy_with,
     assert reason(refused) == "token_inactive"
     assert refused.headers["www-authenticate"].startswith('Bearer realm="tollgate", error="invalid_token"')
 
-    events = audit_events(gate, ["revoke-first", "revoke-cached", "revoke-refused"])
+    events = gate.audit_events(["revoke-first", "revoke-cached", "revoke-refused"])
     assert events["revoke-first"]["source"] == "introspection"
     assert events["revoke-cached"]["source"] == "introspection_cache"
     assert (events["revoke-refused"]["decision"], events["revoke-refused"]["reason"]) == ("deny", "token_inactive")
@@ -322,7 +295,7 @@ def test_a_policy_mapped_from_a_role_reaches_the_upstream_as_a_header(envoy_with
     assert "x-plan" not in no_policy, "a client-sent x-plan never reaches the upstream"
     assert "x-plan" not in anonymous, "not even on anonymous routes"
 
-    events = audit_events(gate, ["pol-admin", "pol-viewer", "pol-denied"])
+    events = gate.audit_events(["pol-admin", "pol-viewer", "pol-denied"])
     assert (events["pol-admin"]["policy"], events["pol-admin"]["source"]) == ("admins", "jwt")
     assert events["pol-viewer"]["policy"] == "viewers"
     assert (events["pol-denied"]["policy"], events["pol-denied"]["status"], events["pol-denied"]["reason"]) == (
@@ -395,7 +368,7 @@ def test_rate_limits_are_exact_across_two_workers(envoy_with, idp):
     assert other.status == 200, (other.status, other.text)
 
     ids = [f"rl-{i}" for i, r in enumerate(results) if r.status == 429][:3]
-    for event in audit_events(gate, ids).values():
+    for event in gate.audit_events(ids).values():
         assert (event["decision"], event["status"], event["reason"]) == ("deny", 429, "rate_limited")
         assert (event["policy"], event["limit"]) == ("partners", "per-minute")
 
@@ -452,7 +425,7 @@ def test_decisions_are_counted_in_envoy_stats_and_audited(envoy_with, idp):
     assert {name: metrics.get(name) for name in expected} == expected
     assert metrics.get('tollgate_jwks_fetches{provider="local"}', 0) >= 1, "JWKS fetches"
 
-    events = audit_events(gate, [rid for rid, _ in sent])
+    events = gate.audit_events([rid for rid, _ in sent])
     assert events["m-bad"]["reason"] == "malformed_token"
     assert (events["m-jwt"]["source"], events["m-opaque"]["source"], events["m-cached"]["source"]) == (
         "jwt", "introspection", "introspection_cache")
