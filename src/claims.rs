@@ -13,11 +13,14 @@ use serde_json::{Map, Value};
 const MAX_NUMERIC_DATE: f64 = 1e11;
 
 /// Runs every provider-level check in the order a reader would: type, issuer, audience, time.
-pub fn validate(token: &VerifiedToken, provider: &Provider, now: u64) -> Result<(), Denial> {
+/// The dates it checked come back, for a remembered token to check again.
+pub fn validate(token: &VerifiedToken, provider: &Provider, now: u64) -> Result<Dates, Denial> {
     check_type(token.header.typ.as_deref(), provider.token_type.as_deref())?;
     check_issuer(&token.claims, &provider.issuer)?;
     check_audience(&token.claims, &provider.audiences)?;
-    check_time(&token.claims, provider, now)
+    let dates = Dates::read(&token.claims)?;
+    dates.check_for(provider, now)?;
+    Ok(dates)
 }
 
 pub(crate) fn check_type(typ: Option<&str>, required: Option<&str>) -> Result<(), Denial> {
@@ -93,15 +96,7 @@ pub(crate) fn numeric_date(
     }
 }
 
-pub(crate) fn check_time(
-    claims: &Map<String, Value>,
-    provider: &Provider,
-    now: u64,
-) -> Result<(), Denial> {
-    Dates::read(claims)?.check_for(provider, now)
-}
-
-/// The date rules of [`check_time`] with each policy as an argument, so that an introspection
+/// The date rules of [`Dates::check_for`] with each policy as an argument, so that an introspection
 /// answer (where `exp` is optional, RFC 7662 section 2.2) is held to the same reading of `exp`,
 /// `nbf` and `iat` as a JWT.
 pub(crate) fn check_dates(
@@ -284,7 +279,7 @@ mod tests {
     }
 
     fn time(claims: Value, p: &Provider) -> Result<(), Denial> {
-        check_time(&obj(claims), p, NOW)
+        Dates::read(&obj(claims))?.check_for(p, NOW)
     }
 
     #[test]

@@ -946,7 +946,7 @@ impl<'a> Walk<'a> {
         };
         match (
             first_failure,
-            claims::validate(verified, provider, self.now),
+            claims::validate(verified, provider, self.now).map(|_| ()),
         ) {
             (None, Ok(())) => Ok(()),
             (Some(a), Err(b)) if a == b => Err(Outcome::Deny(a)),

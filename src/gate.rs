@@ -456,7 +456,7 @@ impl Gate {
             KeySelection::NoKeyForAlgorithm => return Err(Denial::KeyMismatch.into()),
         };
         let verified = untrusted.verify(key)?;
-        claims::validate(&verified, provider, now)?;
+        let dates = claims::validate(&verified, provider, now)?;
         facts.source = Some("jwt");
         let payload_segment = self
             .config
@@ -470,8 +470,7 @@ impl Gate {
             identity: VerifiedIdentity {
                 provider: id,
                 keys_generation: host.keys_generation(id),
-                // Read by `validate` just above: a malformed date never gets here.
-                dates: claims::Dates::read(&verified.claims)?,
+                dates,
                 claims: Rc::new(project(&verified.claims, &self.config)),
                 payload_segment,
                 fingerprint,
