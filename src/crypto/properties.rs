@@ -253,16 +253,16 @@ fn rsa_value_tamper(fx: &RsaFixture, sig: &[u8], which: u8) -> Vec<u8> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(48), ..ProptestConfig::default() })]
 
-    /// `s^e mod n` on random odd moduli of 2048..=4096 bits (any length, not only multiples
-    /// of 32), random odd exponents up to 2^33 - 1 and random `s`.
+    /// `s^e mod n` on random odd moduli of 2048..=8192 bits (every size accepted, not only
+    /// multiples of the limb size), random odd exponents up to 2^33 - 1 and random `s`.
     #[test]
     fn rsa_public_op_matches_num_bigint(
-        bits in 2048usize..=4096,
-        n_bytes in proptest::collection::vec(any::<u8>(), 512),
+        bits in 2048usize..=8192,
+        n_bytes in proptest::collection::vec(any::<u8>(), 1024),
         e in prop_oneof![Just(65537u64), Just(3u64), (1u64..(1 << 32)).prop_map(|x| 2 * x + 1)],
-        s_bytes in proptest::collection::vec(any::<u8>(), 512),
+        s_bytes in proptest::collection::vec(any::<u8>(), 1024),
     ) {
-        let mut n = BigUint::from_bytes_be(&n_bytes) >> (4096 - bits);
+        let mut n = BigUint::from_bytes_be(&n_bytes) >> (8192 - bits);
         n.set_bit(bits as u64 - 1, true);
         n.set_bit(0, true);
         let key = rsa_vt::RsaPublic::new(&n.to_bytes_be(), e).unwrap();
