@@ -15,7 +15,8 @@
 //! - P-521: p = 2^521 - 1, a Mersenne prime: `lo + hi` and one carry fold.
 //!
 //! The scalar field (a handful of operations per verification) uses the shared Montgomery
-//! multiplication of `limbs`, and `s^-1 mod n` the shared variable-time binary extended Euclid.
+//! multiplication of `limbs`, and `s^-1 mod n` the shared variable-time inversion
+//! (Bernstein-Yang divsteps).
 //!
 //! Where the time goes, and what is precomputed:
 //! - Jacobian coordinates, and one interleaved wNAF double-scalar multiplication `u1 G + u2 Q`

@@ -139,67 +139,270 @@ pub(crate) fn sub_mod<const N: usize>(a: &[u32; N], b: &[u32; N], m: &[u32; N]) 
     }
 }
 
-/// `a / 2 mod m` for odd `m` and `a < m`.
-fn half_mod<const N: usize>(a: &[u32; N], m: &[u32; N]) -> [u32; N] {
-    let (value, carry) = if a.first().is_some_and(|&x| x & 1 == 1) {
-        add_raw(a, m)
-    } else {
-        (*a, false)
-    };
-    let mut out = [0u32; N];
-    let mut high = u32::from(carry);
-    for (o, &x) in out.iter_mut().zip(value.iter()).rev() {
-        *o = (x >> 1) | (high << 31);
-        high = x & 1;
+/// Bits of the signed limbs of [`inv_mod`].
+const DIVSTEP_BITS: u32 = 30;
+const DIVSTEP_MASK: i64 = (1 << DIVSTEP_BITS) - 1;
+/// Limbs of 30 bits for the widest modulus (P-521: 17 32-bit limbs, 544 bits), one spare.
+const DIVSTEP_LIMBS: usize = 20;
+
+/// A number as `len` 30-bit limbs, little-endian: all in `0..2^30` but the top one, which
+/// carries the sign (`i64`, so that products with a step matrix's entries fit).
+#[derive(Clone, Copy)]
+struct Signed30 {
+    limbs: [i64; DIVSTEP_LIMBS],
+    len: usize,
+}
+
+impl Signed30 {
+    fn from_limbs<const N: usize>(a: &[u32; N]) -> Signed30 {
+        let mut out = Signed30 {
+            limbs: [0; DIVSTEP_LIMBS],
+            len: (32 * N).div_ceil(DIVSTEP_BITS as usize) + 1,
+        };
+        let (mut acc, mut held) = (0i64, 0u32);
+        let mut slots = out.limbs.iter_mut();
+        for &limb in a {
+            acc |= i64::from(limb) << held;
+            held += 32;
+            while held >= DIVSTEP_BITS {
+                if let Some(slot) = slots.next() {
+                    *slot = acc & DIVSTEP_MASK;
+                }
+                acc >>= DIVSTEP_BITS;
+                held -= DIVSTEP_BITS;
+            }
+        }
+        if let Some(slot) = slots.next() {
+            *slot = acc;
+        }
+        out
     }
-    out
-}
 
-fn shr1<const N: usize>(a: &mut [u32; N]) {
-    let mut high = 0u32;
-    for x in a.iter_mut().rev() {
-        let low = *x & 1;
-        *x = (*x >> 1) | (high << 31);
-        high = low;
+    /// The value as `N` 32-bit limbs; it must be in `0..2^(32 N)`.
+    fn into_limbs<const N: usize>(self) -> [u32; N] {
+        let mut out = [0u32; N];
+        let (mut acc, mut held) = (0u64, 0u32);
+        let mut slots = out.iter_mut();
+        for &limb in self.used() {
+            acc |= (limb as u64) << held;
+            held += DIVSTEP_BITS;
+            if held >= 32 {
+                if let Some(slot) = slots.next() {
+                    *slot = acc as u32;
+                }
+                acc >>= 32;
+                held -= 32;
+            }
+        }
+        out
+    }
+
+    fn used(&self) -> &[i64] {
+        self.limbs.get(..self.len).unwrap_or(&[])
+    }
+
+    fn low(&self) -> i64 {
+        self.limbs.first().copied().unwrap_or(0)
+    }
+
+    fn top(&self) -> i64 {
+        self.used().last().copied().unwrap_or(0)
+    }
+
+    fn is_zero(&self) -> bool {
+        self.used().iter().all(|&x| x == 0)
+    }
+
+    fn is_one(&self) -> bool {
+        self.used()
+            .split_first()
+            .is_some_and(|(&low, rest)| low == 1 && rest.iter().all(|&x| x == 0))
+    }
+
+    fn is_minus_one(&self) -> bool {
+        // -1: every lower limb 2^30 - 1, the top one -1.
+        self.used()
+            .split_last()
+            .is_some_and(|(&top, rest)| top == -1 && rest.iter().all(|&x| x == DIVSTEP_MASK))
+    }
+
+    /// `(x a + y b + z m) / 2^30`, where the caller makes the sum divisible (`m` may be absent:
+    /// `z = 0`). `|x| + |y| <= 2^30` and `z < 2^30` keep every partial sum within `i64`.
+    fn combine(a: &Signed30, b: &Signed30, x: i64, y: i64, m: &Signed30, z: i64) -> Signed30 {
+        let mut out = Signed30 {
+            limbs: [0; DIVSTEP_LIMBS],
+            len: a.len,
+        };
+        let mut carry = 0i64;
+        let terms = a
+            .used()
+            .iter()
+            .zip(b.used())
+            .zip(m.used())
+            .zip(out.limbs.iter_mut());
+        for (i, (((&ai, &bi), &mi), slot)) in terms.enumerate() {
+            let sum = carry + x * ai + y * bi + z * mi;
+            if i > 0 {
+                *slot = sum & DIVSTEP_MASK;
+            }
+            carry = sum >> DIVSTEP_BITS;
+        }
+        // Shift down one limb: the lowest limb of the sum was zero.
+        out.limbs.copy_within(1..a.len, 0);
+        if let Some(top) = out.limbs.get_mut(a.len - 1) {
+            *top = carry;
+        }
+        out
+    }
+
+    fn add(&self, other: &Signed30) -> Signed30 {
+        self.add_scaled(other, 1)
+    }
+
+    fn sub(&self, other: &Signed30) -> Signed30 {
+        self.add_scaled(other, -1)
+    }
+
+    fn add_scaled(&self, other: &Signed30, sign: i64) -> Signed30 {
+        let mut out = *self;
+        let mut carry = 0i64;
+        let last = self.len - 1;
+        for (i, (slot, &y)) in out.limbs.iter_mut().zip(other.used()).enumerate() {
+            let sum = carry + *slot + sign * y;
+            if i == last {
+                *slot = sum;
+            } else {
+                *slot = sum & DIVSTEP_MASK;
+                carry = sum >> DIVSTEP_BITS;
+            }
+        }
+        out
+    }
+
+    fn negate(&self) -> Signed30 {
+        let zero = Signed30 {
+            limbs: [0; DIVSTEP_LIMBS],
+            len: self.len,
+        };
+        zero.sub(self)
+    }
+
+    /// `self >= other` for normalized numbers of the same length.
+    fn ge(&self, other: &Signed30) -> bool {
+        for (x, y) in self.used().iter().rev().zip(other.used().iter().rev()) {
+            if x != y {
+                return x > y;
+            }
+        }
+        true
+    }
+
+    /// Brings `self`, in `-k m..k m` for a small `k`, into `0..m`.
+    fn reduce(mut self, m: &Signed30) -> Signed30 {
+        while self.top() < 0 {
+            self = self.add(m);
+        }
+        while self.ge(m) {
+            self = self.sub(m);
+        }
+        self
     }
 }
 
-fn is_even<const N: usize>(a: &[u32; N]) -> bool {
-    a.first().is_some_and(|&x| x & 1 == 0)
+/// Thirty divsteps (Bernstein and Yang, "Fast constant-time gcd computation and modular
+/// inversion", 2019) on the low 30 bits of `f` (odd) and `g`: the 2x2 matrix `(u v; q r)`,
+/// entries scaled by `2^30`, that takes `(f, g)` to `(f', g') = (u f + v g, q f + r g) / 2^30`.
+/// The steps depend only on those low bits, so the whole numbers follow with one pass each.
+fn divsteps(delta: &mut i64, f: i64, g: i64) -> [i64; 4] {
+    let (mut f, mut g) = (f, g);
+    let (mut u, mut v, mut q, mut r) = (1i64, 0i64, 0i64, 1i64);
+    // After i steps 2^i f_i = u f + v g and 2^i g_i = q f + r g, with |u| + |v| <= 2^i.
+    let mut left = DIVSTEP_BITS;
+    loop {
+        // The steps for an even g, all at once: halve g (double the other row).
+        let zeros = (g | (1 << left)).trailing_zeros().min(left);
+        g >>= zeros;
+        (u, v) = (u << zeros, v << zeros);
+        *delta += i64::from(zeros);
+        left -= zeros;
+        if left == 0 {
+            return [u, v, q, r];
+        }
+        // g is odd.
+        if *delta > 0 {
+            (f, g) = (g, (g - f) >> 1);
+            (u, v, q, r) = (q << 1, r << 1, q - u, r - v);
+            *delta = 1 - *delta;
+        } else {
+            g = (g + f) >> 1;
+            (q, r) = (q + u, r + v);
+            (u, v) = (u << 1, v << 1);
+            *delta += 1;
+        }
+        left -= 1;
+        if left == 0 {
+            return [u, v, q, r];
+        }
+    }
 }
 
-/// `a^-1 mod m` for an odd prime `m` and `0 < a < m`: binary extended Euclid, variable-time.
+/// `a^-1 mod m` for an odd prime `m` and `0 < a < m`, variable-time: Bernstein-Yang divsteps,
+/// thirty at a time on one word, each batch then applied to the whole numbers as a 2x2 matrix
+/// (a few dozen products), rather than a pass over the limbs per bit as in binary Euclid.
 /// `None` for `a = 0`.
 pub(crate) fn inv_mod<const N: usize>(a: &[u32; N], m: &[u32; N]) -> Option<[u32; N]> {
-    if is_zero(a) {
+    if is_zero(a) || (32 * N).div_ceil(DIVSTEP_BITS as usize) + 1 > DIVSTEP_LIMBS {
         return None;
     }
-    let one = one::<N>();
-    let (mut u, mut v) = (*a, *m);
-    let (mut x1, mut x2) = (one, [0u32; N]);
-    // Invariants: x1 a = u, x2 a = v (mod m); gcd(u, v) = 1.
-    while u != one && v != one {
-        while is_even(&u) {
-            shr1(&mut u);
-            x1 = half_mod(&x1, m);
-        }
-        while is_even(&v) {
-            shr1(&mut v);
-            x2 = half_mod(&x2, m);
-        }
-        if lt(&u, &v) {
-            v = sub_raw(&v, &u).0;
-            x2 = sub_mod(&x2, &x1, m);
-        } else {
-            u = sub_raw(&u, &v).0;
-            x1 = sub_mod(&x1, &x2, m);
-        }
-        if is_zero(&u) || is_zero(&v) {
-            // gcd(a, m) != 1: impossible for a prime m and 0 < a < m.
-            return None;
-        }
+    let modulus = Signed30::from_limbs(m);
+    // m^-1 mod 2^30 by Newton's iteration (m odd: m m = 1 mod 8 to start).
+    let m0 = modulus.low();
+    let mut m_inv = m0;
+    for _ in 0..4 {
+        m_inv = m_inv.wrapping_mul(2 - m0.wrapping_mul(m_inv)) & DIVSTEP_MASK;
     }
-    Some(if u == one { x1 } else { x2 })
+    // f = d a and g = e a (mod m) throughout; f ends at +-1, so a^-1 = +-d.
+    let (mut f, mut g) = (modulus, Signed30::from_limbs(a));
+    let zero = Signed30 {
+        limbs: [0; DIVSTEP_LIMBS],
+        len: f.len,
+    };
+    let (mut d, mut e) = (zero, zero);
+    if let Some(first) = e.limbs.first_mut() {
+        *first = 1;
+    }
+    let mut delta = 1i64;
+    // Each batch halves the product f g about 30 times; 64 batches is far more than any
+    // input below 2^544 needs.
+    for _ in 0..64 {
+        if g.is_zero() {
+            break;
+        }
+        let [u, v, q, r] = divsteps(&mut delta, f.low(), g.low());
+        (f, g) = (
+            Signed30::combine(&f, &g, u, v, &zero, 0),
+            Signed30::combine(&f, &g, q, r, &zero, 0),
+        );
+        // (u d + v e) / 2^30 mod m: add the multiple of m that clears the low 30 bits.
+        let clear = |x: i64, y: i64| -> Signed30 {
+            let low = (x * d.low() + y * e.low()) & DIVSTEP_MASK;
+            let k = (DIVSTEP_MASK + 1 - ((low * m_inv) & DIVSTEP_MASK)) & DIVSTEP_MASK;
+            Signed30::combine(&d, &e, x, y, &modulus, k).reduce(&modulus)
+        };
+        (d, e) = (clear(u, v), clear(q, r));
+    }
+    if !g.is_zero() {
+        return None;
+    }
+    let inverse = if f.is_one() {
+        d
+    } else if f.is_minus_one() {
+        d.negate().reduce(&modulus)
+    } else {
+        // gcd(a, m) != 1: impossible for a prime m and 0 < a < m.
+        return None;
+    };
+    Some(inverse.into_limbs())
 }
 
 /// `a b / 2^(32 N) mod m` (Montgomery multiplication, CIOS) for an odd `m`, `m0inv =
