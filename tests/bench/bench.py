@@ -14,7 +14,8 @@ all of them. See README.md beside this file for the method and how to read the r
 
 Scenarios: 1. one token repeated (hot path); 2. 10,000 distinct valid tokens round robin (cache
 at scale); 3. every token new (cold path) for RS256, ES256 and EdDSA, with a fixed request count
-so that no token is sent twice; 4. opaque tokens through introspection with the cache warm; 5. a
+so that no token is sent twice, and one ES256 or EdDSA token verified on every request (caches
+off; RS256: in scenario 1); 4. opaque tokens through introspection with the cache warm; 5. a
 policy with rate limits. Then the memory check: Envoy with two workers after 10,000 distinct
 tokens. Results: ``results.json``, ``results.md`` and ``results.png`` (with matplotlib) in
 ``bench/results/<timestamp>/``.
@@ -62,6 +63,9 @@ AUDIENCE = "api://bench"
 PROVIDER = "bench"
 OPAQUE_AUDIENCE = "api://opaque"
 ALGORITHMS = ("RS256", "ES256", "EdDSA")
+# Where each algorithm's token is sent repeatedly, with and without the caches: the hot
+# scenario's token is RS256.
+VERIFY_SCENARIO = {"RS256": "hot", "ES256": "verify-es256", "EdDSA": "verify-eddsa"}
 
 # Targets of issue 5; each is checked on the figures of the same run.
 HOT_PATH_FACTOR = 1.2  # tollgate's CPU/request over bare <= 1.2 x the empty wasm filter's
@@ -217,6 +221,12 @@ def cfg_tollgate(ctx: Context) -> dict[str, Any]:
     return tollgate_base(ctx)
 
 
+def cfg_tollgate_nocache(ctx: Context) -> dict[str, Any]:
+    config = tollgate_base(ctx)
+    config["token_cache_entries"] = 0
+    return config
+
+
 def cfg_tollgate_noaudit(ctx: Context) -> dict[str, Any]:
     config = tollgate_base(ctx)
     config["audit"] = {"enabled": False, "sample_allowed": 0.0}
@@ -331,6 +341,8 @@ CONFIGURATIONS = {
                       jwt_authn_filter(False), True),
         Configuration("tollgate", "tollgate, inline JWKS (defaults: 10000 cached tokens, audit on)",
                       tollgate_filter(cfg_tollgate), True, True),
+        Configuration("tollgate-nocache", "tollgate, token cache off (verifies every request)",
+                      tollgate_filter(cfg_tollgate_nocache), True, True),
         Configuration("tollgate-noaudit", "tollgate, audit off",
                       tollgate_filter(cfg_tollgate_noaudit), True, True),
         Configuration("tollgate-ratelimit", "tollgate + a policy: rate limit and quota (10^9)",
@@ -531,7 +543,8 @@ def scenarios(p: Params) -> list[Scenario]:
     hot_path = ["bare", "empty-wasm", "jwt_authn", "jwt_authn-nocache", "tollgate"]
     out = [
         Scenario("hot", "1. one token repeated (hot path)", "hot",
-                 hot_path + ["tollgate-noaudit"], optional=("tollgate-noaudit",)),
+                 hot_path + ["tollgate-nocache", "tollgate-noaudit"],
+                 optional=("tollgate-noaudit",)),
         Scenario("many", f"2. {p.many:,} distinct valid tokens, round robin (cache at scale)",
                  "many", hot_path, warm="pass"),
     ]
@@ -539,6 +552,13 @@ def scenarios(p: Params) -> list[Scenario]:
         out.append(Scenario(
             f"cold-{alg.lower()}", f"3. every token new (cold path), {alg}", f"cold-{alg}",
             ["bare", "jwt_authn", "tollgate"], mode="count", warm="fresh", alg=alg))
+    # Verification inside Envoy for the other algorithms: one token, caches on and off.
+    for alg in ALGORITHMS:
+        if VERIFY_SCENARIO[alg] != "hot":
+            out.append(Scenario(
+                VERIFY_SCENARIO[alg], f"3. one {alg} token repeated, verified on every request "
+                "with the caches off", f"one-{alg}",
+                ["jwt_authn", "jwt_authn-nocache", "tollgate", "tollgate-nocache"], alg=alg))
     out += [
         Scenario("opaque", "4. opaque tokens through introspection, cache warm", "opaque",
                  ["bare", "empty-wasm", "tollgate-introspection"], warm="pass"),
@@ -798,24 +818,40 @@ def summarize(runs: list[dict[str, Any]], memory: list[dict[str, Any]],
         "limit": f"{WASM_MAX_BYTES:,} bytes",
         "met": wasm_size <= WASM_MAX_BYTES,
     })
+    def uncached(scenario: str, config: str) -> Optional[float]:
+        # The same token with the cache off, minus with it on: what verifying costs.
+        return per_round(lambda n: sub(cpu(n, scenario, f"{config}-nocache"),
+                                       cpu(n, scenario, config)))
+
+    verify_us: dict[str, Optional[float]] = {}
+    verify_jwt_us: dict[str, Optional[float]] = {}
     cold_us: dict[str, Optional[float]] = {}
     cold_jwt_us: dict[str, Optional[float]] = {}
     for alg in ALGORITHMS:
-        key = f"cold-{alg.lower()}"
-        v = per_round(lambda n, key=key: cold_cost(n, key, "tollgate"))
-        native = per_round(lambda n, key=key: cold_cost(n, key, "jwt_authn"))
-        cold_us[alg] = v
-        cold_jwt_us[alg] = native
+        v = verify_us[alg] = uncached(VERIFY_SCENARIO[alg], "tollgate")
+        verify_jwt_us[alg] = uncached(VERIFY_SCENARIO[alg], "jwt_authn")
         if v is not None:
             targets.append({
-                "target": f"cold path {alg}: verification ((tollgate - bare) cold - (tollgate "
-                          "- bare) hot CPU/request)",
-                "value": f"{v:.1f} us (jwt_authn, native: {fmt(native)} us)",
+                "target": f"cold path {alg}: verification inside Envoy (tollgate with its "
+                          "cache off - with it, one token repeated, CPU/request)",
+                "value": f"{v:.1f} us (jwt_authn, native: {fmt(verify_jwt_us[alg])} us)",
                 "limit": f"{COLD_VERIFY_MAX_US[alg]:.0f} us",
                 "met": v <= COLD_VERIFY_MAX_US[alg],
             })
+        key = f"cold-{alg.lower()}"
+        c = cold_us[alg] = per_round(lambda n, key=key: cold_cost(n, key, "tollgate"))
+        cold_jwt_us[alg] = per_round(lambda n, key=key: cold_cost(n, key, "jwt_authn"))
+        if c is not None:
+            targets.append({
+                "target": f"cold path {alg}, for scale: a request with a token never seen "
+                          "((tollgate - bare) cold - (tollgate - bare) hot CPU/request)",
+                "value": f"{c:.1f} us (jwt_authn, native: {fmt(cold_jwt_us[alg])} us)",
+                "limit": "-",
+                "met": None,
+            })
     return {"scenarios": table, "memory": mem_rows, "targets": targets,
-            "cold_verification_us": cold_us, "cold_verification_jwt_authn_us": cold_jwt_us}
+            "verification_us": verify_us, "verification_jwt_authn_us": verify_jwt_us,
+            "cold_request_us": cold_us, "cold_request_jwt_authn_us": cold_jwt_us}
 
 
 # --------------------------------------------------------------------------------------------
@@ -919,8 +955,8 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
         "| --- | --- | --- | --- |",
     ]
     for t in s["targets"]:
-        lines.append(f"| {t['target']} | {t['value']} | {t['limit']} | "
-                     f"{'yes' if t['met'] else '**no**'} |")
+        met = "-" if t["met"] is None else "yes" if t["met"] else "**no**"
+        lines.append(f"| {t['target']} | {t['value']} | {t['limit']} | {met} |")
     lines.append("")
     for key, scen in s["scenarios"].items():
         lines += [f"## {scen['title']}", "",
@@ -1049,7 +1085,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--many", type=int, help="distinct tokens of scenario 2 and memory")
     ap.add_argument("--opaque", type=int, help="distinct opaque tokens of scenario 4")
     ap.add_argument("--only", help="comma-separated scenario keys (hot, many, cold-rs256, "
-                    "cold-es256, cold-eddsa, opaque, ratelimit, memory)")
+                    "cold-es256, cold-eddsa, verify-es256, verify-eddsa, opaque, ratelimit, "
+                    "memory)")
     ap.add_argument("--out", type=Path, help="results folder (default bench/results/<time>)")
     ap.add_argument("--wasm", type=Path, default=Path(os.environ.get("TOLLGATE_WASM")
                                                       or DEFAULT_WASM))
@@ -1109,6 +1146,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         if "many" in needed:
             many = mint_tokens(ctx.keys, "RS256", p.many, "many", exp)
             sets["many"] = write_tokens(work, "many", many, tamper(many[0]))
+        for alg in ALGORITHMS:
+            if f"one-{alg}" in needed:
+                one = mint_tokens(ctx.keys, alg, 1, f"one-{alg}", exp)
+                sets[f"one-{alg}"] = write_tokens(work, f"one-{alg}", one, tamper(one[0]))
         cold_size = p.cold_warm + 2 * p.connections + p.cold_requests + 4 * p.connections
         for alg in ALGORITHMS:
             if f"cold-{alg}" in needed:
@@ -1179,8 +1220,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     bad = [r for r in runs + memory if r["not_ok"]]
     log(f"done in {result['seconds'] / 60:.1f} min: {out / 'results.md'}")
     for t in result["summary"]["targets"]:
-        log(f"  target {'met    ' if t['met'] else 'NOT met'}: {t['target']}: {t['value']} "
-            f"(limit {t['limit']})")
+        met = "(info) " if t["met"] is None else "met    " if t["met"] else "NOT met"
+        log(f"  target {met}: {t['target']}: {t['value']} (limit {t['limit']})")
     if failure is not None:
         log(f"the run FAILED ({failure}); results.md holds the runs done before")
         return 1
