@@ -187,7 +187,7 @@ test-compat: wasm
 
 # The benchmark (tests/bench/README.md): bare Envoy, Envoy with native jwt_authn and Envoy with
 # tollgate on the same route, tokens and load, alternating over rounds. `make bench` (not part of
-# `make test`; about 25 minutes, best on a quiet machine) writes bench/results/<time>/results.md,
+# `make test`; about 20 minutes, best on a quiet machine) writes bench/results/<time>/results.md,
 # .json and .png; BENCH_OPTS passes options to tests/bench/bench.py, e.g. BENCH_OPTS="--rounds 5"
 # or "--only hot,memory". `make bench-smoke` (part of `make test`) is a tiny run of every
 # configuration and scenario, into bench/results/smoke, so that the benchmark cannot rot.

@@ -372,8 +372,8 @@ pub(crate) fn inv_mod<const N: usize>(a: &[u32; N], m: &[u32; N]) -> Option<[u32
         *first = 1;
     }
     let mut delta = 1i64;
-    // Each batch halves the product f g about 30 times; 64 batches is far more than any
-    // input below 2^544 needs.
+    // Bernstein and Yang bound the divsteps to g = 0 by (49 d + 57) / 17 for d-bit inputs:
+    // 1,571 for 544 bits, 53 batches.
     for _ in 0..64 {
         if g.is_zero() {
             break;
