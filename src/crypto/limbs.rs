@@ -139,6 +139,39 @@ pub(crate) fn sub_mod<const N: usize>(a: &[u32; N], b: &[u32; N], m: &[u32; N]) 
     }
 }
 
+/// The same number in another radix: `digits` of `from` bits each, least significant first,
+/// regrouped into digits of `to` bits, least significant first (after the input, one last
+/// digit with what is left, if anything is). Every digit must be below `2^from`; with both
+/// widths at most 32, the accumulator never holds more than 63 bits.
+pub(crate) fn regroup(
+    digits: impl IntoIterator<Item = u64>,
+    from: u32,
+    to: u32,
+) -> impl Iterator<Item = u64> {
+    let mask = (1u64 << to) - 1;
+    let mut digits = digits.into_iter();
+    let (mut acc, mut held) = (0u64, 0u32);
+    std::iter::from_fn(move || {
+        while held < to {
+            match digits.next() {
+                Some(digit) => {
+                    acc |= digit << held;
+                    held += from;
+                }
+                None if held > 0 => {
+                    held = 0;
+                    return Some(acc);
+                }
+                None => return None,
+            }
+        }
+        let out = acc & mask;
+        acc >>= to;
+        held -= to;
+        Some(out)
+    })
+}
+
 /// Bits of the signed limbs of [`inv_mod`].
 const DIVSTEP_BITS: u32 = 30;
 const DIVSTEP_MASK: i64 = (1 << DIVSTEP_BITS) - 1;
@@ -159,40 +192,19 @@ impl Signed30 {
             limbs: [0; DIVSTEP_LIMBS],
             len: (32 * N).div_ceil(DIVSTEP_BITS as usize) + 1,
         };
-        let (mut acc, mut held) = (0i64, 0u32);
-        let mut slots = out.limbs.iter_mut();
-        for &limb in a {
-            acc |= i64::from(limb) << held;
-            held += 32;
-            while held >= DIVSTEP_BITS {
-                if let Some(slot) = slots.next() {
-                    *slot = acc & DIVSTEP_MASK;
-                }
-                acc >>= DIVSTEP_BITS;
-                held -= DIVSTEP_BITS;
-            }
-        }
-        if let Some(slot) = slots.next() {
-            *slot = acc;
+        let digits = regroup(a.iter().map(|&x| u64::from(x)), 32, DIVSTEP_BITS);
+        for (slot, digit) in out.limbs.iter_mut().zip(digits) {
+            *slot = digit as i64;
         }
         out
     }
 
-    /// The value as `N` 32-bit limbs; it must be in `0..2^(32 N)`.
+    /// The value as `N` 32-bit limbs; it must be in `0..2^(32 N)` (so every limb is too).
     fn into_limbs<const N: usize>(self) -> [u32; N] {
         let mut out = [0u32; N];
-        let (mut acc, mut held) = (0u64, 0u32);
-        let mut slots = out.iter_mut();
-        for &limb in self.used() {
-            acc |= (limb as u64) << held;
-            held += DIVSTEP_BITS;
-            if held >= 32 {
-                if let Some(slot) = slots.next() {
-                    *slot = acc as u32;
-                }
-                acc >>= 32;
-                held -= 32;
-            }
+        let digits = regroup(self.used().iter().map(|&x| x as u64), DIVSTEP_BITS, 32);
+        for (slot, digit) in out.iter_mut().zip(digits) {
+            *slot = digit as u32;
         }
         out
     }
@@ -698,5 +710,24 @@ pub(crate) fn wnaf_into<const N: usize>(k: &[u32; N], window: u32, digits: &mut 
             high = low_bit;
         }
         bit += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regroup_changes_the_radix_and_keeps_the_value() {
+        let value = 0x0123_4567_89ab_cdefu64;
+        let bytes: Vec<u64> = value.to_le_bytes().iter().map(|&b| u64::from(b)).collect();
+        let limbs: Vec<u64> = regroup(bytes.iter().copied(), 8, 27).collect();
+        // 64 bits: two whole 27-bit digits, then the 10 bits left.
+        let mask = (1 << 27) - 1;
+        assert_eq!(limbs, [value & mask, (value >> 27) & mask, value >> 54]);
+        let back: Vec<u64> = regroup(limbs, 27, 8).collect();
+        assert_eq!(back[..8], bytes[..]);
+        assert!(back[8..].iter().all(|&d| d == 0), "{back:?}");
+        assert_eq!(regroup(std::iter::empty(), 32, 30).count(), 0);
     }
 }

@@ -14,6 +14,7 @@
 //! verifications against the `rsa` crate on random keys, messages and signatures, valid and
 //! not; the Wycheproof tests in `crypto.rs` run through this code too.
 
+use super::limbs::regroup;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 /// An RSA public key prepared for verification: the modulus as little-endian 27-bit limbs with
@@ -107,41 +108,20 @@ fn neg_inv_u32(x: u32) -> u32 {
 /// fit in them.
 fn limbs_from_be(bytes: &[u8], limbs: usize) -> Option<Vec<u64>> {
     let mut out = vec![0u64; limbs];
-    let mut slots = out.iter_mut();
-    let (mut acc, mut held) = (0u64, 0u32);
-    for &byte in bytes.iter().rev() {
-        acc |= u64::from(byte) << held;
-        held += 8;
-        if held >= LIMB_BITS {
-            *slots.next()? = acc & LIMB_MASK;
-            acc >>= LIMB_BITS;
-            held -= LIMB_BITS;
-        }
+    let mut digits = regroup(bytes.iter().rev().map(|&b| u64::from(b)), 8, LIMB_BITS);
+    for (slot, digit) in out.iter_mut().zip(&mut digits) {
+        *slot = digit;
     }
-    if acc != 0 {
-        *slots.next()? = acc;
-    }
-    Some(out)
+    digits.all(|rest| rest == 0).then_some(out)
 }
 
 /// Little-endian 27-bit limbs to exactly `len` big-endian bytes (bits beyond `len` bytes are
 /// dropped: callers only convert values below the modulus).
 fn limbs_to_be(limbs: &[u64], len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len];
-    let mut bytes = out.iter_mut().rev();
-    let (mut acc, mut held) = (0u64, 0u32);
-    for &limb in limbs {
-        acc |= limb << held;
-        held += LIMB_BITS;
-        while held >= 8 {
-            let Some(byte) = bytes.next() else { return out };
-            *byte = acc as u8;
-            acc >>= 8;
-            held -= 8;
-        }
-    }
-    if let Some(byte) = bytes.next() {
-        *byte = acc as u8;
+    let bytes = regroup(limbs.iter().copied(), LIMB_BITS, 8);
+    for (slot, byte) in out.iter_mut().rev().zip(bytes) {
+        *slot = byte as u8;
     }
     out
 }
