@@ -172,6 +172,16 @@ pub(crate) fn regroup(
     })
 }
 
+/// `-x^-1 mod 2^32` for odd `x` (Newton's iteration: each step doubles the correct low bits).
+pub(crate) fn neg_inv_u32(x: u32) -> u32 {
+    // x * x = 1 mod 8 for odd x: 3 correct bits to start.
+    let mut inv = x;
+    for _ in 0..4 {
+        inv = inv.wrapping_mul(2u32.wrapping_sub(x.wrapping_mul(inv)));
+    }
+    inv.wrapping_neg()
+}
+
 /// Bits of the signed limbs of [`inv_mod`].
 const DIVSTEP_BITS: u32 = 30;
 const DIVSTEP_MASK: i64 = (1 << DIVSTEP_BITS) - 1;
@@ -367,12 +377,8 @@ pub(crate) fn inv_mod<const N: usize>(a: &[u32; N], m: &[u32; N]) -> Option<[u32
         return None;
     }
     let modulus = Signed30::from_limbs(m);
-    // m^-1 mod 2^30 by Newton's iteration (m odd: m m = 1 mod 8 to start).
-    let m0 = modulus.low();
-    let mut m_inv = m0;
-    for _ in 0..4 {
-        m_inv = m_inv.wrapping_mul(2 - m0.wrapping_mul(m_inv)) & DIVSTEP_MASK;
-    }
+    // -m^-1 mod 2^30: the multiple of m that clears a low limb.
+    let m_neg_inv = i64::from(neg_inv_u32(modulus.low() as u32)) & DIVSTEP_MASK;
     // f = d a and g = e a (mod m) throughout; f ends at +-1, so a^-1 = +-d.
     let (mut f, mut g) = (modulus, Signed30::from_limbs(a));
     let zero = Signed30 {
@@ -398,7 +404,7 @@ pub(crate) fn inv_mod<const N: usize>(a: &[u32; N], m: &[u32; N]) -> Option<[u32
         // (u d + v e) / 2^30 mod m: add the multiple of m that clears the low 30 bits.
         let clear = |x: i64, y: i64| -> Signed30 {
             let low = (x * d.low() + y * e.low()) & DIVSTEP_MASK;
-            let k = (DIVSTEP_MASK + 1 - ((low * m_inv) & DIVSTEP_MASK)) & DIVSTEP_MASK;
+            let k = (low * m_neg_inv) & DIVSTEP_MASK;
             Signed30::combine(&d, &e, x, y, &modulus, k).reduce(&modulus)
         };
         (d, e) = (clear(u, v), clear(q, r));
@@ -716,6 +722,13 @@ pub(crate) fn wnaf_into<const N: usize>(k: &[u32; N], window: u32, digits: &mut 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn neg_inv() {
+        for x in [1u32, 3, 5, 0xffff_ffff, 0x8000_0001, 0x1234_5677] {
+            assert_eq!(x.wrapping_mul(neg_inv_u32(x)), u32::MAX, "{x}");
+        }
+    }
 
     #[test]
     fn regroup_changes_the_radix_and_keeps_the_value() {

@@ -14,7 +14,7 @@
 //! verifications against the `rsa` crate on random keys, messages and signatures, valid and
 //! not; the Wycheproof tests in `crypto.rs` run through this code too.
 
-use super::limbs::regroup;
+use super::limbs::{neg_inv_u32, regroup};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 /// An RSA public key prepared for verification: the modulus as little-endian 27-bit limbs with
@@ -93,16 +93,6 @@ impl RsaHash {
 /// under V8 than the 18% more products 27-bit limbs take.
 const LIMB_BITS: u32 = 27;
 const LIMB_MASK: u64 = (1 << LIMB_BITS) - 1;
-
-/// `-x^-1 mod 2^32` for odd `x` (Newton's iteration: each step doubles the correct low bits).
-fn neg_inv_u32(x: u32) -> u32 {
-    // x * x = 1 mod 8 for odd x: 3 correct bits to start.
-    let mut inv = x;
-    for _ in 0..4 {
-        inv = inv.wrapping_mul(2u32.wrapping_sub(x.wrapping_mul(inv)));
-    }
-    inv.wrapping_neg()
-}
 
 /// Big-endian bytes to `limbs` little-endian 27-bit limbs, or `None` when the value does not
 /// fit in them.
@@ -258,9 +248,10 @@ impl RsaPublic {
 
     /// The column loop of a Montgomery product: `product(lo, hi)` is the sum of the products of
     /// one column of `a b`, whose limb indices run over `lo..=hi` (column `c` has `0..=c` in
-    /// the low half, `c + 1 - limbs..=limbs - 1` in the high half). To each column it adds the reduction's products `m_i n_(c - i)`; in the
-    /// low half it picks `m_c` so that the column becomes zero modulo `2^27`, in the high half
-    /// it emits a limb of the result, which is below `2n` and takes one subtraction at most.
+    /// the low half, `c + 1 - limbs..=limbs - 1` in the high half). To each column it adds the
+    /// reduction's products `m_i n_(c - i)`; in the low half it picks `m_c` so that the column
+    /// becomes zero modulo `2^27`, in the high half it emits a limb of the result, which is
+    /// below `2n` and takes one subtraction at most.
     #[inline(always)]
     fn reduce_columns(
         &self,
@@ -418,13 +409,6 @@ impl RsaPublic {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn neg_inv() {
-        for x in [1u32, 3, 5, 0xffff_ffff, 0x8000_0001, 0x1234_5677] {
-            assert_eq!(x.wrapping_mul(neg_inv_u32(x)), u32::MAX, "{x}");
-        }
-    }
 
     #[test]
     fn limb_conversions_round_trip() {
