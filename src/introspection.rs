@@ -16,8 +16,8 @@
 //!   cache keeps *answers*, not decisions, so these checks (and `exp` against the clock) run again
 //!   every time a cached answer is used.
 //! - **The cache is bounded and keyed by hash.** An answer is stored under the SHA-256 of the
-//!   token ([`token_hash`]); the token itself is never stored. Each hash owns exactly one of a
-//!   fixed number of slots ([`cache_slot`]), each slot holds at most one answer of at most
+//!   token ([`token_hash`]); the token itself is never stored. Each hash may live in a few of a
+//!   fixed number of slots ([`crate::slots`]), each slot holds at most one answer of at most
 //!   [`MAX_CACHED_BYTES`], and a slot is trusted only for the exact hash it names
 //!   ([`CachedAnswer::fresh_for`]). So memory is bounded in entries and bytes from the start, and
 //!   a flood of random tokens can only evict answers (costing a call each), never grow the
@@ -204,17 +204,6 @@ pub fn cache_until_ms(answer: &Answer, cfg: &Introspection, now_ms: u64) -> u64 
             }
         }
     }
-}
-
-/// The slot (0 to `entries - 1`) a token hash owns: the hash's first 8 bytes modulo `entries`,
-/// uniform because the hash is.
-pub fn cache_slot(token_hash: &[u8; 32], entries: u32) -> u32 {
-    if entries == 0 {
-        return 0;
-    }
-    let head = token_hash.first_chunk::<8>().copied().unwrap_or_default();
-    let slot = u64::from_be_bytes(head) % u64::from(entries);
-    u32::try_from(slot).unwrap_or(0)
 }
 
 /// One cached answer, as the workers share it, one per slot.
@@ -810,21 +799,5 @@ mod tests {
         let mut forged = vec![CACHE_FORMAT];
         forged.resize(MAX_CACHED_BYTES + 1, b' ');
         assert_eq!(CachedAnswer::decode(&forged), None);
-    }
-
-    #[test]
-    fn slots_are_in_range_and_spread() {
-        assert_eq!(cache_slot(&token_hash("x"), 0), 0);
-        assert_eq!(cache_slot(&token_hash("x"), 1), 0);
-        let entries = 16;
-        let mut seen = [0u32; 16];
-        for i in 0..1600 {
-            let slot = cache_slot(&token_hash(&format!("token-{i}")), entries);
-            assert!(slot < entries);
-            seen[slot as usize] += 1;
-        }
-        assert!(seen.iter().all(|&n| n > 50 && n < 150), "{seen:?}");
-        let h = token_hash("same");
-        assert_eq!(cache_slot(&h, 4096), cache_slot(&h, 4096));
     }
 }

@@ -21,4 +21,5 @@ pub mod keys;
 pub mod policy;
 pub mod ratelimit;
 pub mod request;
+pub mod slots;
 pub mod verified;

@@ -1,8 +1,8 @@
 //! Introspecting opaque tokens once for all workers.
 //!
-//! Answers are cached in shared data in a fixed number of slots per provider (the engine's
-//! `cache_slot`), so memory is bounded however many tokens arrive. One call per token hash: a
-//! lease per slot makes one worker call while the others' requests wait for the slot to hold the
+//! Answers are cached in shared data in a fixed number of slots per provider (an answer may live
+//! in any of the few the engine's `slot_choices` names), so memory is bounded however many
+//! tokens arrive. One call per token hash: a lease on the first of those slots makes one worker call while the others' requests wait for the slot to hold the
 //! answer; within a worker, requests with the same token wait for the one call in flight. A
 //! call can start from a request's callback (no tick of delay); its answer then reaches that
 //! request's context, which hands it to the worker like the root does. A call whose answer never
@@ -12,11 +12,13 @@ use crate::host::CallAnswer;
 use crate::shared::{self, Lease};
 use crate::worker::{Known, KnownAnswer, PendingCall, Worker};
 use proxy_wasm::hostcalls;
+use std::rc::Rc;
 use std::time::Duration;
 use tollgate::config::{HttpUrl, Introspection, ProviderId};
 use tollgate::introspection::{
-    build_call, cache_slot, cache_until_ms, parse_answer, CachedAnswer, MAX_ANSWER_BYTES,
+    build_call, cache_until_ms, parse_answer, CachedAnswer, MAX_ANSWER_BYTES,
 };
+use tollgate::slots::{prefix, slot_choices, CHOICES};
 
 impl Worker {
     fn introspection_cfg(&self, id: ProviderId) -> Option<&Introspection> {
@@ -32,10 +34,8 @@ impl Worker {
         self.introspection_cfg(id).map_or(2000, |c| c.timeout_ms)
     }
 
-    /// The shared key of the slot that holds answers for this hash.
-    /// The shared keys of the two slots that may hold answers for this hash: the engine's
-    /// slot and one from other bits of the hash (two choices keep collisions rare).
-    fn slot_keys(&self, id: ProviderId, hash: &[u8; 32]) -> Option<[String; 2]> {
+    /// The shared keys of the slots that may hold the answer for this hash.
+    fn slot_keys(&self, id: ProviderId, hash: &[u8; 32]) -> Option<[String; CHOICES]> {
         let cfg = self.introspection_cfg(id)?;
         let name = self.provider_name(id);
         let source = format!(
@@ -47,12 +47,8 @@ impl Worker {
             "tollgate.introspect.{name}.{:016x}",
             shared::fingerprint(&source)
         );
-        let mut rotated = *hash;
-        rotated.rotate_left(8);
-        Some([
-            format!("{base}.{}", cache_slot(hash, cfg.cache_entries)),
-            format!("{base}.{}", cache_slot(&rotated, cfg.cache_entries)),
-        ])
+        let slots = slot_choices(prefix(hash), cfg.cache_entries);
+        Some(slots.map(|slot| format!("{base}.{slot}")))
     }
 
     /// A fresh cached answer for this token hash.
@@ -105,7 +101,7 @@ impl Worker {
         let Some(cfg) = self.introspection_cfg(id).cloned() else {
             return Err("no introspection configured");
         };
-        let Some([key, _]) = self.slot_keys(id, &hash) else {
+        let Some([key, ..]) = self.slot_keys(id, &hash) else {
             return Err("no introspection configured");
         };
         let lease = Lease::new(format!("{key}.lease"));
@@ -174,7 +170,7 @@ impl Worker {
         let Some(cfg) = self.introspection_cfg(provider).cloned() else {
             return;
         };
-        let Some([key, second]) = self.slot_keys(provider, &hash) else {
+        let Some(slots) = self.slot_keys(provider, &hash) else {
             return;
         };
         let name = self.provider_name(provider);
@@ -190,11 +186,20 @@ impl Worker {
                 let cached = CachedAnswer::new(hash, &answer, until);
                 if until > self.now_ms {
                     if let Some(bytes) = cached.encode() {
-                        // The first slot unless it holds another token's answer still fresh.
-                        let taken = shared::read(&key)
-                            .and_then(|b| CachedAnswer::decode(&b))
-                            .is_some_and(|a| a.token_hash != hash && a.until_ms > self.now_ms);
-                        shared::write(if taken { &second } else { &key }, &bytes);
+                        let now = self.now_ms;
+                        shared::place(&slots, &bytes, |old| {
+                            CachedAnswer::decode(old)
+                                .is_none_or(|a| a.token_hash == hash || a.until_ms <= now)
+                        });
+                    }
+                    // This worker keeps it too, like an answer it read: were the shared slots
+                    // all taken since, its next request would not cost another call.
+                    if cached.active {
+                        if let Some(token) = self.waiting_token(&hash) {
+                            self.introspected
+                                .borrow_mut()
+                                .insert(&token, Rc::new((provider, cached.clone())));
+                        }
                     }
                 }
                 KnownAnswer::Answer {
@@ -207,7 +212,9 @@ impl Worker {
                 KnownAnswer::Failed(why)
             }
         };
-        Lease::new(format!("{key}.lease")).release();
+        if let Some(key) = slots.first() {
+            Lease::new(format!("{key}.lease")).release();
+        }
         self.known = Some(Known {
             provider,
             hash,

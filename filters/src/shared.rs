@@ -8,6 +8,7 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
+use tollgate::slots::slot_to_write;
 
 /// A CAS value no entry has: a write with it succeeds only when the key does not exist yet
 /// (the host ignores the CAS of a new key, and refuses a mismatching one on an existing key).
@@ -25,6 +26,15 @@ pub fn read(key: &str) -> Option<Vec<u8>> {
 /// Sets `key` unconditionally.
 pub fn write(key: &str, value: &[u8]) {
     let _ = hostcalls::set_shared_data(key, Some(value), None);
+}
+
+/// Stores `value` in one of its `slots` (see `tollgate::slots::slot_to_write`): the first that is
+/// empty or whose value `replaceable` accepts (its own older entry, a stale one), else the last.
+pub fn place(slots: &[String], value: &[u8], replaceable: impl Fn(&[u8]) -> bool) {
+    let slot = slot_to_write(slots, |slot| read(slot).is_none_or(|old| replaceable(&old)));
+    if let Some(slot) = slot {
+        write(slot, value);
+    }
 }
 
 /// Applies `f` to the value under `key` atomically: `f` gets the current value and returns

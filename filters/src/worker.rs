@@ -23,6 +23,7 @@ use tollgate::introspection::{token_hash, CachedAnswer};
 use tollgate::jwk::JwkSet;
 use tollgate::keys::{Availability, KeysRecord};
 use tollgate::request::HeaderEdit;
+use tollgate::slots::{slot_choices, CHOICES};
 use tollgate::verified::{key_of, TokenCache, TokenKey, VerifiedCache, VerifiedIdentity};
 
 /// Requests a worker keeps paused; more are refused with 503.
@@ -284,25 +285,21 @@ impl Worker {
             return;
         }
         if let Some(bytes) = learned.identity.encode(&learned.key) {
-            // Two candidate slots (the emptier one, or the second): far fewer tokens share a
-            // slot than with one, so far fewer are verified twice.
-            let [first, second] = self.verified_slots(&learned.key, capacity);
-            let free = crate::shared::read(&first)
-                .is_none_or(|old| VerifiedIdentity::is_for(&old, &learned.key));
-            crate::shared::write(if free { &first } else { &second }, &bytes);
+            let slots = self.verified_slots(&learned.key, capacity);
+            crate::shared::place(&slots, &bytes, |old| {
+                VerifiedIdentity::is_for(old, &learned.key)
+            });
         }
         self.verified
             .borrow_mut()
             .insert(&learned.token, Rc::new(learned.identity));
     }
 
-    /// The two shared slots a token's verification may live in.
-    fn verified_slots(&self, key: &TokenKey, capacity: u32) -> [String; 2] {
-        let slots = capacity.saturating_mul(2).max(1);
-        let [a0, a1, a2, a3, b0, b1, b2, b3, ..] = *key;
-        let pick = |bytes: [u8; 4]| u32::from_be_bytes(bytes) % slots;
-        let name = |slot: u32| format!("tollgate.verified.{:016x}.{slot}", self.config_tag);
-        [name(pick([a0, a1, a2, a3])), name(pick([b0, b1, b2, b3]))]
+    /// The shared slots a token's verification may live in (twice as many slots as tokens
+    /// each worker keeps, so the table stays at most half full).
+    fn verified_slots(&self, key: &TokenKey, capacity: u32) -> [String; CHOICES] {
+        let slots = slot_choices(key, capacity.saturating_mul(2));
+        slots.map(|slot| format!("tollgate.verified.{:016x}.{slot}", self.config_tag))
     }
 
     fn apply(
@@ -543,6 +540,18 @@ impl Worker {
             self.resume_waiter(context_id);
         }
         let _ = hostcalls::set_effective_context(self.callback_context);
+    }
+
+    /// The token of a request parked for this token hash.
+    pub fn waiting_token(&self, hash: &[u8; 32]) -> Option<String> {
+        self.waiters
+            .values()
+            .find_map(|w| match (&w.wait, &w.token) {
+                (WaitFor::Introspection { hash: h, .. }, Some(token)) if h == hash => {
+                    Some(token.clone())
+                }
+                _ => None,
+            })
     }
 
     fn resume_waiter(&mut self, context_id: u32) {

@@ -1,0 +1,128 @@
+//! Where an entry of the workers' shared caches may live: a few slots chosen by its hash.
+//!
+//! Workers share verified tokens and introspection answers through the host's key-value store,
+//! in a fixed number of slots so that its memory stays bounded whatever tokens clients send. An
+//! entry may live in any of [`CHOICES`] slots, picked by independent bits of its hash: it goes
+//! to the first that is free (or already its own) and is looked for in all of them. With one
+//! choice, two live entries meet in a slot from a few percent of the table's size on and evict
+//! each other for ever (each eviction costs another worker a verification, or another
+//! introspection call); with four, a table a quarter full loses about one entry in 280 of its
+//! last inserts, and only a full table evicts in earnest. A miss reads every choice, but it
+//! happens once per token and worker, never on a remembered token's path.
+
+/// Slots an entry may live in.
+pub const CHOICES: usize = 4;
+
+/// The slots (each below `slots`) an entry with this hash may live in, in the order to try
+/// them. The hash must be uniform (a SHA-256 prefix is); 16 bytes of it are used, four per
+/// choice, so two choices of one entry are as independent as two entries.
+pub fn slot_choices(hash: &[u8; 16], slots: u32) -> [u32; CHOICES] {
+    let slots = slots.max(1);
+    let mut choices = [0; CHOICES];
+    for (choice, word) in choices.iter_mut().zip(hash.chunks_exact(4)) {
+        let word = u32::from_be_bytes(word.try_into().unwrap_or_default());
+        *choice = word % slots;
+    }
+    choices
+}
+
+/// Where a new entry goes among its choices: the first that `replaceable` accepts (empty, its
+/// own older entry, a stale one), else the last, whose entry is evicted.
+pub fn slot_to_write<T>(choices: &[T], replaceable: impl Fn(&T) -> bool) -> Option<&T> {
+    choices
+        .iter()
+        .find(|&choice| replaceable(choice))
+        .or(choices.last())
+}
+
+/// The first 16 bytes of a 32-byte digest, which [`slot_choices`] reads.
+pub fn prefix(digest: &[u8; 32]) -> &[u8; 16] {
+    digest.first_chunk::<16>().unwrap_or(&[0; 16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    fn hash(text: &str) -> [u8; 16] {
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        *prefix(&digest)
+    }
+
+    #[test]
+    fn choices_are_in_range_stable_and_spread() {
+        assert_eq!(slot_choices(&hash("x"), 0), [0; CHOICES]);
+        assert_eq!(slot_choices(&hash("x"), 1), [0; CHOICES]);
+        let h = hash("same");
+        assert_eq!(slot_choices(&h, 4096), slot_choices(&h, 4096));
+        let slots = 16;
+        let mut seen = [[0u32; 16]; CHOICES];
+        for i in 0..1600 {
+            for (k, slot) in slot_choices(&hash(&format!("token-{i}")), slots)
+                .into_iter()
+                .enumerate()
+            {
+                assert!(slot < slots);
+                if let Some(n) = seen.get_mut(k).and_then(|s| s.get_mut(slot as usize)) {
+                    *n += 1;
+                }
+            }
+        }
+        for per_choice in seen {
+            assert!(
+                per_choice.iter().all(|&n| n > 50 && n < 150),
+                "{per_choice:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn choices_of_one_entry_are_independent() {
+        // Were two choices derived from each other, entries sharing one would share the other.
+        let slots = 64;
+        let mut both = 0;
+        let mut first = 0;
+        let a = slot_choices(&hash("anchor"), slots);
+        for i in 0..20_000 {
+            let b = slot_choices(&hash(&format!("other-{i}")), slots);
+            if b.first() == a.first() {
+                first += 1;
+                both += usize::from(b.get(1) == a.get(1));
+            }
+        }
+        assert!(first > 200, "{first}");
+        assert!(
+            both * 16 < first,
+            "{both} of {first} also share the second choice"
+        );
+    }
+
+    #[test]
+    fn a_new_entry_takes_the_first_free_choice_or_evicts_the_last() {
+        let choices = [7, 3, 9, 1];
+        assert_eq!(slot_to_write(&choices, |&s| s == 9 || s == 1), Some(&9));
+        assert_eq!(slot_to_write(&choices, |_| true), Some(&7));
+        assert_eq!(slot_to_write(&choices, |_| false), Some(&1));
+        assert_eq!(slot_to_write(&[] as &[u32], |_| true), None);
+    }
+
+    /// The figure in the module doc: four choices, 1,000 entries in 4,096 slots.
+    #[test]
+    fn four_choices_rarely_evict_at_a_quarter_full() {
+        let slots = 4096;
+        let mut table: Vec<Option<usize>> = vec![None; slots as usize];
+        let mut evicted = 0;
+        for i in 0..1000 {
+            let choices = slot_choices(&hash(&format!("t{i}")), slots);
+            let slot = slot_to_write(&choices, |&s| {
+                table.get(s as usize).is_some_and(Option::is_none)
+            });
+            if let Some(cell) = slot.and_then(|&s| table.get_mut(s as usize)) {
+                evicted += usize::from(cell.is_some());
+                *cell = Some(i);
+            }
+        }
+        assert!(evicted <= 3, "{evicted} of 1000 evicted");
+    }
+}
