@@ -267,6 +267,29 @@ def test_concurrent_requests_with_a_new_token_cause_one_introspection_call(envoy
     assert calls == 1
 
 
+def test_many_new_opaque_tokens_at_once_cost_one_introspection_call_each(envoy_with, idp):
+    # 120 new tokens, each sent four times at once on new connections (so to both workers),
+    # into a cache of 1,024 answers: some tokens share the slot whose lease coalesces calls
+    # and must wait for each other; none may be asked for twice, then or later.
+    gate = start_gate(envoy_with, gate_config(idp, cache_entries=1024, cache_ttl_seconds=60), idp)
+    tokens = [opaque_token(idp) for _ in range(120)]
+    idp.reset_counts()
+
+    def send(i: int) -> int:
+        return gate.request("GET", "/orders", bearer(tokens[i // 4]), timeout=10).status
+
+    first = concurrently(480, 32, send)
+    calls = idp.counts().get(INTROSPECTION, 0)
+    again = concurrently(480, 32, send)
+    calls_after = idp.counts().get(INTROSPECTION, 0)
+    print(f"\n120 new opaque tokens, 4 requests each at once: {calls} introspection calls; "
+          f"480 more requests: {calls_after - calls} more")
+    assert first == [200] * 480, sorted(set(first))
+    assert again == [200] * 480, sorted(set(again))
+    assert calls == 120
+    assert calls_after == 120, "every answer stayed cached, in both workers"
+
+
 # --------------------------------------------------------------------------------------------
 # policies
 
