@@ -33,6 +33,9 @@ impl Worker {
         if policy.limits.is_empty() {
             return Ok(Vec::new());
         }
+        // Budgets are exact only at the time of now: the tick clock of one worker can be up to
+        // a tick behind another's, and GCRA would then refuse a request within its budget.
+        self.set_clock(crate::host::now_ms());
         let now = self.now_ms;
         let mut reports = Vec::with_capacity(policy.limits.len());
         for (limit, key) in policy.limits.iter().zip(keys) {

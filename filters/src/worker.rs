@@ -173,8 +173,7 @@ impl Worker {
     /// read now when it never was or [`CLOCK_READ_EVERY`] requests came since. A host call per
     /// request costs about as much as deciding for a remembered token, and no decision needs
     /// finer time: token dates are whole seconds compared with a clock skew of a minute or
-    /// more; a rate limit that sees a slightly older time only refuses sooner, and a quota may
-    /// count a request at the very end of its window in the window that ends.
+    /// more. Rate limits and quotas, which do, read the clock again (`charge_limits`).
     pub fn clock_for_request(&mut self, read_clock: impl FnOnce() -> u64) {
         self.requests_since_clock += 1;
         if self.now_ms == 0 || self.requests_since_clock >= CLOCK_READ_EVERY {
