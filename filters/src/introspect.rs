@@ -1,12 +1,13 @@
 //! Introspecting opaque tokens once for all workers.
 //!
-//! Answers are cached in shared data in a fixed number of slots per provider (an answer may live
-//! in any of the few the engine's `slot_choices` names), so memory is bounded however many
-//! tokens arrive. One call per token hash: a lease on the first of those slots makes one worker call while the others' requests wait for the slot to hold the
-//! answer; within a worker, requests with the same token wait for the one call in flight. A
-//! call can start from a request's callback (no tick of delay); its answer then reaches that
-//! request's context, which hands it to the worker like the root does. A call whose answer never
-//! comes (its context died) is swept at the next tick after its timeout.
+//! Answers are cached in shared data in a fixed number of slots per provider (an answer may
+//! live in any of the few the engine's `slot_choices` names), so memory is bounded however many
+//! tokens arrive. One call per token hash: a lease on the first of those slots makes one worker
+//! call while the others' requests wait for a slot to hold the answer; within a worker,
+//! requests with the same token wait for the one call in flight. A call can start from a
+//! request's callback (no tick of delay); its answer then reaches that request's context, which
+//! hands it to the worker like the root does. A call whose answer never comes (its context
+//! died) is swept at the next tick after its timeout.
 
 use crate::host::CallAnswer;
 use crate::shared::{self, Lease};
