@@ -3,19 +3,19 @@
 //! Workers share verified tokens and introspection answers through the host's key-value store,
 //! in a fixed number of slots so that its memory stays bounded whatever tokens clients send. An
 //! entry may live in any of [`CHOICES`] slots, picked by independent bits of its hash: it goes
-//! to the first that is free (or already its own) and is looked for in all of them. With one
-//! choice, two live entries meet in a slot from a few percent of the table's size on and evict
-//! each other for ever (each eviction costs another worker a verification, or another
-//! introspection call); with four, a table a quarter full loses about one entry in 280 of its
-//! last inserts, and only a full table evicts in earnest. A miss reads every choice, but it
-//! happens once per token and worker, never on a remembered token's path.
+//! to the first that is free (or already its own) and is looked for in all of them. An entry
+//! that finds all its choices taken evicts a live one, which costs another worker a
+//! verification, or another introspection call. With two choices a table a quarter full does
+//! so for one in 17 of its last inserts; with four, one in 280, and only a full table evicts in
+//! earnest. A miss reads every choice, but it happens once per token and worker, never on a
+//! remembered token's path.
 
 /// Slots an entry may live in.
 pub const CHOICES: usize = 4;
 
 /// The slots (each below `slots`) an entry with this hash may live in, in the order to try
-/// them. The hash must be uniform (a SHA-256 prefix is); 16 bytes of it are used, four per
-/// choice, so two choices of one entry are as independent as two entries.
+/// them. The hash must be uniform (a SHA-256 prefix is, as `verified::key_of` takes it); four
+/// bytes per choice, so two choices of one entry are as independent as two entries.
 pub fn slot_choices(hash: &[u8; 16], slots: u32) -> [u32; CHOICES] {
     let slots = slots.max(1);
     let mut choices = [0; CHOICES];
@@ -35,31 +35,21 @@ pub fn slot_to_write<T>(choices: &[T], replaceable: impl Fn(&T) -> bool) -> Opti
         .or(choices.last())
 }
 
-/// The first 16 bytes of a 32-byte digest, which [`slot_choices`] reads.
-pub fn prefix(digest: &[u8; 32]) -> &[u8; 16] {
-    digest.first_chunk::<16>().unwrap_or(&[0; 16])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::{Digest, Sha256};
-
-    fn hash(text: &str) -> [u8; 16] {
-        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
-        *prefix(&digest)
-    }
+    use crate::verified::token_key;
 
     #[test]
     fn choices_are_in_range_stable_and_spread() {
-        assert_eq!(slot_choices(&hash("x"), 0), [0; CHOICES]);
-        assert_eq!(slot_choices(&hash("x"), 1), [0; CHOICES]);
-        let h = hash("same");
+        assert_eq!(slot_choices(&token_key("x"), 0), [0; CHOICES]);
+        assert_eq!(slot_choices(&token_key("x"), 1), [0; CHOICES]);
+        let h = token_key("same");
         assert_eq!(slot_choices(&h, 4096), slot_choices(&h, 4096));
         let slots = 16;
         let mut seen = [[0u32; 16]; CHOICES];
         for i in 0..1600 {
-            for (k, slot) in slot_choices(&hash(&format!("token-{i}")), slots)
+            for (k, slot) in slot_choices(&token_key(&format!("token-{i}")), slots)
                 .into_iter()
                 .enumerate()
             {
@@ -83,9 +73,9 @@ mod tests {
         let slots = 64;
         let mut both = 0;
         let mut first = 0;
-        let a = slot_choices(&hash("anchor"), slots);
+        let a = slot_choices(&token_key("anchor"), slots);
         for i in 0..20_000 {
-            let b = slot_choices(&hash(&format!("other-{i}")), slots);
+            let b = slot_choices(&token_key(&format!("other-{i}")), slots);
             if b.first() == a.first() {
                 first += 1;
                 both += usize::from(b.get(1) == a.get(1));
@@ -114,7 +104,7 @@ mod tests {
         let mut table: Vec<Option<usize>> = vec![None; slots as usize];
         let mut evicted = 0;
         for i in 0..1000 {
-            let choices = slot_choices(&hash(&format!("t{i}")), slots);
+            let choices = slot_choices(&token_key(&format!("t{i}")), slots);
             let slot = slot_to_write(&choices, |&s| {
                 table.get(s as usize).is_some_and(Option::is_none)
             });

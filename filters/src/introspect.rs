@@ -19,7 +19,8 @@ use tollgate::config::{HttpUrl, Introspection, ProviderId};
 use tollgate::introspection::{
     build_call, cache_until_ms, parse_answer, CachedAnswer, MAX_ANSWER_BYTES,
 };
-use tollgate::slots::{prefix, slot_choices, CHOICES};
+use tollgate::slots::{slot_choices, CHOICES};
+use tollgate::verified::key_of;
 
 impl Worker {
     fn introspection_cfg(&self, id: ProviderId) -> Option<&Introspection> {
@@ -48,7 +49,7 @@ impl Worker {
             "tollgate.introspect.{name}.{:016x}",
             shared::fingerprint(&source)
         );
-        let slots = slot_choices(prefix(hash), cfg.cache_entries);
+        let slots = slot_choices(&key_of(hash), cfg.cache_entries);
         Some(slots.map(|slot| format!("{base}.{slot}")))
     }
 
