@@ -340,6 +340,23 @@ def per_worker_connections(gate: harness.Envoy) -> dict[str, int]:
     }
 
 
+def test_a_budget_is_spent_exactly_whichever_worker_each_request_reaches(envoy_with, idp):
+    # Ten tokens, each with a budget of its own (keyed by its jti) of 3 a minute, each sent four
+    # times one after the other on new connections, so each request lands on either worker:
+    # three pass and the fourth is refused, for every token. (Each worker used to charge at
+    # its own tick clock, up to 100 ms from the other's, and GCRA then refused early.)
+    config = rate_limited_config(idp, 3)
+    # The most slots a limit may have, so that no two tokens share a counter (1 in 23,000).
+    config["policies"][0]["rate_limits"][0].update(key="claim:jti", max_keys=1 << 20)
+    gate = start_gate(envoy_with, config, idp)
+    statuses = []
+    for _ in range(10):
+        token = idp.token("orders-app", scope="orders:read")
+        statuses.append([gate.request("GET", "/orders", bearer(token)).status for _ in range(4)])
+    print(f"\n3 a minute per token, 4 requests each: {statuses}")
+    assert statuses == [[200, 200, 200, 429]] * 10
+
+
 def test_rate_limits_are_exact_across_two_workers(envoy_with, idp):
     budget, total = 25, 200
     gate = start_gate(envoy_with, rate_limited_config(idp, budget, rate_limit_headers=True), idp)
