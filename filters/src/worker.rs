@@ -500,16 +500,9 @@ impl Worker {
         // Waiters for an introspection no worker is making any more (its caller gave up or
         // died): take the call over.
         let orphans: Vec<(ProviderId, [u8; 32], String)> = self
-            .waiters
-            .values()
-            .filter_map(|w| match (w.wait, &w.token) {
-                (WaitFor::Introspection { provider, hash }, Some(token))
-                    if !self.calling(&hash) =>
-                {
-                    Some((provider, hash, token.clone()))
-                }
-                _ => None,
-            })
+            .introspection_waits()
+            .filter(|(_, hash, _)| !self.calling(hash))
+            .map(|(provider, hash, token)| (provider, hash, token.to_string()))
             .collect();
         for (provider, hash, token) in orphans {
             if !self.calling(&hash) {
@@ -541,16 +534,23 @@ impl Worker {
         let _ = hostcalls::set_effective_context(self.callback_context);
     }
 
-    /// The token of a request parked for this token hash.
-    pub fn waiting_token(&self, hash: &[u8; 32]) -> Option<String> {
+    /// The parked requests that wait for an introspection: provider, token hash and token.
+    fn introspection_waits(&self) -> impl Iterator<Item = (ProviderId, [u8; 32], &str)> {
         self.waiters
             .values()
-            .find_map(|w| match (&w.wait, &w.token) {
-                (WaitFor::Introspection { hash: h, .. }, Some(token)) if h == hash => {
-                    Some(token.clone())
+            .filter_map(|w| match (w.wait, &w.token) {
+                (WaitFor::Introspection { provider, hash }, Some(token)) => {
+                    Some((provider, hash, token.as_str()))
                 }
                 _ => None,
             })
+    }
+
+    /// The token of a request parked for this token hash.
+    pub fn waiting_token(&self, hash: &[u8; 32]) -> Option<String> {
+        self.introspection_waits()
+            .find(|(_, h, _)| h == hash)
+            .map(|(_, _, token)| token.to_string())
     }
 
     fn resume_waiter(&mut self, context_id: u32) {
