@@ -680,42 +680,33 @@ pub(crate) fn wnaf(k: &Limbs, window: u32) -> [i8; 257] {
 /// below `2^(w-1)`, and `k = sum d_i 2^i`.
 pub(crate) fn wnaf_into<const N: usize>(k: &[u32; N], window: u32, digits: &mut [i8]) {
     digits.fill(0);
-    // One more word: adding back a negative digit can carry past the top limb.
-    let (mut k, mut top) = (*k, 0u32);
-    let modulus = 1i64 << window;
-    let half = modulus >> 1;
-    let mut bit = 0usize;
-    while top != 0 || !is_zero(&k) {
-        let low = k.first().copied().unwrap_or(0);
-        if low & 1 == 1 {
-            let mut d = i64::from(low) & (modulus - 1);
-            if d >= half {
-                d -= modulus;
-            }
-            // k -= d.
-            let mut carry = -d;
-            for x in k.iter_mut() {
-                let s = i64::from(*x) + carry;
-                *x = s as u32;
-                carry = s >> 32;
-                if carry == 0 {
-                    break;
-                }
-            }
-            top = top.wrapping_add(carry as u32);
-            if let Some(slot) = digits.get_mut(bit) {
-                *slot = d as i8;
-            }
+    let width = 1u64 << window;
+    // The 64 bits of k from bit `pos` up, zeros past the top.
+    let bits_from = |pos: usize| {
+        let limb = |i: usize| u64::from(k.get(i).copied().unwrap_or(0));
+        (limb(pos / 32) | limb(pos / 32 + 1) << 32) >> (pos % 32)
+    };
+    // Reads the bits rather than subtracting each digit from k and shifting it: `carry` is 1
+    // after a negative digit, whose subtraction added 2^w at its position.
+    let (mut pos, mut carry) = (0usize, 0u64);
+    while pos < digits.len().min(32 * N + 1) {
+        let value = carry + (bits_from(pos) & (width - 1));
+        if value & 1 == 0 {
+            // The carry, if any, runs through these zeros unchanged.
+            pos += (value.trailing_zeros() as usize).min(window as usize);
+            continue;
         }
-        // k >>= 1.
-        let mut high = top & 1;
-        top >>= 1;
-        for x in k.iter_mut().rev() {
-            let low_bit = *x & 1;
-            *x = (*x >> 1) | (high << 31);
-            high = low_bit;
+        let digit = if value < width / 2 {
+            carry = 0;
+            value as i64
+        } else {
+            carry = 1;
+            value as i64 - width as i64
+        };
+        if let Some(slot) = digits.get_mut(pos) {
+            *slot = digit as i8;
         }
-        bit += 1;
+        pos += window as usize;
     }
 }
 
