@@ -1,13 +1,13 @@
 //! Ed25519 verification (RFC 8032 section 5.1.7) with the strictness of ed25519-dalek's
 //! `verify_strict`, variable-time, shaped for wasm under V8 like `p256_vt`: the field
-//! GF(2^255 - 19) on eight 32-bit limbs, extended twisted Edwards coordinates with the complete
-//! formulas of Hisil, Wong, Carter and Dawson, and one interleaved wNAF double-scalar
-//! multiplication `[s]B + [k](-A)` whose scalars are split in eight 32-bit chunks, over affine
-//! tables of odd multiples of `2^(32 c) B` (24 KB, built once per process, with the first
-//! Ed25519 key) and of `2^(32 c) (-A)` (6 KB per key, built when the key is imported). That is
-//! 32 doublings where curve25519-dalek's `vartime_double_scalar_mul_basepoint` does 253, and
-//! verification about twice as fast as ed25519-dalek's in wasm (see
-//! `examples/crypto_candidates.rs`).
+//! GF(2^255 - 19) on eight 32-bit limbs reduced only below 2^256, extended twisted Edwards
+//! coordinates with the complete formulas of Hisil, Wong, Carter and Dawson, and one interleaved
+//! wNAF double-scalar multiplication `[s]B + [k](-A)` whose scalars are split in eight 32-bit
+//! chunks, over affine tables of odd multiples of `2^(32 c) B` (48 KB, built once per process,
+//! with the first Ed25519 key) and of `2^(32 c) (-A)` (12 KB per key, built when the key is
+//! imported). That is 32 doublings where curve25519-dalek's
+//! `vartime_double_scalar_mul_basepoint` does 253, and verification about twice as fast as
+//! ed25519-dalek's in wasm (see `examples/crypto_candidates.rs`).
 //!
 //! Strictness, as `verify_strict`: `S` must be canonical (below L), `A` and `R` must not have
 //! small order and the recomputed point must encode exactly to `R` (so a non-canonical `R`
@@ -31,7 +31,7 @@
 use sha2::{Digest, Sha512};
 
 use super::limbs::{
-    add_mod, from_le_bytes, inv_mod, lt, mont_mul, mul_wide, one, square_wide, sub_mod, sub_raw,
+    add_mod, add_raw, from_le_bytes, inv_mod, lt, mont_mul, mul_wide, one, square_wide, sub_raw,
     to_le_bytes, wnaf, Limbs,
 };
 
@@ -209,26 +209,64 @@ pub(crate) fn reduce_wide(bytes: &[u8; 64]) -> Limbs {
 
 // ---- the field GF(p) ----
 
-/// An element of GF(p), always fully reduced (below p).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Fe(pub(crate) Limbs);
+/// An element of GF(p), held as any 256-bit number congruent to it. Everything below 2^256 =
+/// 2p + 38 is a valid representative, so sums and products fold what they carry past 2^256
+/// back in with `2^256 = 38 (mod p)` and are never compared with p: only [`Fe::canonical`]
+/// reduces fully, for encoding, comparisons and inversion. Against reducing every result below
+/// p, that saves a comparison and often a subtraction per operation (about a fifth of a
+/// verification in wasm).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fe(Limbs);
+
+impl PartialEq for Fe {
+    fn eq(&self, other: &Fe) -> bool {
+        self.canonical() == other.canonical()
+    }
+}
+
+impl Eq for Fe {}
 
 impl Fe {
     pub(crate) const ZERO: Fe = Fe([0; 8]);
     pub(crate) const ONE: Fe = Fe([1, 0, 0, 0, 0, 0, 0, 0]);
 
-    /// From limbs that must be below p.
+    /// Any 256-bit representative.
     #[cfg(test)]
-    pub(crate) fn from_limbs(limbs: Limbs) -> Option<Fe> {
-        lt(&limbs, &P).then_some(Fe(limbs))
+    pub(crate) fn from_limbs(limbs: Limbs) -> Fe {
+        Fe(limbs)
+    }
+
+    /// The value below p.
+    pub(crate) fn canonical(&self) -> Limbs {
+        let mut w = self.0;
+        // Below 2^256 = 2p + 38: two subtractions at most.
+        while !lt(&w, &P) {
+            w = sub_raw(&w, &P).0;
+        }
+        w
     }
 
     pub(crate) fn add(&self, other: &Fe) -> Fe {
-        Fe(add_mod(&self.0, &other.0, &P))
+        let (sum, carry) = add_raw(&self.0, &other.0);
+        Fe(fold(sum, 38 * u64::from(carry)))
     }
 
     pub(crate) fn sub(&self, other: &Fe) -> Fe {
-        Fe(sub_mod(&self.0, &other.0, &P))
+        let (mut w, borrow) = sub_raw(&self.0, &other.0);
+        // A borrow added 2^256; taking 38 more makes that 2p. Borrowing past the top again (the
+        // difference was within 38 of -2^256) adds 2^256 again, so it takes 38 again.
+        let mut take = 38 * u32::from(borrow);
+        loop {
+            for limb in w.iter_mut() {
+                let (d, b) = limb.overflowing_sub(take);
+                *limb = d;
+                take = u32::from(b);
+                if take == 0 {
+                    return Fe(w);
+                }
+            }
+            take = 38;
+        }
     }
 
     pub(crate) fn neg(&self) -> Fe {
@@ -253,7 +291,7 @@ impl Fe {
 
     /// `self^-1`, `None` for zero.
     pub(crate) fn invert(&self) -> Option<Fe> {
-        inv_mod(&self.0, &P).map(Fe)
+        inv_mod(&self.canonical(), &P).map(Fe)
     }
 
     /// `self^e`, variable-time square-and-multiply (only used when a key is imported).
@@ -272,7 +310,7 @@ impl Fe {
 
     /// Whether the canonical value is odd: the "sign" of RFC 8032.
     fn is_negative(&self) -> bool {
-        self.0.first().is_some_and(|&x| x & 1 == 1)
+        self.canonical().first().is_some_and(|&x| x & 1 == 1)
     }
 }
 
@@ -286,24 +324,24 @@ fn reduce(c: &[u32; 16]) -> Fe {
         *o = s as u32;
         carry = s >> 32;
     }
-    // Fold what is left above 2^256 (below 39) until nothing is.
-    while carry != 0 {
-        let mut extra = 38 * carry;
-        for o in w.iter_mut() {
-            let s = u64::from(*o) + extra;
-            *o = s as u32;
+    Fe(fold(w, 38 * carry))
+}
+
+/// `w + extra` below 2^256, for `extra = 38 c` standing for `2^256 c`: an addition that carries
+/// past the top stands for 2^256 again and adds 38 again. The carry almost always stops at the
+/// lowest limb, so the loop is cut short there.
+fn fold(mut w: Limbs, mut extra: u64) -> Limbs {
+    loop {
+        for limb in w.iter_mut() {
+            let s = u64::from(*limb) + extra;
+            *limb = s as u32;
             extra = s >> 32;
             if extra == 0 {
-                break;
+                return w;
             }
         }
-        carry = extra;
+        extra = 38;
     }
-    // Below 2^256 = 2p + 38: two subtractions at most.
-    while !lt(&w, &P) {
-        w = sub_raw(&w, &P).0;
-    }
-    Fe(w)
 }
 
 // ---- points ----
@@ -344,13 +382,6 @@ impl Niels {
 }
 
 impl Extended {
-    pub(crate) const IDENTITY: Extended = Extended {
-        x: Fe::ZERO,
-        y: Fe::ONE,
-        z: Fe::ONE,
-        t: Fe::ZERO,
-    };
-
     pub(crate) fn from_affine(x: Fe, y: Fe) -> Extended {
         Extended {
             x,
@@ -360,38 +391,23 @@ impl Extended {
         }
     }
 
-    /// `2P` ("dbl-2008-hwcd", a = -1): 4M + 4S.
+    /// `2P`: 4M + 4S.
     pub(crate) fn double(&self) -> Extended {
-        let a = self.x.square();
-        let b = self.y.square();
-        let c = self.z.square().double();
-        let e = self.x.add(&self.y).square().sub(&a).sub(&b);
-        let g = b.sub(&a);
-        let f = g.sub(&c);
-        let h = a.add(&b).neg();
-        Extended {
-            x: e.mul(&f),
-            y: g.mul(&h),
-            z: f.mul(&g),
-            t: e.mul(&h),
-        }
+        doubled(&self.x, &self.y, &self.z).to_extended()
     }
 
-    /// `P + Q` for a prepared affine `Q` ("madd-2008-hwcd-3", complete on Ed25519): 7M.
-    fn add_niels(&self, q: &Niels) -> Extended {
+    /// `P + Q` for a prepared affine `Q` ("madd-2008-hwcd-3", complete on Ed25519): 3M, and 4M
+    /// more when the result is made extended.
+    fn add_niels(&self, q: &Niels) -> Completed {
         let a = self.y.sub(&self.x).mul(&q.y_minus_x);
         let b = self.y.add(&self.x).mul(&q.y_plus_x);
         let c = self.t.mul(&q.xy2d);
         let d = self.z.double();
-        let e = b.sub(&a);
-        let f = d.sub(&c);
-        let g = d.add(&c);
-        let h = b.add(&a);
-        Extended {
-            x: e.mul(&f),
-            y: g.mul(&h),
-            z: f.mul(&g),
-            t: e.mul(&h),
+        Completed {
+            e: b.sub(&a),
+            f: d.sub(&c),
+            g: d.add(&c),
+            h: b.add(&a),
         }
     }
 
@@ -423,13 +439,65 @@ impl Extended {
         let zinv = self.z.invert()?;
         let x = self.x.mul(&zinv);
         let y = self.y.mul(&zinv);
-        let mut out = to_le_bytes(&y.0);
+        let mut out = to_le_bytes(&y.canonical());
         if x.is_negative() {
             if let Some(last) = out.last_mut() {
                 *last |= 0x80;
             }
         }
         Some(out)
+    }
+}
+
+/// The four factors the point formulas end with: `X = EF`, `Y = GH`, `Z = FG`, `T = EH`. The
+/// multiplication loop keeps a point so until it knows what comes next: an addition needs all
+/// four coordinates (4M), a doubling only X, Y and Z (3M).
+#[derive(Clone, Copy, Debug)]
+struct Completed {
+    e: Fe,
+    f: Fe,
+    g: Fe,
+    h: Fe,
+}
+
+impl Completed {
+    const IDENTITY: Completed = Completed {
+        e: Fe::ZERO,
+        f: Fe::ONE,
+        g: Fe::ONE,
+        h: Fe::ONE,
+    };
+
+    fn to_extended(self) -> Extended {
+        Extended {
+            x: self.e.mul(&self.f),
+            y: self.g.mul(&self.h),
+            z: self.f.mul(&self.g),
+            t: self.e.mul(&self.h),
+        }
+    }
+
+    /// `2P`: 3M + 4S.
+    fn double(self) -> Completed {
+        doubled(
+            &self.e.mul(&self.f),
+            &self.g.mul(&self.h),
+            &self.f.mul(&self.g),
+        )
+    }
+}
+
+/// `2P` from the projective `(X, Y, Z)` of P ("dbl-2008-hwcd", a = -1): 4S.
+fn doubled(x: &Fe, y: &Fe, z: &Fe) -> Completed {
+    let a = x.square();
+    let b = y.square();
+    let c = z.square().double();
+    let g = b.sub(&a);
+    Completed {
+        e: x.add(y).square().sub(&a).sub(&b),
+        f: g.sub(&c),
+        g,
+        h: a.add(&b).neg(),
     }
 }
 
@@ -486,10 +554,11 @@ pub(crate) fn decompress(encoding: &[u8; 32]) -> Result<(Fe, Fe), KeyError> {
 const CHUNKS: usize = 8;
 /// Bits per chunk.
 const CHUNK_BITS: usize = 256 / CHUNKS;
-/// wNAF width for the key's tables: odd multiples 1..=15 of each chunk base.
-const A_WINDOW: u32 = 5;
-/// wNAF width for the base point's tables: odd multiples 1..=63.
-const B_WINDOW: u32 = 7;
+/// wNAF width for the key's tables: odd multiples 1..=31 of each chunk base.
+const A_WINDOW: u32 = 6;
+/// wNAF width for the base point's tables: odd multiples 1..=127 (the widest an `i8` digit
+/// allows).
+const B_WINDOW: u32 = 8;
 
 /// Odd multiples `P, 3P, ..., (2^(w-1) - 1)P` of the chunk bases `2^(CHUNK_BITS c) P`, affine.
 #[derive(Clone)]
@@ -497,6 +566,8 @@ pub(crate) struct Tables {
     /// `CHUNKS` tables of `2^(w - 2)` points each, one after the other.
     points: Vec<Niels>,
     per_chunk: usize,
+    /// The wNAF width the tables serve.
+    window: u32,
 }
 
 impl Tables {
@@ -534,6 +605,7 @@ impl Tables {
         Some(Tables {
             points: out,
             per_chunk,
+            window,
         })
     }
 
@@ -554,9 +626,9 @@ fn base_tables() -> Option<&'static Tables> {
 /// `[s]B + [k]P` for the point `P` whose tables are `p`; scalars below 2^256.
 pub(crate) fn double_scalar_mul(s: &Limbs, k: &Limbs, p: &Tables) -> Option<Extended> {
     let b = base_tables()?;
-    let ds = wnaf(s, B_WINDOW);
-    let dk = wnaf(k, A_WINDOW);
-    let mut acc = Extended::IDENTITY;
+    let ds = wnaf(s, b.window);
+    let dk = wnaf(k, p.window);
+    let mut acc = Completed::IDENTITY;
     let mut started = false;
     // Digit i of a scalar sits in chunk i / CHUNK_BITS at position i % CHUNK_BITS; digit 256
     // (a carry out of the top) is position CHUNK_BITS of the last chunk.
@@ -572,17 +644,19 @@ pub(crate) fn double_scalar_mul(s: &Limbs, k: &Limbs, p: &Tables) -> Option<Exte
             for (digits, tables) in [(&ds, b), (&dk, p)] {
                 let d = digits.get(index).copied().unwrap_or(0);
                 if d > 0 {
-                    acc = acc.add_niels(tables.get(chunk, (d as usize) >> 1)?);
+                    acc = acc
+                        .to_extended()
+                        .add_niels(tables.get(chunk, (d as usize) >> 1)?);
                     started = true;
                 } else if d < 0 {
                     let point = tables.get(chunk, (d.unsigned_abs() as usize) >> 1)?;
-                    acc = acc.add_niels(&point.neg());
+                    acc = acc.to_extended().add_niels(&point.neg());
                     started = true;
                 }
             }
         }
     }
-    Some(acc)
+    Some(acc.to_extended())
 }
 
 /// Why an Ed25519 key was refused.

@@ -685,7 +685,20 @@ fn ed_p() -> BigUint {
 }
 
 fn ed_fe(value: &BigUint) -> ed25519_vt::Fe {
-    ed25519_vt::Fe::from_limbs(limbs_of(value)).unwrap()
+    ed25519_vt::Fe::from_limbs(limbs_of(value))
+}
+
+/// Any of the 256-bit numbers that stand for a field element: a value below p plus 0, p or 2p
+/// (when that stays below 2^256), or one of the largest, up to `2^256 - 1 = 2p + 37`.
+fn ed_representative() -> impl Strategy<Value = BigUint> {
+    let top = BigUint::from(1u8) << 256;
+    prop_oneof![
+        6 => (below(&ed_p()), 0u8..3).prop_map(|(v, k)| {
+            let r = &v + ed_p() * k;
+            if r.bits() > 256 { v } else { r }
+        }),
+        1 => (1u8..=40).prop_map(move |d| &top - d),
+    ]
 }
 
 fn dalek_scalar(bytes: [u8; 32]) -> curve25519_dalek::Scalar {
@@ -701,18 +714,23 @@ fn dalek_point(a: [u8; 32], torsion: usize) -> curve25519_dalek::EdwardsPoint {
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(256), ..ProptestConfig::default() })]
 
+    /// The field on every representative, not only the canonical one: operations take and
+    /// give numbers anywhere below 2^256, and `canonical` and `==` see through them.
     #[test]
-    fn ed25519_field_matches_num_bigint(a in below(&ed_p()), b in below(&ed_p())) {
+    fn ed25519_field_matches_num_bigint(a in ed_representative(), b in ed_representative()) {
         let p = ed_p();
         let (fa, fb) = (ed_fe(&a), ed_fe(&b));
-        prop_assert_eq!(big_le(&fa.mul(&fb).0), &a * &b % &p);
-        prop_assert_eq!(big_le(&fa.square().0), &a * &a % &p);
-        prop_assert_eq!(big_le(&fa.add(&fb).0), (&a + &b) % &p);
-        prop_assert_eq!(big_le(&fa.sub(&fb).0), (&a + &p - &b) % &p);
-        prop_assert_eq!(big_le(&fa.neg().0), (&p - &a) % &p);
+        let (a, b) = (&a % &p, &b % &p);
+        prop_assert!(fa == ed_fe(&a) && fb == ed_fe(&b));
+        prop_assert_eq!(big_le(&fa.canonical()), a.clone());
+        prop_assert_eq!(big_le(&fa.mul(&fb).canonical()), &a * &b % &p);
+        prop_assert_eq!(big_le(&fa.square().canonical()), &a * &a % &p);
+        prop_assert_eq!(big_le(&fa.add(&fb).canonical()), (&a + &b) % &p);
+        prop_assert_eq!(big_le(&fa.sub(&fb).canonical()), (&a + &p - &b) % &p);
+        prop_assert_eq!(big_le(&fa.neg().canonical()), (&p - &a) % &p);
         match fa.invert() {
             None => prop_assert_eq!(&a, &BigUint::from(0u8)),
-            Some(inv) => prop_assert_eq!(big_le(&inv.0), a.modpow(&(&p - 2u8), &p)),
+            Some(inv) => prop_assert_eq!(big_le(&inv.canonical()), a.modpow(&(&p - 2u8), &p)),
         }
     }
 
