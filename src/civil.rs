@@ -26,18 +26,44 @@ pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (audit lines: one per request).
 pub fn rfc3339(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    let mut out = String::with_capacity(24);
+    // Written digit by digit: `format!` with widths cost ~0.3 us in wasm.
+    let fields = [
+        (year.unsigned_abs(), 4, '-'),
+        (month.unsigned_abs(), 2, '-'),
+        (day.unsigned_abs(), 2, 'T'),
+        (rem / 3600, 2, ':'),
+        (rem % 3600 / 60, 2, ':'),
+        (rem % 60, 2, '.'),
+        (ms % 1000, 3, 'Z'),
+    ];
+    for (value, width, separator) in fields {
+        push_padded(&mut out, value, width);
+        out.push(separator);
+    }
+    out
+}
+
+/// `value` in decimal, with leading zeros up to `width` digits.
+fn push_padded(out: &mut String, value: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    let mut rest = value;
+    while n < digits.len() && (rest > 0 || n < width) {
+        if let Some(slot) = digits.get_mut(n) {
+            *slot = (rest % 10) as u8;
+        }
+        rest /= 10;
+        n += 1;
+    }
+    for &d in digits.iter().take(n).rev() {
+        out.push(char::from(b'0' + d));
+    }
 }
 
 #[cfg(test)]
@@ -65,5 +91,23 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(253_402_300_800_000), "10000-01-01T00:00:00.000Z");
+        // The format! it replaced, on dates over the whole range of a u64.
+        for ms in (0..64)
+            .map(|k| u64::MAX >> k)
+            .chain((0..5_000u64).map(|i| i * 7_919_999_937))
+        {
+            let secs = ms / 1000;
+            let (days, rem) = (secs / 86_400, secs % 86_400);
+            let (year, month, day) = civil_from_days(days);
+            let expected = format!(
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+                rem / 3600,
+                rem % 3600 / 60,
+                rem % 60,
+                ms % 1000
+            );
+            assert_eq!(rfc3339(ms), expected);
+        }
     }
 }
