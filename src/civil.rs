@@ -32,7 +32,7 @@ pub fn rfc3339(ms: u64) -> String {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days);
     let mut out = String::with_capacity(24);
-    // Written digit by digit: `format!` with widths cost ~0.3 us in wasm.
+    // Without `format!` (see `decimal`): ~0.3 us less a line in wasm.
     let fields = [
         (year.unsigned_abs(), 4, '-'),
         (month.unsigned_abs(), 2, '-'),
@@ -43,27 +43,10 @@ pub fn rfc3339(ms: u64) -> String {
         (ms % 1000, 3, 'Z'),
     ];
     for (value, width, separator) in fields {
-        push_padded(&mut out, value, width);
+        crate::decimal::push_u64(&mut out, value, width);
         out.push(separator);
     }
     out
-}
-
-/// `value` in decimal, with leading zeros up to `width` digits.
-fn push_padded(out: &mut String, value: u64, width: usize) {
-    let mut digits = [0u8; 20];
-    let mut n = 0;
-    let mut rest = value;
-    while n < digits.len() && (rest > 0 || n < width) {
-        if let Some(slot) = digits.get_mut(n) {
-            *slot = (rest % 10) as u8;
-        }
-        rest /= 10;
-        n += 1;
-    }
-    for &d in digits.iter().take(n).rev() {
-        out.push(char::from(b'0' + d));
-    }
 }
 
 #[cfg(test)]

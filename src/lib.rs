@@ -10,6 +10,7 @@ pub mod civil;
 pub mod claims;
 pub mod config;
 pub mod crypto;
+pub mod decimal;
 pub mod denial;
 pub mod explain;
 pub mod gate;

@@ -26,6 +26,21 @@ pub fn slot_choices(hash: &[u8; 16], slots: u32) -> [u32; CHOICES] {
     choices
 }
 
+/// A 64-bit hash that is the same in every build and worker, and cheap: FNV-1a, then
+/// MurmurHash3's finalizer so that every output bit depends on every input bit (FNV-1a alone
+/// leaves the low bits, which a modulus keeps, weakly mixed). Not for adversarial inputs where
+/// collisions matter more than spread: those take a SHA-256 prefix.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    let mut h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
 /// Where a new entry goes among its choices: the first that `replaceable` accepts (empty, its
 /// own older entry, a stale one), else the last, whose entry is evicted.
 pub fn slot_to_write<T>(choices: &[T], replaceable: impl Fn(&T) -> bool) -> Option<&T> {
@@ -39,6 +54,13 @@ pub fn slot_to_write<T>(choices: &[T], replaceable: impl Fn(&T) -> bool) -> Opti
 mod tests {
     use super::*;
     use crate::verified::token_key;
+
+    #[test]
+    fn the_stable_hash_does_not_change() {
+        // FNV-1a 64 then MurmurHash3's fmix64, computed independently.
+        assert_eq!(stable_hash(b""), 0xefd0_1f60_ba99_2926);
+        assert_eq!(stable_hash(b"sub:alice"), 0xc891_d126_0d46_b47c);
+    }
 
     #[test]
     fn choices_are_in_range_stable_and_spread() {

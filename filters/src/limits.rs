@@ -40,8 +40,7 @@ impl Worker {
         let mut reports = Vec::with_capacity(policy.limits.len());
         for (limit, key) in policy.limits.iter().zip(keys) {
             let slot = ratelimit::slot(key, limit.max_keys);
-            let shared_key = format!("tollgate.rl.{}.{}.{}", policy.name, limit.name, slot);
-            let outcome = shared::update(&shared_key, |state| {
+            let outcome = shared::update(&counter_key(&policy.name, &limit.name, slot), |state| {
                 ratelimit::charge(&limit.kind, state, now)
             })
             .unwrap_or(Charge::Limited {
@@ -64,5 +63,27 @@ impl Worker {
             ("ratelimit-policy".to_string(), policy_header.to_string()),
             ("ratelimit".to_string(), reports.join(", ")),
         ])
+    }
+}
+
+/// The shared-data key of one counter: `tollgate.rl.<policy>.<limit>.<slot>` (made for every
+/// limit of every request, so without `format!`).
+fn counter_key(policy: &str, limit: &str, slot: u32) -> String {
+    let mut key = ["tollgate.rl.", policy, ".", limit, "."].concat();
+    tollgate::decimal::push_u64(&mut key, u64::from(slot), 1);
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_by_policy_limit_and_slot() {
+        assert_eq!(
+            counter_key("gold", "per-minute", 0),
+            "tollgate.rl.gold.per-minute.0"
+        );
+        assert_eq!(counter_key("p", "l", 16_383), "tollgate.rl.p.l.16383");
     }
 }

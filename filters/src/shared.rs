@@ -60,11 +60,9 @@ pub fn update<T>(key: &str, mut f: impl FnMut(Option<&[u8]>) -> (Option<Vec<u8>>
     None
 }
 
-/// FNV-1a: stable across builds and workers, for naming shared keys.
+/// Stable across builds and workers, for naming shared keys.
 pub fn fingerprint(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    tollgate::slots::stable_hash(text.as_bytes())
 }
 
 /// "Exactly one worker does this until the deadline", stored as the deadline in ms.
