@@ -213,8 +213,8 @@ pub(crate) fn reduce_wide(bytes: &[u8; 64]) -> Limbs {
 /// 2p + 38 is a valid representative, so sums and products fold what they carry past 2^256
 /// back in with `2^256 = 38 (mod p)` and are never compared with p: only [`Fe::canonical`]
 /// reduces fully, for encoding, comparisons and inversion. Against reducing every result below
-/// p, that saves a comparison and often a subtraction per operation (about a fifth of a
-/// verification in wasm).
+/// p, that saves a comparison and often a subtraction per operation (~4% of a verification in
+/// wasm).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Fe(Limbs);
 
