@@ -2,12 +2,13 @@
 //! `verify_strict`, variable-time, shaped for wasm under V8 like `p256_vt`: the field
 //! GF(2^255 - 19) on eight 32-bit limbs reduced only below 2^256, extended twisted Edwards
 //! coordinates with the complete formulas of Hisil, Wong, Carter and Dawson, and one interleaved
-//! wNAF double-scalar multiplication `[s]B + [k](-A)` whose scalars are split in eight 32-bit
-//! chunks, over affine tables of odd multiples of `2^(32 c) B` (48 KB, built once per process,
-//! with the first Ed25519 key) and of `2^(32 c) (-A)` (12 KB per key, built when the key is
-//! imported). That is 32 doublings where curve25519-dalek's
-//! `vartime_double_scalar_mul_basepoint` does 253, and verification about twice as fast as
-//! ed25519-dalek's in wasm (see `examples/crypto_candidates.rs`).
+//! wNAF double-scalar multiplication `[s]B + [k](-A)` whose scalars are split in thirty-two
+//! 8-bit chunks, over affine tables of odd multiples of `2^(8 c) B` (192 KB, built once per
+//! process, with the first Ed25519 key) and of `2^(8 c) (-A)` (24 KB per key, built when the
+//! key is imported). That is 8 doublings where curve25519-dalek's
+//! `vartime_double_scalar_mul_basepoint` does 253 (each halving of the doublings, from 32 to 16
+//! to 8, took 8-13% off a verification in wasm; the additions stay ~70), and verification more
+//! than twice as fast as ed25519-dalek's in wasm (see `examples/crypto_candidates.rs`).
 //!
 //! Strictness, as `verify_strict`: `S` must be canonical (below L), `A` and `R` must not have
 //! small order and the recomputed point must encode exactly to `R` (so a non-canonical `R`
@@ -550,12 +551,14 @@ pub(crate) fn decompress(encoding: &[u8; 32]) -> Result<(Fe, Fe), KeyError> {
     Ok((x, y))
 }
 
-/// How many chunks each scalar is split into (each with its own table).
-const CHUNKS: usize = 8;
+/// How many chunks each scalar is split into (each with its own table): the multiplication
+/// does `256 / CHUNKS` doublings, and the tables grow with `CHUNKS`.
+const CHUNKS: usize = 32;
 /// Bits per chunk.
 const CHUNK_BITS: usize = 256 / CHUNKS;
-/// wNAF width for the key's tables: odd multiples 1..=31 of each chunk base.
-const A_WINDOW: u32 = 6;
+/// wNAF width for the key's tables: odd multiples 1..=15 of each chunk base (width 6 was ~4%
+/// faster for twice the memory per key, up to 64 keys a JWKS).
+const A_WINDOW: u32 = 5;
 /// wNAF width for the base point's tables: odd multiples 1..=127 (the widest an `i8` digit
 /// allows).
 const B_WINDOW: u32 = 8;
