@@ -249,21 +249,24 @@ impl Signed30 {
     }
 
     /// `(x a + y b + z m) / 2^30`, where the caller makes the sum divisible (`m` may be absent:
-    /// `z = 0`). `|x| + |y| <= 2^30` and `z < 2^30` keep every partial sum within `i64`.
-    fn combine(a: &Signed30, b: &Signed30, x: i64, y: i64, m: &Signed30, z: i64) -> Signed30 {
+    /// `z = 0`). `|x| + |y| <= 2^30` and `z < 2^30` keep every partial sum within `i64`. `b`
+    /// and `m` are at least as long as `a`, whose length the result has.
+    fn combine(
+        a: &Signed30,
+        b: &Signed30,
+        x: i64,
+        y: i64,
+        m: Option<(&Signed30, i64)>,
+    ) -> Signed30 {
         let mut out = Signed30 {
             limbs: [0; DIVSTEP_LIMBS],
             len: a.len,
         };
         let mut carry = 0i64;
-        let terms = a
-            .used()
-            .iter()
-            .zip(b.used())
-            .zip(m.used())
-            .zip(out.limbs.iter_mut());
-        for (i, (((&ai, &bi), &mi), slot)) in terms.enumerate() {
-            let sum = carry + x * ai + y * bi + z * mi;
+        let terms = a.used().iter().zip(b.used()).zip(out.limbs.iter_mut());
+        for (i, ((&ai, &bi), slot)) in terms.enumerate() {
+            let reduction = m.map_or(0, |(m, z)| z * m.limbs.get(i).copied().unwrap_or(0));
+            let sum = carry + x * ai + y * bi + reduction;
             if i > 0 {
                 *slot = sum & DIVSTEP_MASK;
             }
@@ -275,6 +278,23 @@ impl Signed30 {
             *top = carry;
         }
         out
+    }
+
+    /// Whether the top limb only extends the sign (0 or -1), so that the limb below can hold it.
+    fn can_shorten(&self) -> bool {
+        self.len > 2 && matches!(self.top(), 0 | -1)
+    }
+
+    /// Drops the top limb, folded into the one below (see [`Self::can_shorten`]).
+    fn shorten(&mut self) {
+        let top = self.top();
+        if let Some(next) = self.limbs.get_mut(self.len - 2) {
+            *next += top << DIVSTEP_BITS;
+        }
+        if let Some(slot) = self.limbs.get_mut(self.len - 1) {
+            *slot = 0;
+        }
+        self.len -= 1;
     }
 
     fn add(&self, other: &Signed30) -> Signed30 {
@@ -398,14 +418,20 @@ pub(crate) fn inv_mod<const N: usize>(a: &[u32; N], m: &[u32; N]) -> Option<[u32
         }
         let [u, v, q, r] = divsteps(&mut delta, f.low(), g.low());
         (f, g) = (
-            Signed30::combine(&f, &g, u, v, &zero, 0),
-            Signed30::combine(&f, &g, q, r, &zero, 0),
+            Signed30::combine(&f, &g, u, v, None),
+            Signed30::combine(&f, &g, q, r, None),
         );
+        // Neither f nor g ever grows (each step keeps one and halves a sum or difference of
+        // the two), and they shrink by ~10 bits a batch: drop the limbs both no longer need.
+        while f.can_shorten() && g.can_shorten() {
+            f.shorten();
+            g.shorten();
+        }
         // (u d + v e) / 2^30 mod m: add the multiple of m that clears the low 30 bits.
         let clear = |x: i64, y: i64| -> Signed30 {
             let low = (x * d.low() + y * e.low()) & DIVSTEP_MASK;
             let k = (low * m_neg_inv) & DIVSTEP_MASK;
-            Signed30::combine(&d, &e, x, y, &modulus, k).reduce(&modulus)
+            Signed30::combine(&d, &e, x, y, Some((&modulus, k))).reduce(&modulus)
         };
         (d, e) = (clear(u, v), clear(q, r));
     }
