@@ -153,10 +153,16 @@ fn charge_rate(
 }
 
 fn rate_state(tat: u128, per_ms: u128) -> Vec<u8> {
-    let mut out = String::with_capacity(32);
-    push_u128(&mut out, tat);
-    out.push('/');
-    push_u128(&mut out, per_ms);
+    state_text(tat, '/', per_ms)
+}
+
+/// A counter's stored text: two decimal numbers and a separator (`/` for a rate's fraction,
+/// `:` for a quota's window and count).
+fn state_text(first: u128, separator: char, second: u128) -> Vec<u8> {
+    let mut out = String::with_capacity(48);
+    push_u128(&mut out, first);
+    out.push(separator);
+    push_u128(&mut out, second);
     out.into_bytes()
 }
 
@@ -211,11 +217,7 @@ fn charge_quota(
 }
 
 fn quota_state(start: u64, count: u64) -> Vec<u8> {
-    let mut out = String::with_capacity(24);
-    push_u64(&mut out, start, 1);
-    out.push(':');
-    push_u64(&mut out, count, 1);
-    out.into_bytes()
+    state_text(start.into(), ':', count.into())
 }
 
 /// Reads `"<window start ms>:<count>"`; a start that is not a window boundary is corrupt.
