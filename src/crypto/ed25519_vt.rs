@@ -1,10 +1,10 @@
 //! Ed25519 verification (RFC 8032 section 5.1.7) with the strictness of ed25519-dalek's
-//! `verify_strict`, variable-time, shaped for wasm under V8 like `p256_vt`: the field
-//! GF(2^255 - 19) on eight 32-bit limbs reduced only below 2^256, extended twisted Edwards
+//! `verify_strict`, variable-time, shaped for wasm under V8: the field GF(2^255 - 19) on ten
+//! limbs of 26 and 25 bits whose products sum without carries, extended twisted Edwards
 //! coordinates with the complete formulas of Hisil, Wong, Carter and Dawson, and one interleaved
 //! wNAF double-scalar multiplication `[s]B + [k](-A)` whose scalars are split in thirty-two
-//! 8-bit chunks, over affine tables of odd multiples of `2^(8 c) B` (192 KB, built once per
-//! process, with the first Ed25519 key) and of `2^(8 c) (-A)` (24 KB per key, built when the
+//! 8-bit chunks, over affine tables of odd multiples of `2^(8 c) B` (240 KB, built once per
+//! process, with the first Ed25519 key) and of `2^(8 c) (-A)` (30 KB per key, built when the
 //! key is imported). That is 8 doublings where curve25519-dalek's
 //! `vartime_double_scalar_mul_basepoint` does 253 (each halving of the doublings, from 32 to 16
 //! to 8, took 8-13% off a verification in wasm; the additions stay ~70), and verification more
@@ -32,8 +32,7 @@
 use sha2::{Digest, Sha512};
 
 use super::limbs::{
-    add_mod, add_raw, from_le_bytes, inv_mod, lt, mont_mul, mul_wide, one, square_wide, sub_raw,
-    to_le_bytes, wnaf, Limbs,
+    add_mod, from_le_bytes, inv_mod, lt, mont_mul, one, sub_raw, to_le_bytes, wnaf, Limbs,
 };
 
 /// Encodings, with the sign bit (bit 255) cleared, of every point of order 1, 2, 4 or 8:
@@ -125,6 +124,10 @@ const D2: Limbs = [
     0x2406_d9dc,
 ];
 
+const D_FE: Fe = Fe::from_limbs(D);
+const D2_FE: Fe = Fe::from_limbs(D2);
+const SQRT_M1_FE: Fe = Fe::from_limbs(SQRT_M1);
+
 /// A square root of -1.
 const SQRT_M1: Limbs = [
     0x4a0e_a0b0,
@@ -210,14 +213,25 @@ pub(crate) fn reduce_wide(bytes: &[u8; 64]) -> Limbs {
 
 // ---- the field GF(p) ----
 
-/// An element of GF(p), held as any 256-bit number congruent to it. Everything below 2^256 =
-/// 2p + 38 is a valid representative, so sums and products fold what they carry past 2^256
-/// back in with `2^256 = 38 (mod p)` and are never compared with p: only [`Fe::canonical`]
-/// reduces fully, for encoding, comparisons and inversion. Against reducing every result below
-/// p, that saves a comparison and often a subtraction per operation (~4% of a verification in
-/// wasm).
+/// Bits of each of the ten limbs of a field element: 26, 25, 26, 25, ... (255 in all), so
+/// limb `i` starts at bit `ceil(25.5 i)`: 0, 26, 51, 77, 102, 128, 153, 179, 204, 230.
+const WIDTH: [u32; 10] = [26, 25, 26, 25, 26, 25, 26, 25, 26, 25];
+/// 2p in limbs (each limb twice that of p): `a + 2p - b` has no negative limb for a tight `b`.
+const TWO_P: [u32; 10] = [
+    0x7ff_ffda, 0x3ff_fffe, 0x7ff_fffe, 0x3ff_fffe, 0x7ff_fffe, 0x3ff_fffe, 0x7ff_fffe, 0x3ff_fffe,
+    0x7ff_fffe, 0x3ff_fffe,
+];
+
+/// An element of GF(p) in ten limbs of 26 and 25 bits (radix 2^25.5, as ref10 and most
+/// 32-bit Ed25519 code): a product of two limbs stays below 2^54 and a whole column of a
+/// product, each term at most 38 times that, below 2^61, so a multiplication is 100 `i64.mul`
+/// and adds with no carry per product (eight 32-bit limbs took a carry split per product, 1.5x
+/// slower under V8). The value is `sum f_i 2^ceil(25.5 i)`, any representative of its class: each
+/// operation ends with one carry pass, which leaves every limb within its width except limb 1
+/// (at most 2^25 + 2^16) and limb 0 of [`Fe::from_limbs`] (at most 2^26 + 18). Only
+/// [`Fe::canonical`] reduces below p, for encoding, comparisons and inversion.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Fe(Limbs);
+pub(crate) struct Fe([u32; 10]);
 
 impl PartialEq for Fe {
     fn eq(&self, other: &Fe) -> bool {
@@ -228,19 +242,49 @@ impl PartialEq for Fe {
 impl Eq for Fe {}
 
 impl Fe {
-    pub(crate) const ZERO: Fe = Fe([0; 8]);
-    pub(crate) const ONE: Fe = Fe([1, 0, 0, 0, 0, 0, 0, 0]);
+    pub(crate) const ZERO: Fe = Fe([0; 10]);
+    pub(crate) const ONE: Fe = Fe([1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
 
-    /// Any 256-bit representative.
-    #[cfg(test)]
-    pub(crate) fn from_limbs(limbs: Limbs) -> Fe {
-        Fe(limbs)
+    /// Any 256-bit number, as the element it stands for (bit 255 is `2^255 = 19`).
+    pub(crate) const fn from_limbs(limbs: Limbs) -> Fe {
+        let [w0, w1, w2, w3, w4, w5, w6, w7] = limbs;
+        let mut out = [
+            ((w0 as u64) & M26) as u32,
+            ((((w0 as u64) >> 26) | ((w1 as u64) << 6)) & M25) as u32,
+            ((((w1 as u64) >> 19) | ((w2 as u64) << 13)) & M26) as u32,
+            ((((w2 as u64) >> 13) | ((w3 as u64) << 19)) & M25) as u32,
+            (((w3 as u64) >> 6) & M26) as u32,
+            ((w4 as u64) & M25) as u32,
+            ((((w4 as u64) >> 25) | ((w5 as u64) << 7)) & M26) as u32,
+            ((((w5 as u64) >> 19) | ((w6 as u64) << 13)) & M25) as u32,
+            ((((w6 as u64) >> 12) | ((w7 as u64) << 20)) & M26) as u32,
+            (((w7 as u64) >> 6) & M25) as u32,
+        ];
+        out[0] += 19 * (w7 >> 31);
+        Fe(out)
     }
 
     /// The value below p.
     pub(crate) fn canonical(&self) -> Limbs {
-        let mut w = self.0;
-        // Below 2^256 = 2p + 38: two subtractions at most.
+        // After a carry pass the value is below 2^255 + 2^42 < 2^256 = 2p + 38: regrouped into
+        // 32-bit limbs, two subtractions at most reduce it.
+        let tight = carry(self.0.map(u64::from)).0;
+        let mut w = [0u32; 8];
+        let (mut acc, mut held, mut words) = (0u64, 0u32, w.iter_mut());
+        for (&limb, width) in tight.iter().zip(WIDTH) {
+            acc += u64::from(limb) << held;
+            held += width;
+            if held >= 32 {
+                if let Some(word) = words.next() {
+                    *word = acc as u32;
+                }
+                acc >>= 32;
+                held -= 32;
+            }
+        }
+        if let Some(word) = words.next() {
+            *word = acc as u32;
+        }
         while !lt(&w, &P) {
             w = sub_raw(&w, &P).0;
         }
@@ -248,26 +292,20 @@ impl Fe {
     }
 
     pub(crate) fn add(&self, other: &Fe) -> Fe {
-        let (sum, carry) = add_raw(&self.0, &other.0);
-        Fe(fold(sum, 38 * u64::from(carry)))
+        let mut sum = [0u64; 10];
+        for ((s, &a), &b) in sum.iter_mut().zip(&self.0).zip(&other.0) {
+            *s = u64::from(a) + u64::from(b);
+        }
+        carry(sum)
     }
 
+    /// `self + 2p - other`: every limb of 2p is at least that of an operation's result.
     pub(crate) fn sub(&self, other: &Fe) -> Fe {
-        let (mut w, borrow) = sub_raw(&self.0, &other.0);
-        // A borrow added 2^256; taking 38 more makes that 2p. Borrowing past the top again (the
-        // difference was within 38 of -2^256) adds 2^256 again, so it takes 38 again.
-        let mut take = 38 * u32::from(borrow);
-        loop {
-            for limb in w.iter_mut() {
-                let (d, b) = limb.overflowing_sub(take);
-                *limb = d;
-                take = u32::from(b);
-                if take == 0 {
-                    return Fe(w);
-                }
-            }
-            take = 38;
+        let mut diff = [0u64; 10];
+        for (((d, &a), &b), &two_p) in diff.iter_mut().zip(&self.0).zip(&other.0).zip(&TWO_P) {
+            *d = u64::from(a) + u64::from(two_p) - u64::from(b);
         }
+        carry(diff)
     }
 
     pub(crate) fn neg(&self) -> Fe {
@@ -280,19 +318,141 @@ impl Fe {
 
     // One copy of the (fully unrolled) multiplication, called from everywhere: inlining it
     // would multiply the module size for no measurable speed.
+    /// Column `k` sums `f_i g_j` for `i + j = k` and `19 f_i g_j` for `i + j = k + 10`
+    /// (`2^255 = 19`), each doubled when `i` and `j` are both odd (their starts add up to one
+    /// bit less than the column's). Each term is below `2 * 19 * 2^26 * 2^26 < 2^58`.
     #[inline(never)]
     pub(crate) fn mul(&self, other: &Fe) -> Fe {
-        reduce(&mul_wide(&self.0, &other.0))
+        let [f0, f1, f2, f3, f4, f5, f6, f7, f8, f9] = self.0.map(u64::from);
+        let [g0, g1, g2, g3, g4, g5, g6, g7, g8, g9] = other.0.map(u64::from);
+        let [f1_2, f3_2, f5_2, f7_2, f9_2] = [f1, f3, f5, f7, f9].map(|x| 2 * x);
+        let [g1_19, g2_19, g3_19, g4_19, g5_19, g6_19, g7_19, g8_19, g9_19] =
+            [g1, g2, g3, g4, g5, g6, g7, g8, g9].map(|x| 19 * x);
+        let h0 = f0 * g0
+            + f1_2 * g9_19
+            + f2 * g8_19
+            + f3_2 * g7_19
+            + f4 * g6_19
+            + f5_2 * g5_19
+            + f6 * g4_19
+            + f7_2 * g3_19
+            + f8 * g2_19
+            + f9_2 * g1_19;
+        let h1 = f0 * g1
+            + f1 * g0
+            + f2 * g9_19
+            + f3 * g8_19
+            + f4 * g7_19
+            + f5 * g6_19
+            + f6 * g5_19
+            + f7 * g4_19
+            + f8 * g3_19
+            + f9 * g2_19;
+        let h2 = f0 * g2
+            + f1_2 * g1
+            + f2 * g0
+            + f3_2 * g9_19
+            + f4 * g8_19
+            + f5_2 * g7_19
+            + f6 * g6_19
+            + f7_2 * g5_19
+            + f8 * g4_19
+            + f9_2 * g3_19;
+        let h3 = f0 * g3
+            + f1 * g2
+            + f2 * g1
+            + f3 * g0
+            + f4 * g9_19
+            + f5 * g8_19
+            + f6 * g7_19
+            + f7 * g6_19
+            + f8 * g5_19
+            + f9 * g4_19;
+        let h4 = f0 * g4
+            + f1_2 * g3
+            + f2 * g2
+            + f3_2 * g1
+            + f4 * g0
+            + f5_2 * g9_19
+            + f6 * g8_19
+            + f7_2 * g7_19
+            + f8 * g6_19
+            + f9_2 * g5_19;
+        let h5 = f0 * g5
+            + f1 * g4
+            + f2 * g3
+            + f3 * g2
+            + f4 * g1
+            + f5 * g0
+            + f6 * g9_19
+            + f7 * g8_19
+            + f8 * g7_19
+            + f9 * g6_19;
+        let h6 = f0 * g6
+            + f1_2 * g5
+            + f2 * g4
+            + f3_2 * g3
+            + f4 * g2
+            + f5_2 * g1
+            + f6 * g0
+            + f7_2 * g9_19
+            + f8 * g8_19
+            + f9_2 * g7_19;
+        let h7 = f0 * g7
+            + f1 * g6
+            + f2 * g5
+            + f3 * g4
+            + f4 * g3
+            + f5 * g2
+            + f6 * g1
+            + f7 * g0
+            + f8 * g9_19
+            + f9 * g8_19;
+        let h8 = f0 * g8
+            + f1_2 * g7
+            + f2 * g6
+            + f3_2 * g5
+            + f4 * g4
+            + f5_2 * g3
+            + f6 * g2
+            + f7_2 * g1
+            + f8 * g0
+            + f9_2 * g9_19;
+        let h9 = f0 * g9
+            + f1 * g8
+            + f2 * g7
+            + f3 * g6
+            + f4 * g5
+            + f5 * g4
+            + f6 * g3
+            + f7 * g2
+            + f8 * g1
+            + f9 * g0;
+        carry([h0, h1, h2, h3, h4, h5, h6, h7, h8, h9])
     }
 
+    /// [`Fe::mul`] by itself, each cross product computed once: 55 products.
     #[inline(never)]
     pub(crate) fn square(&self) -> Fe {
-        reduce(&square_wide(&self.0))
+        let [f0, f1, f2, f3, f4, f5, f6, f7, f8, f9] = self.0.map(u64::from);
+        let h0 = f0 * f0 + 76 * f1 * f9 + 38 * f2 * f8 + 76 * f3 * f7 + 38 * f4 * f6 + 38 * f5 * f5;
+        let h1 = 2 * f0 * f1 + 38 * f2 * f9 + 38 * f3 * f8 + 38 * f4 * f7 + 38 * f5 * f6;
+        let h2 =
+            2 * f0 * f2 + 2 * f1 * f1 + 76 * f3 * f9 + 38 * f4 * f8 + 76 * f5 * f7 + 19 * f6 * f6;
+        let h3 = 2 * f0 * f3 + 2 * f1 * f2 + 38 * f4 * f9 + 38 * f5 * f8 + 38 * f6 * f7;
+        let h4 = 2 * f0 * f4 + 4 * f1 * f3 + f2 * f2 + 76 * f5 * f9 + 38 * f6 * f8 + 38 * f7 * f7;
+        let h5 = 2 * f0 * f5 + 2 * f1 * f4 + 2 * f2 * f3 + 38 * f6 * f9 + 38 * f7 * f8;
+        let h6 =
+            2 * f0 * f6 + 4 * f1 * f5 + 2 * f2 * f4 + 2 * f3 * f3 + 76 * f7 * f9 + 19 * f8 * f8;
+        let h7 = 2 * f0 * f7 + 2 * f1 * f6 + 2 * f2 * f5 + 2 * f3 * f4 + 38 * f8 * f9;
+        let h8 = 2 * f0 * f8 + 4 * f1 * f7 + 2 * f2 * f6 + 4 * f3 * f5 + f4 * f4 + 38 * f9 * f9;
+        let h9 = 2 * f0 * f9 + 2 * f1 * f8 + 2 * f2 * f7 + 2 * f3 * f6 + 2 * f4 * f5;
+        carry([h0, h1, h2, h3, h4, h5, h6, h7, h8, h9])
     }
 
     /// `self^-1`, `None` for zero.
     pub(crate) fn invert(&self) -> Option<Fe> {
-        inv_mod(&self.canonical(), &P).map(Fe)
+        inv_mod(&self.canonical(), &P).map(Fe::from_limbs)
     }
 
     /// `self^e`, variable-time square-and-multiply (only used when a key is imported).
@@ -315,35 +475,29 @@ impl Fe {
     }
 }
 
-/// A 512-bit number modulo p: `2^256 = 38 (mod p)`, so `lo + 2^256 hi = lo + 38 hi`.
-fn reduce(c: &[u32; 16]) -> Fe {
-    let (lo, hi) = c.split_at(8);
-    let mut w = [0u32; 8];
-    let mut carry = 0u64;
-    for ((o, &l), &h) in w.iter_mut().zip(lo).zip(hi) {
-        let s = u64::from(l) + 38 * u64::from(h) + carry;
-        *o = s as u32;
-        carry = s >> 32;
-    }
-    Fe(fold(w, 38 * carry))
+/// One carry pass over limbs below 2^62: each limb keeps its width and passes the rest up;
+/// what passes the top (2^255) comes back into limb 0 times 19, and limb 0 passes its carry
+/// to limb 1 once more. Limb 1 ends below 2^25 + 2^16, every other limb within its width.
+#[inline(always)]
+fn carry([h0, h1, h2, h3, h4, h5, h6, h7, h8, h9]: [u64; 10]) -> Fe {
+    let (h0, h1) = (h0 & M26, h1 + (h0 >> 26));
+    let (h1, h2) = (h1 & M25, h2 + (h1 >> 25));
+    let (h2, h3) = (h2 & M26, h3 + (h2 >> 26));
+    let (h3, h4) = (h3 & M25, h4 + (h3 >> 25));
+    let (h4, h5) = (h4 & M26, h5 + (h4 >> 26));
+    let (h5, h6) = (h5 & M25, h6 + (h5 >> 25));
+    let (h6, h7) = (h6 & M26, h7 + (h6 >> 26));
+    let (h7, h8) = (h7 & M25, h8 + (h7 >> 25));
+    let (h8, h9) = (h8 & M26, h9 + (h8 >> 26));
+    let (h9, top) = (h9 & M25, h9 >> 25);
+    let h0 = h0 + 19 * top;
+    let (h0, h1) = (h0 & M26, h1 + (h0 >> 26));
+    Fe([h0, h1, h2, h3, h4, h5, h6, h7, h8, h9].map(|x| x as u32))
 }
 
-/// `w + extra` below 2^256, for `extra = 38 c` standing for `2^256 c`: an addition that carries
-/// past the top stands for 2^256 again and adds 38 again. The carry almost always stops at the
-/// lowest limb, so the loop is cut short there.
-fn fold(mut w: Limbs, mut extra: u64) -> Limbs {
-    loop {
-        for limb in w.iter_mut() {
-            let s = u64::from(*limb) + extra;
-            *limb = s as u32;
-            extra = s >> 32;
-            if extra == 0 {
-                return w;
-            }
-        }
-        extra = 38;
-    }
-}
+/// Masks of 26 and 25 bits.
+const M26: u64 = (1 << 26) - 1;
+const M25: u64 = (1 << 25) - 1;
 
 // ---- points ----
 
@@ -369,7 +523,7 @@ impl Niels {
         Niels {
             y_plus_x: y.add(x),
             y_minus_x: y.sub(x),
-            xy2d: x.mul(y).mul(&Fe(D2)),
+            xy2d: x.mul(y).mul(&D2_FE),
         }
     }
 
@@ -416,7 +570,7 @@ impl Extended {
     pub(crate) fn add(&self, q: &Extended) -> Extended {
         let a = self.y.sub(&self.x).mul(&q.y.sub(&q.x));
         let b = self.y.add(&self.x).mul(&q.y.add(&q.x));
-        let c = self.t.mul(&Fe(D2)).mul(&q.t);
+        let c = self.t.mul(&D2_FE).mul(&q.t);
         let d = self.z.mul(&q.z).double();
         let e = b.sub(&a);
         let f = d.sub(&c);
@@ -516,11 +670,11 @@ pub(crate) fn decompress(encoding: &[u8; 32]) -> Result<(Fe, Fe), KeyError> {
     let raw = from_le_bytes(&bytes);
     // Below 2^255 < 2p: one subtraction reduces it.
     let canonical = lt(&raw, &P);
-    let y = Fe(if canonical { raw } else { sub_raw(&raw, &P).0 });
+    let y = Fe::from_limbs(if canonical { raw } else { sub_raw(&raw, &P).0 });
     // x^2 = u / v with u = y^2 - 1, v = d y^2 + 1; x = u v^3 (u v^7)^((p - 5) / 8).
     let y2 = y.square();
     let u = y2.sub(&Fe::ONE);
-    let v = Fe(D).mul(&y2).add(&Fe::ONE);
+    let v = D_FE.mul(&y2).add(&Fe::ONE);
     let v3 = v.square().mul(&v);
     let v7 = v3.square().mul(&v);
     // (p - 5) / 8 = 2^252 - 3.
@@ -540,7 +694,7 @@ pub(crate) fn decompress(encoding: &[u8; 32]) -> Result<(Fe, Fe), KeyError> {
         if vx2 != u.neg() {
             return Err(KeyError::NotAPoint);
         }
-        x = x.mul(&Fe(SQRT_M1));
+        x = x.mul(&SQRT_M1_FE);
     }
     if !canonical || (x == Fe::ZERO && sign) {
         return Err(KeyError::NotCanonical);
@@ -622,7 +776,12 @@ impl Tables {
 fn base_tables() -> Option<&'static Tables> {
     static TABLES: std::sync::OnceLock<Option<Tables>> = std::sync::OnceLock::new();
     TABLES
-        .get_or_init(|| Tables::new(&Extended::from_affine(Fe(BX), Fe(BY)), B_WINDOW))
+        .get_or_init(|| {
+            Tables::new(
+                &Extended::from_affine(Fe::from_limbs(BX), Fe::from_limbs(BY)),
+                B_WINDOW,
+            )
+        })
         .as_ref()
 }
 
