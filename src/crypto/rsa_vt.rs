@@ -466,6 +466,14 @@ mod tests {
         assert!(limbs_from_be(&bytes, 3).is_none());
     }
 
+    /// The wasm build (the filter's and this test's, one `.cargo/config.toml`) has SIMD on, so
+    /// the RSA columns run two products per instruction, as the README says.
+    #[cfg(target_arch = "wasm32")]
+    #[test]
+    fn the_wasm_build_sums_columns_with_simd() {
+        assert!(std::hint::black_box(cfg!(target_feature = "simd128")));
+    }
+
     /// Column sums are largest when every limb is at its maximum: the largest modulus accepted
     /// (8192 bits, all ones) and `s = n - 1`, whose square and products reach each bound.
     #[test]
