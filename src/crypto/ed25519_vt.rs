@@ -266,12 +266,13 @@ impl Fe {
 
     /// The value below p.
     pub(crate) fn canonical(&self) -> Limbs {
-        // After a carry pass the value is below 2^255 + 2^42 < 2^256 = 2p + 38: regrouped into
-        // 32-bit limbs, two subtractions at most reduce it.
-        let tight = carry(self.0.map(u64::from)).0;
+        // Every element is already carried (limbs 0 and 1 at most 2^26 + 18 and 2^25 + 2^16),
+        // so the value is below 2^255 + 2^42 < 2^256 = 2p + 38: regrouped into 32-bit limbs
+        // (what a limb holds past its width rides on in `acc`), two subtractions at most
+        // reduce it.
         let mut w = [0u32; 8];
         let (mut acc, mut held, mut words) = (0u64, 0u32, w.iter_mut());
-        for (&limb, width) in tight.iter().zip(WIDTH) {
+        for (&limb, width) in self.0.iter().zip(WIDTH) {
             acc += u64::from(limb) << held;
             held += width;
             if held >= 32 {
