@@ -68,6 +68,8 @@ pub struct FetchAnswer<'a> {
     pub status: Option<u32>,
     pub cache_control: Option<&'a str>,
     pub body: &'a [u8],
+    /// The body was over the host's limit and was not read (`body` is empty).
+    pub oversized: bool,
 }
 
 /// Longest backoff between failed fetches.
@@ -208,9 +210,12 @@ impl KeysRecord {
     ) -> Result<JwkSet, String> {
         let parsed = match answer.status {
             None => Err("no answer (timeout or connection failure)".to_string()),
+            Some(200) if answer.oversized => {
+                Err(too_large("JWKS", JwksLimits::default().max_bytes))
+            }
             Some(200) => JwkSet::parse(answer.body, KeyOrigin::Remote, &JwksLimits::default())
                 .map_err(|e| match e {
-                    JwksError::TooLarge => "JWKS too large".to_string(),
+                    JwksError::TooLarge => too_large("JWKS", JwksLimits::default().max_bytes),
                     JwksError::TooManyKeys => "JWKS has too many keys".to_string(),
                     JwksError::Malformed(why) => format!("JWKS malformed: {why}"),
                     JwksError::NoUsableKeys(why) => format!("JWKS has no usable key: {why}"),
@@ -281,6 +286,10 @@ pub fn ttl_seconds(cache_control: Option<&str>, cfg: &RemoteKeys) -> u64 {
         .clamp(cfg.min_ttl, cfg.max_ttl)
 }
 
+fn too_large(what: &str, limit: usize) -> String {
+    format!("{what} too large (over {} KiB)", limit / 1024)
+}
+
 /// The `jwks_uri` and, when given, the `introspection_endpoint` of a discovery document.
 fn read_discovery(answer: FetchAnswer, issuer: &str) -> Result<(HttpUrl, Option<HttpUrl>), String> {
     match answer.status {
@@ -288,8 +297,8 @@ fn read_discovery(answer: FetchAnswer, issuer: &str) -> Result<(HttpUrl, Option<
         Some(200) => {}
         Some(status) => return Err(format!("discovery answered HTTP {status}")),
     }
-    if answer.body.len() > MAX_DISCOVERY_BYTES {
-        return Err("discovery document too large".into());
+    if answer.oversized || answer.body.len() > MAX_DISCOVERY_BYTES {
+        return Err(too_large("discovery document", MAX_DISCOVERY_BYTES));
     }
     let doc = crate::json::parse_object(answer.body, crate::json::MAX_DEPTH)
         .map_err(|e| format!("discovery document malformed: {e}"))?;
@@ -336,6 +345,7 @@ mod tests {
             status: Some(200),
             cache_control: None,
             body: body.as_bytes(),
+            oversized: false,
         }
     }
 
@@ -385,16 +395,19 @@ mod tests {
                 status: Some(500),
                 cache_control: None,
                 body: JWKS.as_bytes(),
+                oversized: false,
             },
             FetchAnswer {
                 status: Some(404),
                 cache_control: None,
                 body: b"",
+                oversized: false,
             },
             FetchAnswer {
                 status: None,
                 cache_control: None,
                 body: b"",
+                oversized: false,
             },
             ok("<html>oops</html>"),
             ok(""),
@@ -421,7 +434,8 @@ mod tests {
                 FetchAnswer {
                     status: Some(503),
                     cache_control: None,
-                    body: b""
+                    body: b"",
+                    oversized: false
                 },
                 &cfg(),
                 0,
@@ -460,6 +474,7 @@ mod tests {
                 status: Some(500),
                 cache_control: None,
                 body: b"",
+                oversized: false,
             },
             &cfg(),
             0,
@@ -511,6 +526,28 @@ mod tests {
             r.may_refetch_for_kid(40_000, &c),
             "scheduled refreshes do not use the cooldown"
         );
+    }
+
+    /// The host does not read a body over its limit: the log must say so, not blame the IdP.
+    #[test]
+    fn an_answer_too_large_to_read_is_named_so_and_keeps_the_keys() {
+        let mut r = KeysRecord::default();
+        r.apply_jwks(ok(JWKS), &cfg(), 0, 0).unwrap();
+        let unread = FetchAnswer {
+            status: Some(200),
+            cache_control: None,
+            body: b"",
+            oversized: true,
+        };
+        let why = r.apply_jwks(unread, &cfg(), 300_000, 0).unwrap_err();
+        assert_eq!(why, "JWKS too large (over 256 KiB)");
+        assert!(r.jwks.is_some());
+        let mut c = cfg();
+        c.discovery = true;
+        let why = KeysRecord::default()
+            .apply_discovery(unread, "http://idp", &c, 0, 0)
+            .unwrap_err();
+        assert_eq!(why, "discovery document too large (over 64 KiB)");
     }
 
     #[test]

@@ -44,6 +44,8 @@ impl Answer {
             status: Some(self.status),
             cache_control: self.cache_control.as_deref(),
             body: &self.body,
+            // A body over MAX_BODY is an error of `get`.
+            oversized: false,
         }
     }
 }

@@ -186,15 +186,12 @@ impl Worker {
         };
         let (now, jitter, name) = (self.now_ms, self.jitter(), self.provider_name(id));
         let cache_control = answer.header("cache-control");
+        // An oversized body is not read: it counts as a failed fetch, and the keys stay.
         let fetch = FetchAnswer {
-            // An oversized body is not read: it counts as a failed fetch, and the keys stay.
-            status: if answer.oversized {
-                Some(413)
-            } else {
-                answer.status
-            },
+            status: answer.status,
             cache_control: cache_control.as_deref(),
             body: &answer.body,
+            oversized: answer.oversized,
         };
         let Some(local) = self.providers.get_mut(id) else {
             return;

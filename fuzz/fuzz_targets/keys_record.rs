@@ -52,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
         status: answer.map(|_| 200),
         cache_control: Some("public, max-age=300"),
         body: answer.unwrap_or_default(),
+        oversized: false,
     };
     match record.apply_jwks(answer, cfg, NOW_MS, 12345) {
         Ok(set) => {
