@@ -464,6 +464,8 @@ impl Gate {
             .payload
             .as_ref()
             .map(|_| verified.payload_segment.to_string());
+        // This decision reads the same claims as the token's later, remembered ones.
+        let claims = Rc::new(project(verified.claims, &self.config));
         let learnt = Some(Learned {
             token: token.token.to_string(),
             key: key_of(digest.get()),
@@ -471,7 +473,7 @@ impl Gate {
                 provider: id,
                 keys_generation: host.keys_generation(id),
                 dates,
-                claims: Rc::new(project(&verified.claims, &self.config)),
+                claims: Rc::clone(&claims),
                 payload_segment,
                 fingerprint,
             },
@@ -486,7 +488,7 @@ impl Gate {
             facts.source = Some("jwt");
         }
         let identity = Identity::Fresh {
-            claims: Rc::new(verified.claims),
+            claims,
             payload_segment: Some(verified.payload_segment),
         };
         Ok((identity, learnt))

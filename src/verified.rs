@@ -133,8 +133,9 @@ impl VerifiedIdentity {
 }
 
 /// The claims a configuration can read: dates, identity for the audit, scopes, and every claim
-/// named by headers, rules, policies and limit keys (whole top-level members).
-pub fn project(claims: &Map<String, Value>, config: &Config) -> Map<String, Value> {
+/// named by headers, rules, policies and limit keys (whole top-level members). The decision
+/// that verifies a token reads these too, so a remembered token decides exactly as it did.
+pub fn project(claims: Map<String, Value>, config: &Config) -> Map<String, Value> {
     let mut paths: Vec<&str> = vec![
         "exp",
         "nbf",
@@ -159,7 +160,7 @@ pub fn project(claims: &Map<String, Value>, config: &Config) -> Map<String, Valu
         }
     }
     claims
-        .iter()
+        .into_iter()
         .filter(|(name, _)| {
             paths.iter().any(|p| {
                 p == name
@@ -167,7 +168,6 @@ pub fn project(claims: &Map<String, Value>, config: &Config) -> Map<String, Valu
                         .is_some_and(|rest| rest.starts_with('.'))
             })
         })
-        .map(|(n, v)| (n.clone(), v.clone()))
         .collect()
 }
 
@@ -337,7 +337,7 @@ mod tests {
             "realm_access": {"roles": ["admin"]}, "tenant": {"plan": "gold"}, "groups": ["g"],
             "org": "acme", "profile": {"big": "drop"}, "tenantx": "drop"
         }));
-        let kept = project(&all, &config());
+        let kept = project(all, &config());
         let mut names: Vec<&str> = kept.keys().map(String::as_str).collect();
         names.sort_unstable();
         assert_eq!(

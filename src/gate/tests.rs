@@ -890,8 +890,17 @@ fn a_verified_token_is_learned_with_only_the_claims_the_configuration_reads() {
         "/orders",
         &[("authorization", &bearer(&token))],
     );
+    let decided_with = d
+        .facts
+        .claims
+        .clone()
+        .expect("the audit facts carry the claims");
     let learned = d.learned.expect("a fresh verification is learned");
     let identity = learned.identity;
+    assert!(
+        Rc::ptr_eq(&decided_with, &identity.claims),
+        "the verifying request reads the same claims as the token's remembered requests"
+    );
     assert_eq!(learned.key, crate::verified::token_key(&token));
     assert_eq!(learned.token, token);
     assert_eq!(
