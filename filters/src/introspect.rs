@@ -55,8 +55,7 @@ impl Worker {
 
     /// A fresh cached answer for this token hash.
     pub fn cached_answer(&self, id: ProviderId, hash: &[u8; 32]) -> Option<CachedAnswer> {
-        self.slot_keys(id, hash)?.iter().find_map(|key| {
-            let bytes = shared::read(key)?;
+        shared::find(&self.slot_keys(id, hash)?, |bytes| {
             CachedAnswer::decode(&bytes).filter(|a| a.fresh_for(hash, self.now_ms))
         })
     }

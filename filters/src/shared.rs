@@ -8,7 +8,7 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
-use tollgate::slots::slot_to_write;
+use tollgate::slots::{find_in_choices, slot_to_write};
 
 /// A CAS value no entry has: a write with it succeeds only when the key does not exist yet
 /// (the host ignores the CAS of a new key, and refuses a mismatching one on an existing key).
@@ -35,6 +35,12 @@ pub fn place(slots: &[String], value: &[u8], replaceable: impl Fn(&[u8]) -> bool
     if let Some(slot) = slot {
         write(slot, value);
     }
+}
+
+/// What `found` makes of the first value among an entry's `slots` it accepts, reading no
+/// further than the first empty slot (see `tollgate::slots::find_in_choices`).
+pub fn find<T>(slots: &[String], found: impl FnMut(Vec<u8>) -> Option<T>) -> Option<T> {
+    find_in_choices(slots, |slot| read(slot), found)
 }
 
 /// Applies `f` to the value under `key` atomically: `f` gets the current value and returns

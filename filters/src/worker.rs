@@ -633,10 +633,8 @@ impl Host for Worker {
             return None;
         }
         let key = key_of(digest.get());
-        let identity = self
-            .verified_slots(&key, capacity)
-            .iter()
-            .find_map(|slot| VerifiedIdentity::decode(&crate::shared::read(slot)?, &key))?;
+        let slots = self.verified_slots(&key, capacity);
+        let identity = crate::shared::find(&slots, |bytes| VerifiedIdentity::decode(&bytes, &key))?;
         let identity = Rc::new(identity);
         self.verified
             .borrow_mut()
