@@ -11,10 +11,11 @@
 //! products per instruction, about 1.5x faster again, and 1.1x more with the operand read
 //! backwards in a column kept reversed (see [`dot`]). What a key allows to precompute
 //! (`-n^-1 mod 2^27`, `R^2 mod n` for `R = 2^(27 * limbs)`, the modulus reversed) is computed
-//! once, when the key is imported, and kept in [`RsaPublic`]. The property tests in `properties.rs` check the
-//! public operation against `num-bigint` on random moduli and exponents, and whole RS*/PS*
-//! verifications against the `rsa` crate on random keys, messages and signatures, valid and
-//! not; the Wycheproof tests in `crypto.rs` run through this code too.
+//! once, when the key is imported, and kept in [`RsaPublic`]. The property tests in
+//! `properties.rs` check the public operation against `num-bigint` on random moduli and
+//! exponents, and whole RS*/PS* verifications against the `rsa` crate on random keys, messages
+//! and signatures, valid and not; the Wycheproof tests in `crypto.rs` run through this code
+//! too.
 
 use super::limbs::{neg_inv_u32, regroup};
 use sha2::{Digest, Sha256, Sha384, Sha512};
@@ -95,7 +96,7 @@ impl RsaHash {
 /// sums in one `u64` with no carry handling per product: two loads, one multiply and one add.
 /// With 32-bit limbs each product needs its carry split off and added on, which costs more
 /// under V8 than the 18% more products 27-bit limbs take. Limbs are stored as `u32` so that
-/// wasm's SIMD can multiply them two at a time (see [`column`]).
+/// wasm's SIMD can multiply them two at a time (see [`dot`]).
 const LIMB_BITS: u32 = 27;
 const LIMB_MASK: u64 = (1 << LIMB_BITS) - 1;
 
