@@ -104,6 +104,40 @@ impl HashAlg {
     }
 }
 
+/// The bytes a signature covers, with their SHA-256 when the caller has it already: a JWS's
+/// signing input is the first bytes of the token, so the pass that hashes the token yields it
+/// (`gate::TokenDigest::prefix_sha256`), and RS256, PS256 and ES256 need not hash it again.
+#[derive(Clone, Copy, Debug)]
+pub struct SignedBytes<'a> {
+    bytes: &'a [u8],
+    sha256: Option<&'a [u8; 32]>,
+}
+
+impl<'a> SignedBytes<'a> {
+    pub fn new(bytes: &'a [u8]) -> SignedBytes<'a> {
+        SignedBytes {
+            bytes,
+            sha256: None,
+        }
+    }
+
+    /// `sha256` must be the SHA-256 of `bytes` (debug builds check it).
+    pub fn with_sha256(bytes: &'a [u8], sha256: &'a [u8; 32]) -> SignedBytes<'a> {
+        debug_assert_eq!(Sha256::digest(bytes).as_slice(), sha256.as_slice());
+        SignedBytes {
+            bytes,
+            sha256: Some(sha256),
+        }
+    }
+
+    fn digest(self, hash: HashAlg) -> Vec<u8> {
+        match (hash, self.sha256) {
+            (HashAlg::Sha256, Some(known)) => known.to_vec(),
+            _ => hash.digest(self.bytes),
+        }
+    }
+}
+
 impl Algorithm {
     /// Every supported algorithm, in declaration order.
     pub const ALL: [Algorithm; 13] = [
@@ -165,6 +199,12 @@ impl Algorithm {
             Algorithm::EdDsa => "OKP",
             Algorithm::Hs256 | Algorithm::Hs384 | Algorithm::Hs512 => "oct",
         }
+    }
+
+    /// Whether the signature covers the SHA-256 of the signing input (RS256, PS256, ES256),
+    /// which [`SignedBytes::with_sha256`] may then hand in.
+    pub fn signs_a_sha256_digest(self) -> bool {
+        matches!(self, Algorithm::Rs256 | Algorithm::Ps256 | Algorithm::Es256)
     }
 
     fn hash(self) -> HashAlg {
@@ -500,6 +540,17 @@ impl PublicKey {
         signing_input: &[u8],
         signature: &[u8],
     ) -> Result<(), SignatureError> {
+        self.verify_signed(alg, SignedBytes::new(signing_input), signature)
+    }
+
+    /// [`PublicKey::verify`], with the signing input's SHA-256 when the caller has it.
+    pub fn verify_signed(
+        &self,
+        alg: Algorithm,
+        signed: SignedBytes,
+        signature: &[u8],
+    ) -> Result<(), SignatureError> {
+        let signing_input = signed.bytes;
         if !self.fits(alg) {
             return Err(SignatureError("the key does not fit the algorithm"));
         }
@@ -520,7 +571,7 @@ impl PublicKey {
                     Algorithm::Ps512 => (RsaHash::Sha512, true),
                     _ => return Err(SignatureError("the key does not fit the algorithm")),
                 };
-                let digest = alg.hash().digest(signing_input);
+                let digest = signed.digest(alg.hash());
                 let verified = if pss {
                     key.verify_pss(hash, &digest, signature)
                 } else {
@@ -538,7 +589,7 @@ impl PublicKey {
                         "ECDSA signature is not the 64-byte R || S form",
                     ));
                 }
-                key.verify_prehash(&Sha256::digest(signing_input), signature)
+                key.verify_prehash(&signed.digest(HashAlg::Sha256), signature)
                     .map_err(ecdsa_error)
             }
             PublicKey::P384(key) => {
@@ -674,9 +725,19 @@ mod tests {
         for group in groups {
             let Some(key) = key_of(group) else { continue };
             for test in group["tests"].as_array().unwrap() {
-                let ours = key
-                    .verify(alg, &hex(s(test, "msg")), &hex(s(test, "sig")))
-                    .is_ok();
+                let (msg, sig) = (hex(s(test, "msg")), hex(s(test, "sig")));
+                let ours = key.verify(alg, &msg, &sig).is_ok();
+                if alg.signs_a_sha256_digest() {
+                    // The digest handed in (as the gate does for a JWS) decides the same.
+                    let sha256: [u8; 32] = Sha256::digest(&msg).into();
+                    let handed = SignedBytes::with_sha256(&msg, &sha256);
+                    assert_eq!(
+                        key.verify_signed(alg, handed, &sig).is_ok(),
+                        ours,
+                        "{alg} tcId {}",
+                        test["tcId"]
+                    );
+                }
                 if ours != expect(test, acceptable) {
                     wrong.push(format!(
                         "tcId {} ({}, {:?}): ours {ours}",

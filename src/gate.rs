@@ -23,6 +23,7 @@ use crate::ratelimit;
 use crate::request::{find_tokens, normalize_path, strip_token, FoundToken, HeaderEdit, Request};
 use crate::verified::{key_of, project, Learned, VerifiedIdentity};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use std::cell::OnceCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -427,9 +428,17 @@ impl Gate {
         now: u64,
         facts: &mut AuditFacts,
     ) -> Result<(Identity<'t>, Option<Learned>), Step> {
+        let untrusted = UntrustedToken::parse(&token.token);
+        // A signing input hashed with SHA-256 is the token's first bytes: the token's own
+        // SHA-256 (for the audit and the shared cache) hashes it on the way.
+        let input_sha256 = untrusted
+            .as_ref()
+            .ok()
+            .filter(|u| u.header.alg.signs_a_sha256_digest())
+            .and_then(|u| digest.prefix_sha256(u.signing_input().len()));
         let fingerprint: Arc<str> = digest.fingerprint().into();
         facts.token_sha256 = Some(Arc::clone(&fingerprint));
-        let untrusted = UntrustedToken::parse(&token.token)?;
+        let untrusted = untrusted?;
         let (id, provider) = self.provider_for(&untrusted, accepted)?;
         facts.provider = self.provider_name(id);
         if !provider.sources.contains(token.source) {
@@ -455,7 +464,7 @@ impl Gate {
             KeySelection::KidRequired => return Err(Denial::KidRequired.into()),
             KeySelection::NoKeyForAlgorithm => return Err(Denial::KeyMismatch.into()),
         };
-        let verified = untrusted.verify(key)?;
+        let verified = untrusted.verify_signed(key, input_sha256.as_ref())?;
         let dates = claims::validate(&verified, provider, now)?;
         facts.source = Some("jwt");
         let payload_segment = self
@@ -665,6 +674,23 @@ impl<'t> TokenDigest<'t> {
 
     pub fn get(&self) -> &[u8; 32] {
         self.digest.get_or_init(|| token_hash(self.token))
+    }
+
+    /// The SHA-256 of the token's first `len` bytes (`None` past its end). When the token's
+    /// own is not known yet, one pass over those bytes serves both: SHA-256 reads its input in
+    /// order, so the state after the prefix is copied, finished for the prefix, and carried on
+    /// over the rest for the token.
+    pub fn prefix_sha256(&self, len: usize) -> Option<[u8; 32]> {
+        let (prefix, rest) = (self.token.get(..len)?, self.token.get(len..)?);
+        if self.digest.get().is_some() {
+            return Some(Sha256::digest(prefix.as_bytes()).into());
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(prefix.as_bytes());
+        let of_prefix = hasher.clone().finalize().into();
+        hasher.update(rest.as_bytes());
+        let _ = self.digest.set(hasher.finalize().into());
+        Some(of_prefix)
     }
 
     /// Hands in this very token's SHA-256, which the host already keeps (with its cached

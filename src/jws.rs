@@ -5,7 +5,7 @@
 //! *verifier* chose. The header's `alg` is only a claim to be checked against that key and the
 //! provider's allow-list, and keys the token offers (`jwk`, `jku`, `x5u`, `x5c`) are never read.
 
-use crate::crypto::Algorithm;
+use crate::crypto::{Algorithm, SignedBytes};
 use crate::denial::Denial;
 use crate::jwk::Jwk;
 use crate::{b64, json};
@@ -124,15 +124,31 @@ impl<'t> UntrustedToken<'t> {
     /// Checks the signature with `key` under `alg`, which the caller has already matched against
     /// the provider's allow-list and the key's type.
     pub fn verify(self, key: &Jwk) -> Result<VerifiedToken<'t>, Denial> {
+        self.verify_signed(key, None)
+    }
+
+    /// The bytes the signature covers: the token up to its second dot.
+    pub fn signing_input(&self) -> &'t str {
+        self.signing_input
+    }
+
+    /// [`UntrustedToken::verify`], with the SHA-256 of [`UntrustedToken::signing_input`] when
+    /// the caller has it (it must be that one's).
+    pub fn verify_signed(
+        self,
+        key: &Jwk,
+        signing_input_sha256: Option<&[u8; 32]>,
+    ) -> Result<VerifiedToken<'t>, Denial> {
         if !key.fits(self.header.alg) {
             return Err(Denial::KeyMismatch);
         }
+        let input = self.signing_input.as_bytes();
+        let signed = match signing_input_sha256 {
+            Some(sha256) => SignedBytes::with_sha256(input, sha256),
+            None => SignedBytes::new(input),
+        };
         key.key
-            .verify(
-                self.header.alg,
-                self.signing_input.as_bytes(),
-                &self.signature,
-            )
+            .verify_signed(self.header.alg, signed, &self.signature)
             .map_err(|_| Denial::BadSignature)?;
         Ok(VerifiedToken {
             header: self.header,

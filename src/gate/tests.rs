@@ -1006,3 +1006,87 @@ fn a_remembered_token_skips_the_signature_but_never_the_clock_or_the_key_set() {
     assert!(matches!(again.verdict, Verdict::Allow(_)));
     assert_eq!(again.learned.map(|l| l.identity.keys_generation), Some(8));
 }
+
+// One SHA-256 pass for the token and its signing input.
+
+#[test]
+fn a_prefix_is_hashed_with_the_token_and_alone_once_the_token_is_known() {
+    let token = "header.payload.signature";
+    let sha = |b: &str| -> [u8; 32] { Sha256::digest(b.as_bytes()).into() };
+    let digest = TokenDigest::new(token);
+    assert_eq!(digest.prefix_sha256(14), Some(sha("header.payload")));
+    assert_eq!(
+        digest.get(),
+        &sha(token),
+        "the token's own, from the same pass"
+    );
+    assert_eq!(
+        digest.prefix_sha256(6),
+        Some(sha("header")),
+        "known: the prefix alone"
+    );
+    assert_eq!(digest.prefix_sha256(token.len()), Some(sha(token)));
+    assert_eq!(digest.prefix_sha256(token.len() + 1), None);
+    let fresh = TokenDigest::new(token);
+    assert_eq!(fresh.prefix_sha256(0), Some(sha("")));
+    assert_eq!(fresh.get(), &sha(token));
+}
+
+/// ES256 (as RS256 and PS256) signs the SHA-256 of the signing input: the gate hands in the
+/// one the token's own SHA-256 pass made. A wrong one could only refuse; this one verifies,
+/// and the token's key for the shared cache is still its own SHA-256's.
+#[test]
+fn an_es256_token_verifies_with_its_signing_input_hashed_on_the_way() {
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    let signing = p256::ecdsa::SigningKey::from_slice(&[9u8; 32]).unwrap();
+    let point = signing.verifying_key().to_sec1_point(false);
+    let (x, y) = point.as_bytes()[1..].split_at(32);
+    let jwk =
+        json!({"kty": "EC", "crv": "P-256", "kid": "e1", "x": b64::encode(x), "y": b64::encode(y)});
+    let gate = Gate::new(config(json!({})));
+    let mut keys = FakeKeys::ready();
+    let jwks = json!({"keys": [jwk]});
+    keys.remote =
+        Some(JwkSet::from_value(&jwks, KeyOrigin::Remote, &JwksLimits::default()).unwrap());
+    let sign = |claims: Value| {
+        let input = format!(
+            "{}.{}",
+            b64::encode(
+                json!({"alg": "ES256", "kid": "e1", "typ": "at+jwt"})
+                    .to_string()
+                    .as_bytes()
+            ),
+            b64::encode(claims.to_string().as_bytes())
+        );
+        let sig: p256::ecdsa::Signature = signing
+            .sign_prehash(&Sha256::digest(input.as_bytes()))
+            .unwrap();
+        format!("{input}.{}", b64::encode(&sig.to_bytes()))
+    };
+    let token = sign(claims());
+    let d = run(
+        &gate,
+        &keys,
+        "GET",
+        "/orders",
+        &[("authorization", &bearer(&token))],
+    );
+    assert!(matches!(d.verdict, Verdict::Allow(_)), "{d:?}");
+    assert_eq!(
+        d.learned.map(|l| l.key),
+        Some(crate::verified::token_key(&token))
+    );
+    // Another payload under the same signature is refused.
+    let mut parts: Vec<&str> = token.split('.').collect();
+    let other = b64::encode(json!({"iss": ISS, "sub": "mallory"}).to_string().as_bytes());
+    parts[1] = &other;
+    let forged = parts.join(".");
+    let d = run(
+        &gate,
+        &keys,
+        "GET",
+        "/orders",
+        &[("authorization", &bearer(&forged))],
+    );
+    assert_eq!(denial(&d), Denial::BadSignature);
+}
