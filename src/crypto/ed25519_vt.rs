@@ -226,10 +226,12 @@ const TWO_P: [u32; 10] = [
 /// 32-bit Ed25519 code): a product of two limbs stays below 2^54 and a whole column of a
 /// product, each term at most 38 times that, below 2^61, so a multiplication is 100 `i64.mul`
 /// and adds with no carry per product (with eight 32-bit limbs, which took a carry split per
-/// product, a verification took 1.27x as long under V8). The value is `sum f_i 2^ceil(25.5 i)`, any representative of its class: each
-/// operation ends with one carry pass, which leaves every limb within its width except limb 1
-/// (at most 2^25 + 2^16) and limb 0 of [`Fe::from_limbs`] (at most 2^26 + 18). Only
-/// [`Fe::canonical`] reduces below p, for encoding, comparisons and inversion.
+/// product, a verification took 1.27x as long under V8).
+///
+/// The value is `sum f_i 2^ceil(25.5 i)`, any representative of its class: each operation ends
+/// with one carry pass, which leaves every limb within its width except limb 1 (at most
+/// 2^25 + 2^16) and limb 0 of [`Fe::from_limbs`] (at most 2^26 + 18). Only [`Fe::canonical`]
+/// reduces below p, for encoding, comparisons and inversion.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Fe([u32; 10]);
 
