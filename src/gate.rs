@@ -681,14 +681,14 @@ impl<'t> TokenDigest<'t> {
     /// order, so the state after the prefix is copied, finished for the prefix, and carried on
     /// over the rest for the token.
     pub fn prefix_sha256(&self, len: usize) -> Option<[u8; 32]> {
-        let (prefix, rest) = (self.token.get(..len)?, self.token.get(len..)?);
+        let (prefix, rest) = self.token.as_bytes().split_at_checked(len)?;
         if self.digest.get().is_some() {
-            return Some(Sha256::digest(prefix.as_bytes()).into());
+            return Some(Sha256::digest(prefix).into());
         }
         let mut hasher = Sha256::new();
-        hasher.update(prefix.as_bytes());
+        hasher.update(prefix);
         let of_prefix = hasher.clone().finalize().into();
-        hasher.update(rest.as_bytes());
+        hasher.update(rest);
         let _ = self.digest.set(hasher.finalize().into());
         Some(of_prefix)
     }
