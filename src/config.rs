@@ -950,6 +950,8 @@ fn bounded(
     v
 }
 
+// Out of line: see "Function size" in the crate docs.
+#[inline(never)]
 fn compile_provider(
     name: &str,
     p: &ProviderFile,
@@ -1120,6 +1122,8 @@ fn compile_provider(
     })
 }
 
+// Out of line: see "Function size" in the crate docs.
+#[inline(never)]
 fn compile_policy(path: &str, p: &PolicyFile, errs: &mut Errors) -> Policy {
     let f = |field: &str| format!("{path}.{field}");
     if p.name.is_empty()
@@ -1327,6 +1331,8 @@ fn compile_limit_key(path: &str, key: Option<&str>, errs: &mut Errors) -> LimitK
     }
 }
 
+// Out of line: see "Function size" in the crate docs.
+#[inline(never)]
 fn compile_introspection(
     path: &str,
     i: &IntrospectionFile,
@@ -1451,6 +1457,8 @@ pub fn normalize_media_type(t: &str) -> String {
     }
 }
 
+// Out of line: see "Function size" in the crate docs.
+#[inline(never)]
 fn compile_remote(
     path: &str,
     r: &RemoteKeysFile,
@@ -1546,6 +1554,8 @@ fn compile_remote(
     }))
 }
 
+// Out of line: see "Function size" in the crate docs.
+#[inline(never)]
 fn compile_source(path: &str, s: &TokenSourceFile, errs: &mut Errors) -> Option<TokenSource> {
     let source = match (&s.header, &s.cookie, &s.query) {
         (Some(h), None, None) => {
@@ -1585,6 +1595,8 @@ pub fn is_header_name(name: &str) -> bool {
 }
 
 /// A route match at `path` ("rules[0].match", "policies[1].allow[0]").
+// Out of line: see "Function size" in the crate docs.
+#[inline(never)]
 fn compile_match(path: &str, m: &MatchFile, errs: &mut Errors) -> RouteMatch {
     if m.prefix.is_some() && m.path.is_some() {
         errs.add(path, "give prefix or path, not both");
@@ -1613,6 +1625,8 @@ fn compile_match(path: &str, m: &MatchFile, errs: &mut Errors) -> RouteMatch {
     }
 }
 
+// Out of line: see "Function size" in the crate docs.
+#[inline(never)]
 fn compile_rule(path: &str, r: &RuleFile, providers: &[&String], errs: &mut Errors) -> Rule {
     let matcher = compile_match(&format!("{path}.match"), &r.matcher, errs);
     let anonymous = r.anonymous.unwrap_or(false);
@@ -1678,6 +1692,8 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-request-id",
 ];
 
+// Out of line: see "Function size" in the crate docs.
+#[inline(never)]
 fn compile_headers(h: &HeadersFile, errs: &mut Errors) -> HeaderMapping {
     fn check(errs: &mut Errors, path: String, name: &str) -> Option<String> {
         let lower = name.to_ascii_lowercase();

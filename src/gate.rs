@@ -315,23 +315,10 @@ impl Gate {
         let identity = match self.remembered(&digest, token, accepted, host, now, facts)? {
             Some(identity) => identity,
             None => {
-                // Before anything hashes, parses or forwards it.
-                let shape = classify(&token.token)?;
-                // Opaque tokens (they may hold dots) go to the route's introspecting provider,
-                // and are refused as malformed where there is none.
-                let is_jws = shape == TokenShape::Jose;
-                match (is_jws, self.introspecting_provider(accepted)) {
-                    (false, Ok(id)) => {
-                        self.verify_by_introspection(token, &digest, id, host, now, facts)?
-                    }
-                    (false, Err(step)) if !token.token.contains('.') => return Err(step),
-                    _ => {
-                        let (identity, learnt) =
-                            self.verify_jwt(token, &digest, accepted, host, now, facts)?;
-                        *learned = learnt;
-                        identity
-                    }
-                }
+                let (identity, learnt) =
+                    self.first_sight(token, &digest, accepted, host, now, facts)?;
+                *learned = learnt;
+                identity
             }
         };
         facts.claims = Some(identity.shared_claims());
@@ -347,6 +334,33 @@ impl Gate {
             }
         }
         self.allow(req, &path, Some(&identity), Some(token), facts)
+    }
+
+    /// A token this worker does not remember: classified, then verified by signature or by
+    /// introspection. Out of line, away from the hot path (see the crate docs on function size).
+    #[inline(never)]
+    fn first_sight<'t>(
+        &self,
+        token: &'t FoundToken<'_>,
+        digest: &TokenDigest,
+        accepted: &[ProviderId],
+        host: &dyn Host,
+        now: u64,
+        facts: &mut AuditFacts,
+    ) -> Result<(Identity<'t>, Option<Learned>), Step> {
+        // Before anything hashes, parses or forwards it.
+        let shape = classify(&token.token)?;
+        // Opaque tokens (they may hold dots) go to the route's introspecting provider, and are
+        // refused as malformed where there is none.
+        let is_jws = shape == TokenShape::Jose;
+        match (is_jws, self.introspecting_provider(accepted)) {
+            (false, Ok(id)) => {
+                let identity = self.verify_by_introspection(token, digest, id, host, now, facts)?;
+                Ok((identity, None))
+            }
+            (false, Err(step)) if !token.token.contains('.') => Err(step),
+            _ => self.verify_jwt(token, digest, accepted, host, now, facts),
+        }
     }
 
     /// The verdict for a request that passed authentication (or needs none): its policy's
@@ -419,6 +433,8 @@ impl Gate {
     }
 
     /// A JWT: verified by signature, unless its provider verifies everything by introspection.
+    // Out of line: see "Function size" in the crate docs.
+    #[inline(never)]
     fn verify_jwt<'t>(
         &self,
         token: &'t FoundToken<'_>,
@@ -564,6 +580,8 @@ impl Gate {
         }
     }
 
+    // Out of line: see "Function size" in the crate docs.
+    #[inline(never)]
     fn verify_by_introspection<'t>(
         &self,
         token: &'t FoundToken<'_>,

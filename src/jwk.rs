@@ -171,6 +171,8 @@ fn read_kid(entry: &Map<String, Value>, limits: &JwksLimits) -> Result<Option<St
 }
 
 /// Turns one JWKS entry into a usable key, or says why not.
+// Out of line: see "Function size" in the crate docs.
+#[inline(never)]
 fn import_key(
     entry: &Map<String, Value>,
     kid: Option<String>,

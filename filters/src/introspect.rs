@@ -54,6 +54,8 @@ impl Worker {
     }
 
     /// A fresh cached answer for this token hash.
+    // Out of line: see "Function size" in the tollgate crate docs.
+    #[inline(never)]
     pub fn cached_answer(&self, id: ProviderId, hash: &[u8; 32]) -> Option<CachedAnswer> {
         shared::find(&self.slot_keys(id, hash)?, |bytes| {
             CachedAnswer::decode(&bytes).filter(|a| a.fresh_for(hash, self.now_ms))

@@ -53,6 +53,8 @@ impl Worker {
     }
 
     /// Reads the shared record of one provider; re-parses keys when it changed.
+    // Out of line: see "Function size" in the tollgate crate docs.
+    #[inline(never)]
     pub fn sync_keys(&mut self, id: ProviderId) {
         let Some(record) = self.keys_shared(id).and_then(|s| s.read()) else {
             return;

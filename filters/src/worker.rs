@@ -270,6 +270,8 @@ impl Worker {
 
     /// Keeps a token the engine just verified, for this worker and, through shared data, the
     /// others: the next request with it skips the signature.
+    // Out of line: see "Function size" in the tollgate crate docs.
+    #[inline(never)]
     fn remember(&mut self, decision: &mut Decision) {
         let Some(learned) = decision.learned.take() else {
             return;

@@ -859,6 +859,8 @@ impl<const L: usize, C: Curve<L>> EcdsaKey<L, C> {
 
     /// ECDSA verification (SEC 1 section 4.1.4) of a message digest no longer than n (so never
     /// truncated) and the JWS signature `r || s` of `2 C::BYTES` bytes.
+    // Out of line: see "Function size" in the crate docs.
+    #[inline(never)]
     pub(crate) fn verify_prehash(&self, digest: &[u8], signature: &[u8]) -> Result<(), EcdsaError> {
         if signature.len() != 2 * C::BYTES {
             return Err(EcdsaError::OutOfRange);

@@ -870,6 +870,8 @@ impl Ed25519Key {
     /// Strict verification of `signature` (`R || S`) over `message`: `S` must be canonical
     /// (below the group order L), `R` must not have small order, and `[S]B - [k]A` must encode
     /// exactly to `R`, with `k = SHA-512(R || A || message) mod L`.
+    // Out of line: see "Function size" in the crate docs.
+    #[inline(never)]
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
         let (r, s) = signature.split_at(32);
         let (Ok(r), Ok(s)) = (<[u8; 32]>::try_from(r), <[u8; 32]>::try_from(s)) else {

@@ -417,6 +417,8 @@ impl RsaPublic {
 
     /// RSASSA-PKCS1-v1_5 verification of a message `digest` (RFC 8017 section 8.2.2): the
     /// decoded block must be exactly `00 01 FF..FF 00 DigestInfo(digest)`.
+    // Out of line: see "Function size" in the crate docs.
+    #[inline(never)]
     pub(crate) fn verify_pkcs1v15(&self, hash: RsaHash, digest: &[u8], signature: &[u8]) -> bool {
         let Some(em) = self.public_op(signature) else {
             return false;
@@ -442,6 +444,8 @@ impl RsaPublic {
 
     /// RSASSA-PSS verification of a message `digest` with MGF1 over the same hash and a salt of
     /// exactly the hash length (RFC 7518 section 3.5; RFC 8017 section 9.1.2).
+    // Out of line: see "Function size" in the crate docs.
+    #[inline(never)]
     pub(crate) fn verify_pss(&self, hash: RsaHash, digest: &[u8], signature: &[u8]) -> bool {
         let Some(m) = self.public_op(signature) else {
             return false;

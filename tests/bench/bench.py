@@ -51,6 +51,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 import harness  # noqa: E402
+import wasm_code  # noqa: E402
 
 LUA = HERE / "tokens.lua"
 DEFAULT_WASM = ROOT / "target/wasm32-wasip1/release/tollgate_filter.wasm"
@@ -953,6 +954,7 @@ def machine_info(ctx: Context) -> dict[str, Any]:
         "git": git,
         "wasm": str(ctx.wasm),
         "wasm_bytes": ctx.wasm.stat().st_size,
+        "wasm_largest_functions": wasm_code.largest_bodies(ctx.wasm),
         "empty_wasm_bytes": ctx.empty_wasm.stat().st_size,
     }
 
@@ -986,6 +988,9 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
         f"Python {m['python']}",
         f"- tollgate {m['git']}: `tollgate_filter.wasm` {m['wasm_bytes']:,} bytes (sha256 "
         f"{m['wasm_sha256'][:16]}...); empty filter {m['empty_wasm_bytes']:,} bytes",
+        "- tollgate's largest function bodies: "
+        + ", ".join(f"{b:,}" for b in m["wasm_largest_functions"])
+        + " bytes (Envoy compiles each with TurboFan at load, and keeps the peak memory)",
         f"- load average (1, 5, 15 min) at the start: {result['loadavg_start']}, at the end: "
         f"{result['loadavg_end']} (a load above the core count means other work shared the "
         "machine)",
