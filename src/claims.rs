@@ -200,7 +200,7 @@ pub fn missing_scopes(claims: &Map<String, Value>, required: &[String]) -> Vec<S
         .collect()
 }
 
-/// Finds a claim by path: "sub", "realm_access.roles", "https://example.com/roles". A member
+/// Finds a claim by path: "sub", "realm_access.roles", `https://example.com/roles`. A member
 /// whose name contains dots is found before a nested path of the same spelling.
 pub fn lookup<'c>(claims: &'c Map<String, Value>, path: &str) -> Option<&'c Value> {
     if let Some(v) = claims.get(path) {

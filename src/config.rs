@@ -90,7 +90,7 @@ pub struct PolicyFile {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConditionFile {
-    /// Claim path ("roles", "realm_access.roles", "client_id", "https://example.com/groups").
+    /// Claim path ("roles", "realm_access.roles", "client_id", `https://example.com/groups`).
     /// "scope" reads `scope` and `scp` as a list of scopes. Required.
     pub claim: String,
     /// The claim is this scalar.
@@ -108,7 +108,7 @@ pub struct ConditionFile {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitFile {
-    /// Name in headers, audit events and metrics. Default: "rate<index>".
+    /// Name in headers, audit events and metrics. Default: `rate<index>`.
     #[serde(default)]
     pub name: Option<String>,
     /// Requests allowed per period. Required, at least 1.
@@ -118,7 +118,7 @@ pub struct RateLimitFile {
     /// Requests that may arrive at once. Default: `requests`.
     #[serde(default)]
     pub burst: Option<u64>,
-    /// Whose budget is counted: "sub", "client_id", "claim:<path>" or "client_address".
+    /// Whose budget is counted: "sub", "client_id", `claim:<path>` or "client_address".
     /// Requests without that identity (anonymous routes) are counted by client address.
     /// Default: "sub".
     #[serde(default)]
@@ -133,7 +133,7 @@ pub struct RateLimitFile {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaFile {
-    /// Name in headers, audit events and metrics. Default: "quota<index>".
+    /// Name in headers, audit events and metrics. Default: `quota<index>`.
     #[serde(default)]
     pub name: Option<String>,
     /// Requests allowed per window. Required, at least 1.
@@ -418,7 +418,7 @@ pub struct MatchFile {
 #[derive(Debug, Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct HeadersFile {
-    /// Header name to claim path ("sub", "realm_access.roles", "https://example.com/roles").
+    /// Header name to claim path ("sub", "realm_access.roles", `https://example.com/roles`).
     /// Arrays of scalars are joined with ","; objects and values with control characters are not
     /// sent. Default: none.
     #[serde(default)]
@@ -1594,7 +1594,7 @@ pub fn is_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// A route match at `path` ("rules[0].match", "policies[1].allow[0]").
+/// A route match at `path` (`rules[0].match`, `policies[1].allow[0]`).
 // Out of line: see "Function size" in the crate docs.
 #[inline(never)]
 fn compile_match(path: &str, m: &MatchFile, errs: &mut Errors) -> RouteMatch {

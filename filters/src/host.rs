@@ -173,7 +173,7 @@ fn header_map_bytes(map: MapType) -> Option<Vec<u8>> {
     Some(unsafe { Vec::from_raw_parts(data, size, size) })
 }
 
-/// `source.address` ("10.0.0.1:5555", "[::1]:5555") without its port.
+/// `source.address` (`10.0.0.1:5555`, `[::1]:5555`) without its port.
 fn client_address() -> Option<String> {
     let bytes = hostcalls::get_property(vec!["source", "address"]).ok()??;
     let text = String::from_utf8(bytes).ok()?;

@@ -1,7 +1,7 @@
 //! The proxy-wasm glue: it translates host callbacks into engine calls and never decides.
 //!
-//! One VM runs per Envoy worker thread. Each has a root context ([`Root`]) and HTTP contexts
-//! ([`Request`]) that share one [`worker::Worker`]: the compiled configuration, a parsed copy of
+//! One VM runs per Envoy worker thread. Each has a root context (`Root`) and HTTP contexts
+//! (`Request`) that share one `worker::Worker`: the compiled configuration, a parsed copy of
 //! each provider's keys, the requests parked while keys or introspection answers arrive, and the
 //! calls in flight. A request's callback reads the request once and hands it to
 //! `Worker::handle`, which asks the engine (`tollgate::gate::Gate::decide`) and carries the

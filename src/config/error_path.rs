@@ -6,7 +6,7 @@
 //! what the plain impls take. serde_json already says where it stopped (line and column), so
 //! after a failed parse this module reads the text again up to that byte, keeping the stack of
 //! open objects and arrays, and names the value the parser was in as `serde_path_to_error` did:
-//! member names joined with ".", indices as "[i]", "?" for a member name not read yet.
+//! member names joined with ".", indices as `[i]`, "?" for a member name not read yet.
 //!
 //! The position alone does not say everything: serde_json reports an error about a whole value
 //! (a wrong type, a missing field) at the value's end, and an error between values (a missing
