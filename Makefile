@@ -45,7 +45,10 @@ lint: tools
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --workspace --target $(WASM_TARGET) -- -D warnings
-	RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps --document-private-items --workspace
+	# The libraries, then the CLI apart: its binary is named `tollgate` like the engine, and
+	# one `cargo doc` would write both to target/doc/tollgate at once.
+	RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps --document-private-items --workspace --lib
+	RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps --document-private-items -p tollgate-cli --bins
 
 unit:
 	cargo test --workspace
