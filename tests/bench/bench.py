@@ -685,6 +685,13 @@ def count_and_drop_audit_log(envoy: harness.Envoy) -> int:
     return lines
 
 
+def allocator(envoy: harness.Envoy) -> dict[str, int]:
+    """Envoy's allocator (tcmalloc) as `/memory` reports it, in bytes: `allocated` is live,
+    `heap_size` what the allocator holds; the rest of RSS is Envoy's binary, wasm linear
+    memories and compiled code."""
+    return {k: int(v) for k, v in envoy.admin("/memory").json().items() if str(v).isdigit()}
+
+
 def measure_memory(ctx: Context, config: Configuration, tokens: TokenSet,
                    round_no: int) -> dict[str, Any]:
     """Envoy with two workers: RSS after every one of the tokens was sent `memory_passes`
@@ -697,11 +704,13 @@ def measure_memory(ctx: Context, config: Configuration, tokens: TokenSet,
         check_answers(envoy, config, tokens)
         time.sleep(0.5)
         rss_idle = harness.rss_kib(pid)
+        heap_idle = allocator(envoy)
         before = envoy_stats(envoy)
         wrk = run_wrk(ctx, envoy, tokens, count=len(tokens.tokens) * p.memory_passes)
         after = envoy_stats(envoy)
         time.sleep(0.5)
         rss = harness.rss_kib(pid)
+        heap = allocator(envoy)
     finally:
         envoy.stop()
     rec = {
@@ -716,6 +725,8 @@ def measure_memory(ctx: Context, config: Configuration, tokens: TokenSet,
         "start_seconds": round(envoy.started_in, 2),  # type: ignore[attr-defined]
         "rss_idle_kib": rss_idle,
         "rss_kib": rss,
+        "allocator_idle": heap_idle,
+        "allocator": heap,
     }
     if config.tollgate:
         rec["jwt_verifications"] = stat_delta(before, after, "tollgate.jwt.verifications")
@@ -786,6 +797,8 @@ def summarize(runs: list[dict[str, Any]], memory: list[dict[str, Any]],
         mem_rows[c] = {
             "rss_mib": median([m["rss_kib"] / 1024 for m in mine]),
             "rss_idle_mib": median([m["rss_idle_kib"] / 1024 for m in mine]),
+            "heap_mib": median([m["allocator"].get("heap_size", 0) / 2**20 for m in mine]),
+            "allocated_mib": median([m["allocator"].get("allocated", 0) / 2**20 for m in mine]),
             "start_s": median([m["start_seconds"] for m in mine]),
             "over_bare_mib": median(over),
             "tokens": mine[0]["tokens"],
@@ -1064,8 +1077,9 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
         mem = next(iter(s["memory"].values()))
         lines += [f"## Memory: two workers, {mem['tokens']:,} distinct tokens sent "
                   f"{p['memory_passes']} times each", "",
-                  "| configuration | RSS idle MiB | RSS after MiB | over bare MiB | start s | notes |",
-                  "| --- | ---: | ---: | ---: | ---: | --- |"]
+                  "| configuration | RSS idle MiB | RSS after MiB | over bare MiB | allocator heap "
+                  "after MiB (allocated) | start s | notes |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
         for c, r in s["memory"].items():
             notes = []
             if r["not_ok"]:
@@ -1074,6 +1088,7 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
                 notes.append(f"{r['jwt_verifications']:,.0f} signatures verified")
             lines.append(f"| {c} | {fmt(r['rss_idle_mib'])} | {fmt(r['rss_mib'])} | "
                          f"{fmt(r['over_bare_mib']) if c != 'bare' else '-'} | "
+                         f"{fmt(r['heap_mib'])} ({fmt(r['allocated_mib'])}) | "
                          f"{fmt(r['start_s'], 2)} | {'; '.join(notes)} |")
         lines.append("")
     lines += ["## Configurations", ""]
