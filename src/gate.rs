@@ -337,7 +337,8 @@ impl Gate {
     }
 
     /// A token this worker does not remember: classified, then verified by signature or by
-    /// introspection. Out of line, away from the hot path (see the crate docs on function size).
+    /// introspection. The hot path never calls it.
+    // Out of line: see "Function size" in the crate docs.
     #[inline(never)]
     fn first_sight<'t>(
         &self,
