@@ -202,13 +202,14 @@ BENCH_OPTS ?=
 
 .PHONY: bench-tools bench-empty-filter bench bench-smoke
 
-# wrk and openssl (native verification, for scale) from Debian (root, or sudo), matplotlib for
-# the plot; each skipped when already there.
+# wrk, openssl (native verification, for scale) and valgrind (instructions per request, counted
+# by callgrind) from Debian (root, or sudo), matplotlib for the plot; each skipped when already
+# there.
 bench-tools: tools $(VENV)/.bench-matplotlib-$(MATPLOTLIB_VERSION)
-	@{ command -v wrk && command -v openssl; } >/dev/null || { \
+	@{ command -v wrk && command -v openssl && command -v callgrind_control; } >/dev/null || { \
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); $$sudo apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive \
-	  $$sudo apt-get install -y -qq -o DPkg::Lock::Timeout=600 wrk openssl; }
+	  $$sudo apt-get install -y -qq -o DPkg::Lock::Timeout=600 wrk openssl valgrind; }
 
 $(VENV)/.bench-matplotlib-$(MATPLOTLIB_VERSION): $(VENV)/.done
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check matplotlib==$(MATPLOTLIB_VERSION)

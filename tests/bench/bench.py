@@ -17,7 +17,8 @@ at scale); 3. every token new (cold path) for RS256, ES256 and EdDSA, with a fix
 so that no token is sent twice, and one ES256 or EdDSA token verified on every request (caches
 off; RS256: in scenario 1); 4. opaque tokens through introspection with the cache warm; 5. a
 policy with rate limits. Then the memory check: Envoy with two workers after 10,000 distinct
-tokens. Results: ``results.json``, ``results.md`` and ``results.png`` (with matplotlib) in
+tokens, and the instructions per request of scenarios 1, 4 and 5 counted under callgrind
+(``instructions.py``), which do not drift with the machine's speed. Results: ``results.json``, ``results.md`` and ``results.png`` (with matplotlib) in
 ``bench/results/<timestamp>/``.
 
 Standard library only (matplotlib optional, for the plot); reuses ``tests/e2e/harness.py``.
@@ -51,6 +52,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 import harness  # noqa: E402
+import instructions  # noqa: E402
 import wasm_code  # noqa: E402
 
 LUA = HERE / "tokens.lua"
@@ -107,12 +109,15 @@ class Params:
     cold_warm: int = 500  # other fresh tokens sent first, to warm the code up
     opaque: int = 1_000  # distinct opaque tokens of scenario 4
     memory_passes: int = 3  # times each of the `many` tokens is sent in the memory check
+    counted_requests: int = 2_000  # requests counted under callgrind (instructions.py)
+    counted_warm: int = 300  # requests before the count starts
     smoke: bool = False
 
     @staticmethod
     def smoke_params() -> "Params":
         return Params(rounds=1, duration=1, warm=0, many=400, cold_requests=600,
-                      cold_warm=50, opaque=20, memory_passes=2, smoke=True)
+                      cold_warm=50, opaque=20, memory_passes=2, counted_requests=100,
+                      counted_warm=30, smoke=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,7 +363,8 @@ CONFIGURATIONS = {
 }
 
 
-def start_envoy(ctx: Context, config: Configuration, concurrency: int) -> harness.Envoy:
+def start_envoy(ctx: Context, config: Configuration, concurrency: int,
+                envoy_class: type = harness.Envoy) -> harness.Envoy:
     """A fresh Envoy with this configuration, ready (``/ready`` is LIVE); ``started_in`` is
     the seconds it took (the wasm VMs are compiled and configured before it is LIVE)."""
     filters = config.filters(ctx)
@@ -370,7 +376,8 @@ def start_envoy(ctx: Context, config: Configuration, concurrency: int) -> harnes
         hcm["http_filters"] = filters + [hcm["http_filters"][-1]]  # ... then the router
         hcm.pop("access_log", None)
 
-    envoy = harness.Envoy(
+    counted = envoy_class is not harness.Envoy
+    envoy = envoy_class(
         ctx.work / "logs",
         upstream_port=ctx.dummy_port,
         idp_port=ctx.idp.port if ctx.idp is not None else None,
@@ -379,7 +386,8 @@ def start_envoy(ctx: Context, config: Configuration, concurrency: int) -> harnes
         component_log_level="wasm:info" if config.logs_audit else None,
         bootstrap_hook=hook,
         name=f"envoy-{config.key}-c{concurrency}",
-        timeout=60.0,
+        # Under Valgrind (instrumentation off while it starts), V8 compiles the module ~3x slower.
+        timeout=180.0 if counted else 60.0,
     )
     t0 = time.monotonic()
     envoy.start()
@@ -733,6 +741,39 @@ def measure_memory(ctx: Context, config: Configuration, tokens: TokenSet,
     return rec
 
 
+# Instructions per request (instructions.py), for the hot-path targets: (scenario, token set,
+# configurations, those left out of a smoke run). Scenario 5 sends scenario 1's requests, so it
+# is compared with scenario 1's bare Envoy and empty filter.
+COUNTED = [
+    ("hot", "hot", ["bare", "empty-wasm", "jwt_authn", "tollgate"], ("jwt_authn",)),
+    ("opaque", "opaque", ["bare", "empty-wasm", "tollgate-introspection"], ()),
+    ("ratelimit", "hot", ["tollgate-ratelimit"], ()),
+]
+COUNTED_BASELINE = {"ratelimit": "hot"}
+
+
+def measure_instructions(ctx: Context, scenario: str, config: Configuration,
+                         tokens: TokenSet) -> dict[str, Any]:
+    """Instructions per request of one configuration, Envoy under callgrind: every token sent
+    once (at least `counted_warm` requests), then `counted_requests` counted."""
+    p = ctx.params
+
+    def start(envoy_class: type) -> harness.Envoy:
+        envoy = start_envoy(ctx, config, concurrency=1, envoy_class=envoy_class)
+        try:
+            check_answers(envoy, config, tokens)
+        except BaseException:
+            envoy.stop()
+            raise
+        return envoy
+
+    headers = [{"authorization": f"Bearer {t}"} for t in tokens.tokens]
+    rec = instructions.count(start, headers, warm=max(p.counted_warm, len(headers)),
+                             requests=p.counted_requests)
+    rec.update(scenario=scenario, config=config.key)
+    return rec
+
+
 # --------------------------------------------------------------------------------------------
 # summary
 
@@ -744,7 +785,8 @@ def median(values: list[float]) -> Optional[float]:
 
 def summarize(runs: list[dict[str, Any]], memory: list[dict[str, Any]],
               scen: list[Scenario], wasm_size: int,
-              openssl: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
+              openssl: Optional[list[dict[str, Any]]] = None,
+              counted: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
     by = {(r["round"], r["scenario"], r["config"]): r for r in runs}
     rounds = sorted({r["round"] for r in runs})
     table: dict[str, dict[str, Any]] = {}
@@ -854,6 +896,37 @@ def summarize(runs: list[dict[str, Any]], memory: list[dict[str, Any]],
     hot_path_target("opaque", "tollgate-introspection", "4. opaque tokens")
     hot_path_target("ratelimit", "tollgate-ratelimit", "5. rate limits")
 
+    insn = {(c["scenario"], c["config"]): c["per_request"] for c in counted or []}
+    insn_rows: dict[str, dict[str, Any]] = {}
+    for c in counted or []:
+        base = COUNTED_BASELINE.get(c["scenario"], c["scenario"])
+        over = sub(c["per_request"], insn.get((base, "bare")))
+        empty_over = sub(insn.get((base, "empty-wasm")), insn.get((base, "bare")))
+        insn_rows.setdefault(c["scenario"], {})[c["config"]] = {
+            "per_request": c["per_request"],
+            "over_bare": over if c["config"] != "bare" else None,
+            "x_empty_over_bare": ratio(over, empty_over)
+            if c["config"] not in ("bare", "empty-wasm") else None,
+            "not_ok": c["not_ok"],
+            "requests": c["requests"],
+        }
+    for scenario, config, what in (("hot", "tollgate", "1. one token"),
+                                   ("opaque", "tollgate-introspection", "4. opaque tokens"),
+                                   ("ratelimit", "tollgate-ratelimit", "5. rate limits")):
+        row = insn_rows.get(scenario, {}).get(config)
+        if row is None or row["x_empty_over_bare"] is None:
+            continue
+        base = COUNTED_BASELINE.get(scenario, scenario)
+        empty_over = sub(insn.get((base, "empty-wasm")), insn.get((base, "bare")))
+        targets.append({
+            "target": f"hot path, {what}, counted: {config}'s instructions/request over bare <= "
+                      f"{HOT_PATH_FACTOR} x the empty wasm filter's (callgrind)",
+            "value": f"{row['over_bare']:,.0f} vs {empty_over:,.0f}: "
+                     f"{row['x_empty_over_bare']:.2f} x",
+            "limit": f"{HOT_PATH_FACTOR} x",
+            "met": row["x_empty_over_bare"] <= HOT_PATH_FACTOR,
+        })
+
     if "tollgate" in mem_rows and mem_rows["tollgate"]["over_bare_mib"] is not None:
         over = mem_rows["tollgate"]["over_bare_mib"]
         targets.append({
@@ -923,6 +996,7 @@ def summarize(runs: list[dict[str, Any]], memory: list[dict[str, Any]],
                 "met": None,
             })
     return {"scenarios": table, "memory": mem_rows, "targets": targets,
+            "instructions": insn_rows,
             "verification_us": verify_us, "verification_jwt_authn_us": verify_jwt_us,
             "openssl_verify_us": openssl_median_us,
             "cold_request_us": cold_us, "cold_request_jwt_authn_us": cold_jwt_us}
@@ -1091,6 +1165,24 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
                          f"{fmt(r['heap_mib'])} ({fmt(r['allocated_mib'])}) | "
                          f"{fmt(r['start_s'], 2)} | {'; '.join(notes)} |")
         lines.append("")
+    if s.get("instructions"):
+        lines += ["## Instructions per request (Envoy under callgrind, counted, not timed)", "",
+                  f"One keep-alive connection; every token once (at least {p['counted_warm']:,} "
+                  f"requests), then {p['counted_requests']:,} requests counted. The count repeats "
+                  "to within 0.1% from run to run; see `tests/bench/instructions.py`.", "",
+                  "| scenario | configuration | instructions/request | over bare | "
+                  "x the empty filter's over bare | notes |",
+                  "| --- | --- | ---: | ---: | ---: | --- |"]
+        for key, rows in s["instructions"].items():
+            for c, r in rows.items():
+                notes = f"**{r['not_ok']} not 2xx**" if r["not_ok"] else ""
+                if key in COUNTED_BASELINE:
+                    notes = "; ".join(x for x in (notes, f"against {COUNTED_BASELINE[key]}'s "
+                                                  "bare and empty filter") if x)
+                over = fmt(r["over_bare"], 0) if c != "bare" else "-"
+                x = fmt(r["x_empty_over_bare"], 2) if c not in ("bare", "empty-wasm") else "-"
+                lines.append(f"| {key} | {c} | {r['per_request']:,} | {over} | {x} | {notes} |")
+        lines.append("")
     lines += ["## Configurations", ""]
     for c in CONFIGURATIONS.values():
         lines.append(f"- `{c.key}`: {c.label}")
@@ -1109,6 +1201,8 @@ def write_plot(path: Path, result: dict[str, Any]) -> Optional[str]:
     s = result["summary"]
     panels = [(k, v) for k, v in s["scenarios"].items() if v["configs"]]
     n = len(panels) + (1 if s["memory"] else 0)
+    if n == 0:
+        return "no CPU or memory figures to plot"
     cols = 2
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(13, 2.6 * rows + 1), squeeze=False)
@@ -1173,7 +1267,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--opaque", type=int, help="distinct opaque tokens of scenario 4")
     ap.add_argument("--only", help="comma-separated scenario keys (hot, many, cold-rs256, "
                     "cold-es256, cold-eddsa, verify-es256, verify-eddsa, opaque, ratelimit, "
-                    "memory)")
+                    "memory, instructions)")
     ap.add_argument("--out", type=Path, help="results folder (default bench/results/<time>)")
     ap.add_argument("--wasm", type=Path, default=Path(os.environ.get("TOLLGATE_WASM")
                                                       or DEFAULT_WASM))
@@ -1217,17 +1311,24 @@ def main(argv: Optional[list[str]] = None) -> int:
         for s in scen:
             s.configs = [c for c in s.configs if c not in s.optional]
     do_memory = only is None or "memory" in only
+    do_count = only is None or "instructions" in only
+    if do_count and instructions.tools_missing():
+        raise SystemExit(f"bench: {instructions.tools_missing()}")
+    counted_plan = [(k, t, [c for c in cs if not (p.smoke and c in optional)])
+                    for k, t, cs, optional in COUNTED] if do_count else []
 
     runs: list[dict[str, Any]] = []
     memory: list[dict[str, Any]] = []
     openssl: list[dict[str, Any]] = []
+    counted: list[dict[str, Any]] = []
     failure: Optional[str] = None
     try:
         # Keys and tokens: every token valid for tollgate and jwt_authn alike.
         ctx.keys = Keys()
         exp = int(time.time()) + 6 * 3600
         sets: dict[str, TokenSet] = {}
-        needed = {s.tokens for s in scen} | ({"many"} if do_memory else set())
+        needed = ({s.tokens for s in scen} | ({"many"} if do_memory else set())
+                  | {t for _, t, _ in counted_plan})
         t0 = time.monotonic()
         if "hot" in needed:
             hot = mint_tokens(ctx.keys, "RS256", 1, "hot", exp)
@@ -1285,6 +1386,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                     memory.append(rec)
                     log(f"  {'memory':10} {c:22} RSS {rec['rss_kib'] / 1024:.1f} MiB "
                         f"(idle {rec['rss_idle_kib'] / 1024:.1f})")
+        # Counted once: the count does not drift with the machine, so rounds would repeat it.
+        for key, token_set, configs in counted_plan:
+            for c in configs:
+                rec = measure_instructions(ctx, key, CONFIGURATIONS[c], sets[token_set])
+                counted.append(rec)
+                log(f"  {'counted':10} {key + ' ' + c:22} {rec['per_request']:9,} "
+                    "instructions/request")
     except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - reported, results kept
         failure = f"{type(err).__name__}: {err}"
         log(f"FAILED: {failure}\nlogs kept in {work / 'logs'}; writing the runs done so far")
@@ -1304,10 +1412,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         "params": p.__dict__,
         "machine": machine,
         "configurations": {c.key: c.label for c in CONFIGURATIONS.values()},
-        "summary": summarize(runs, memory, scen, machine["wasm_bytes"], openssl),
+        "summary": summarize(runs, memory, scen, machine["wasm_bytes"], openssl, counted),
         "runs": runs,
         "memory_runs": memory,
         "openssl_runs": openssl,
+        "counted_runs": counted,
     }
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     write_markdown(out / "results.md", result)
@@ -1316,7 +1425,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         log(why)
     if failure is None:
         shutil.rmtree(work, ignore_errors=True)
-    bad = [r for r in runs + memory if r["not_ok"]]
+    bad = [r for r in runs + memory + counted if r["not_ok"]]
     log(f"done in {result['seconds'] / 60:.1f} min: {out / 'results.md'}")
     for t in result["summary"]["targets"]:
         met = "(info) " if t["met"] is None else "met    " if t["met"] else "NOT met"
