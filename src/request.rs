@@ -66,7 +66,7 @@ pub fn find_tokens<'a>(
             TokenSource::Header { name, prefix } => {
                 // A proxy joins repeated headers with ","; no token contains one (RFC 6750's
                 // b64token), so each part is a value of its own.
-                for value in req.header_values(name).flat_map(|v| v.split(',')) {
+                for value in req.header_values(name).flat_map(comma_separated) {
                     let value = value.trim_start_matches(' ');
                     let rest = match prefix {
                         None => Some(value),
@@ -109,6 +109,18 @@ pub fn find_tokens<'a>(
         }
     }
     found
+}
+
+/// The parts of a header value between commas. Most values have none: a scan that does not
+/// stop early, which the compiler makes 16 bytes a step with wasm SIMD, finds that out in a
+/// fraction of the time `split` takes to look for the first one (a token is 0.5-2 KB).
+fn comma_separated(value: &str) -> impl Iterator<Item = &str> {
+    let has_comma = value.bytes().fold(false, |seen, b| seen | (b == b','));
+    let (whole, parts) = match has_comma {
+        false => (Some(value), None),
+        true => (None, Some(value.split(','))),
+    };
+    whole.into_iter().chain(parts.into_iter().flatten())
 }
 
 /// A change to the request's headers, applied by the host in order. Names are shared with the

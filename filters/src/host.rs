@@ -51,41 +51,55 @@ impl OwnedRequest {
         } else {
             String::new()
         };
-        OwnedRequest::parse(&bytes, client_address)
+        OwnedRequest::parse(bytes, client_address)
     }
 
     /// Reads the proxy-wasm serialization of a header map: the number of pairs (u32, little
     /// endian), the length of each name and value (u32 pairs), then each name and value followed
     /// by a NUL. Bytes that are not UTF-8 read as U+FFFD, as `String::from_utf8_lossy` has it.
-    fn parse(bytes: &[u8], client_address: String) -> Option<OwnedRequest> {
+    ///
+    /// The host's buffer becomes the text itself: once the lengths are read, they are zeroed
+    /// (NUL is UTF-8), and the whole buffer is checked as UTF-8 in one pass, with no copy. Only
+    /// a map with bytes that are not UTF-8 is copied, piece by piece.
+    fn parse(mut bytes: Vec<u8>, client_address: String) -> Option<OwnedRequest> {
         let word = |at: usize| -> Option<usize> {
             let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
             usize::try_from(u32::from_le_bytes(b)).ok()
         };
         let count = word(0)?;
-        let mut data = 4usize.checked_add(count.checked_mul(8)?)?;
-        if data > bytes.len() {
+        let lengths_end = 4usize.checked_add(count.checked_mul(8)?)?;
+        if lengths_end > bytes.len() {
             return None;
         }
-        let mut text = String::with_capacity(bytes.len() - data);
         let mut spans = Vec::with_capacity(count);
+        let mut data = lengths_end;
         for i in 0..count {
             let name_len = word(4 + 8 * i)?;
             let value_len = word(8 + 8 * i)?;
             let mut take = |len: usize| -> Option<Range<usize>> {
-                let raw = bytes.get(data..data.checked_add(len)?)?;
-                data += len + 1;
-                let start = text.len();
-                match std::str::from_utf8(raw) {
-                    Ok(valid) => text.push_str(valid),
-                    Err(_) => text.push_str(&String::from_utf8_lossy(raw)),
-                }
-                Some(start..text.len())
+                let end = data.checked_add(len).filter(|&end| end <= bytes.len())?;
+                let piece = data..end;
+                data = end + 1;
+                Some(piece)
             };
             let name = take(name_len)?;
             let value = take(value_len)?;
             spans.push((name, value));
         }
+        bytes.get_mut(..lengths_end)?.fill(0);
+        let text = match String::from_utf8(bytes) {
+            Ok(text)
+                if spans.iter().all(|(n, v)| {
+                    [n.start, n.end, v.start, v.end]
+                        .iter()
+                        .all(|&at| text.is_char_boundary(at))
+                }) =>
+            {
+                text
+            }
+            Ok(text) => lossy_copy(text.as_bytes(), &mut spans),
+            Err(not_utf8) => lossy_copy(not_utf8.as_bytes(), &mut spans),
+        };
         let mut request = OwnedRequest {
             text,
             spans,
@@ -144,6 +158,24 @@ impl OwnedRequest {
             client_address: &self.client_address,
         }
     }
+}
+
+/// The pieces of `bytes` at `spans`, each read as UTF-8 with U+FFFD for what is not, one after
+/// the other in a new string; `spans` are moved to their place in it.
+fn lossy_copy(bytes: &[u8], spans: &mut [(Range<usize>, Range<usize>)]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    let mut copy = |piece: &mut Range<usize>| {
+        let start = text.len();
+        text.push_str(&String::from_utf8_lossy(
+            bytes.get(piece.clone()).unwrap_or_default(),
+        ));
+        *piece = start..text.len();
+    };
+    for (name, value) in spans.iter_mut() {
+        copy(name);
+        copy(value);
+    }
+    text
 }
 
 #[link(wasm_import_module = "env")]
@@ -257,7 +289,7 @@ mod tests {
             (b"x-request-id", b"r-1"),
             (b"x-user", b"mallory"),
         ]);
-        let r = OwnedRequest::parse(&bytes, "10.0.0.1".into()).unwrap();
+        let r = OwnedRequest::parse(bytes.clone(), "10.0.0.1".into()).unwrap();
         assert_eq!(r.method(), "GET");
         assert_eq!(r.path(), "/orders?x=1");
         assert_eq!(r.request_id(), Some("r-1"));
@@ -275,8 +307,21 @@ mod tests {
     #[test]
     fn bytes_that_are_not_utf8_read_as_replacement_characters() {
         let bytes = serialized(&[(b":method", b"GET"), (b":path", b"/"), (b"x-a", b"\xffok")]);
-        let r = OwnedRequest::parse(&bytes, String::new()).unwrap();
+        let r = OwnedRequest::parse(bytes.clone(), String::new()).unwrap();
         assert_eq!(r.pairs().last(), Some(&("x-a", "\u{fffd}ok")));
+    }
+
+    #[test]
+    fn lengths_that_cut_a_character_read_as_replacement_characters() {
+        // Valid UTF-8 as a whole, but the value's length ends inside the "é" of "café", and the
+        // byte after it, which should be the NUL, is the rest of that character.
+        let value: &[u8] = "café".as_bytes();
+        let mut bytes = serialized(&[(b":method", b"GET"), (b":path", b"/"), (b"x-a", value)]);
+        // The third pair's value length (after the count and two pairs of lengths): 5 -> 4.
+        bytes[24..28].copy_from_slice(&4u32.to_le_bytes());
+        let r = OwnedRequest::parse(bytes, String::new()).unwrap();
+        assert_eq!(r.pairs().last(), Some(&("x-a", "caf\u{fffd}")));
+        assert_eq!(r.method(), "GET");
     }
 
     #[test]
@@ -284,15 +329,15 @@ mod tests {
         let good = serialized(&[(b":method", b"GET"), (b":path", b"/")]);
         for cut in 0..good.len() - 1 {
             assert!(
-                OwnedRequest::parse(&good[..cut], String::new()).is_none(),
+                OwnedRequest::parse(good[..cut].to_vec(), String::new()).is_none(),
                 "{cut}"
             );
         }
         let mut huge = good.clone();
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(OwnedRequest::parse(&huge, String::new()).is_none());
+        assert!(OwnedRequest::parse(huge, String::new()).is_none());
         let no_path = serialized(&[(b":method", b"GET")]);
-        assert!(OwnedRequest::parse(&no_path, String::new()).is_none());
-        assert!(OwnedRequest::parse(&[], String::new()).is_none());
+        assert!(OwnedRequest::parse(no_path, String::new()).is_none());
+        assert!(OwnedRequest::parse(Vec::new(), String::new()).is_none());
     }
 }
