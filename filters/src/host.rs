@@ -100,26 +100,27 @@ impl OwnedRequest {
             Ok(text) => lossy_copy(text.as_bytes(), &mut spans),
             Err(not_utf8) => lossy_copy(not_utf8.as_bytes(), &mut spans),
         };
-        let mut request = OwnedRequest {
+        // The first of each, in one pass.
+        let (mut method, mut path, mut authority, mut request_id) = (None, None, None, None);
+        for (i, (name, _)) in spans.iter().enumerate() {
+            let slot = match text.get(name.clone()) {
+                Some(":method") => &mut method,
+                Some(":path") => &mut path,
+                Some(":authority") => &mut authority,
+                Some("x-request-id") => &mut request_id,
+                _ => continue,
+            };
+            slot.get_or_insert(i);
+        }
+        Some(OwnedRequest {
             text,
             spans,
-            method: 0,
-            path: 0,
-            authority: None,
-            request_id: None,
+            method: method?,
+            path: path?,
+            authority,
+            request_id,
             client_address,
-        };
-        let at = |name: &str| {
-            let text = &request.text;
-            (request.spans.iter()).position(|(n, _)| text.get(n.clone()) == Some(name))
-        };
-        let (method, path) = (at(":method")?, at(":path")?);
-        let (authority, request_id) = (at(":authority"), at("x-request-id"));
-        request.method = method;
-        request.path = path;
-        request.authority = authority;
-        request.request_id = request_id;
-        Some(request)
+        })
     }
 
     /// The headers as the engine reads them.
