@@ -1066,7 +1066,8 @@ impl<'a> Walk<'a> {
                 let detail = format!("{endpoint} answered active: false");
                 Err(self.fail("introspection", Denial::TokenInactive, detail))
             }
-            IntrospectionView::Active { claims, cached } => {
+            // Explaining checks the answer afresh, whatever the host kept with it.
+            IntrospectionView::Active { claims, cached, .. } => {
                 if let Err(d) = introspection::check_active(&claims, provider, cfg, self.now) {
                     let detail = format!("active, but {}", d.description());
                     return Err(self.fail("introspection", d, detail));

@@ -46,6 +46,9 @@ pub enum IntrospectionView {
         claims: Rc<Map<String, Value>>,
         /// From the shared cache rather than a call made for this request.
         cached: bool,
+        /// [`introspection::check_answer`] of these claims for this provider, when the host
+        /// kept its result with the answer: the decision then checks only the dates.
+        checked: Option<Result<introspection::CheckedAnswer, Denial>>,
     },
     Inactive,
     /// The call failed (timeout, non-200, malformed answer): refuse.
@@ -607,8 +610,15 @@ impl Gate {
             IntrospectionView::Unknown => Err(Step::Introspect(id)),
             IntrospectionView::Failed(why) => Err(Denial::IntrospectionFailed(why).into()),
             IntrospectionView::Inactive => Err(Denial::TokenInactive.into()),
-            IntrospectionView::Active { claims, cached } => {
-                introspection::check_active(&claims, provider, cfg, now)?;
+            IntrospectionView::Active {
+                claims,
+                cached,
+                checked,
+            } => {
+                match checked {
+                    Some(answer) => answer?.check(provider, now)?,
+                    None => introspection::check_active(&claims, provider, cfg, now)?,
+                }
                 facts.source = Some(if cached {
                     "introspection_cache"
                 } else {

@@ -165,6 +165,17 @@ pub fn check_active(
     cfg: &Introspection,
     now: u64,
 ) -> Result<(), Denial> {
+    check_answer(claims, provider, cfg)?.check(provider, now)
+}
+
+/// The part of [`check_active`] that does not depend on the time, done once for an answer a
+/// worker keeps: what is left for each request is [`CheckedAnswer::check`], three comparisons
+/// of dates, rather than seven lookups in the answer.
+pub fn check_answer(
+    claims: &Map<String, Value>,
+    provider: &Provider,
+    cfg: &Introspection,
+) -> Result<CheckedAnswer, Denial> {
     if let Some(required) = &cfg.token_type {
         match claims.get("token_type") {
             Some(Value::String(t)) if t.eq_ignore_ascii_case(required) => {}
@@ -176,16 +187,31 @@ pub fn check_active(
         claims::check_issuer(claims, &provider.issuer)?;
     }
     claims::check_audience(claims, &provider.audiences)?;
-    claims::check_dates(
-        claims,
-        provider.clock_skew,
-        false,
-        provider.max_lifetime,
-        now,
-    )?;
-    match claims.get("client_id") {
-        None | Some(Value::String(_)) => Ok(()),
-        Some(_) => Err(Denial::InvalidClaim("client_id is not a string")),
+    let dates = claims::Dates::read(claims)?;
+    let client_id = match claims.get("client_id") {
+        None | Some(Value::String(_)) => None,
+        Some(_) => Some(Denial::InvalidClaim("client_id is not a string")),
+    };
+    Ok(CheckedAnswer { dates, client_id })
+}
+
+/// An active answer as [`check_answer`] found it, for one provider's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedAnswer {
+    dates: claims::Dates,
+    /// Checked after the dates, as [`check_active`] always did.
+    client_id: Option<Denial>,
+}
+
+impl CheckedAnswer {
+    /// The checks that depend on the time: the dates, with the provider's clock skew and
+    /// lifetime bound (`exp` may be absent, RFC 7662).
+    pub fn check(&self, provider: &Provider, now: u64) -> Result<(), Denial> {
+        (self.dates).check(provider.clock_skew, false, provider.max_lifetime, now)?;
+        match &self.client_id {
+            Some(denial) => Err(denial.clone()),
+            None => Ok(()),
+        }
     }
 }
 

@@ -13,7 +13,6 @@ use crate::host::CallAnswer;
 use crate::shared::{self, Lease};
 use crate::worker::{Known, KnownAnswer, PendingCall, Worker};
 use proxy_wasm::hostcalls;
-use std::rc::Rc;
 use std::time::Duration;
 use tollgate::config::{HttpUrl, Introspection, ProviderId};
 use tollgate::introspection::{
@@ -203,12 +202,8 @@ impl Worker {
                     }
                     // This worker keeps it too, like an answer it read: were the shared slots
                     // all taken since, its next request would not cost another call.
-                    if cached.active {
-                        if let Some(token) = self.waiting_token(&hash) {
-                            self.introspected
-                                .borrow_mut()
-                                .insert(&token, Rc::new((provider, cached.clone())));
-                        }
+                    if let Some(token) = self.waiting_token(&hash) {
+                        self.keep_answer(&token, provider, &cached);
                     }
                 }
                 KnownAnswer::Answer {

@@ -19,7 +19,7 @@ use tollgate::audit::{AuditEvent, AuditFacts};
 use tollgate::config::{KeySource, ProviderId, RemoteKeys};
 use tollgate::denial::Denial;
 use tollgate::gate::{Decision, Gate, Host, IntrospectionView, KeysView, TokenDigest, Verdict};
-use tollgate::introspection::{token_hash, CachedAnswer};
+use tollgate::introspection::{self, token_hash, CachedAnswer, CheckedAnswer};
 use tollgate::jwk::JwkSet;
 use tollgate::keys::{Availability, KeysRecord};
 use tollgate::request::HeaderEdit;
@@ -135,8 +135,8 @@ pub struct Worker {
     pub verified: RefCell<VerifiedCache>,
     /// Active introspection answers this worker read (by token), each kept until its own
     /// cache time ends; inactive ones stay in the shared cache only, so a client cannot fill
-    /// this map with tokens of its choosing.
-    pub introspected: RefCell<TokenCache<(ProviderId, CachedAnswer)>>,
+    /// this map with tokens of its choosing. Replaced with the gate, as its checks depend on it.
+    pub introspected: RefCell<TokenCache<KeptAnswer>>,
     /// A fingerprint of the configuration, naming its shared entries.
     pub config_tag: u64,
 }
@@ -239,11 +239,7 @@ impl Worker {
             match self.cached_answer(provider, &hash) {
                 Some(cached) => {
                     self.metrics.introspection_cache(&name, true);
-                    if cached.active {
-                        self.introspected
-                            .borrow_mut()
-                            .insert(token, Rc::new((provider, cached.clone())));
-                    }
+                    self.keep_answer(token, provider, &cached);
                     self.known = Some(Known {
                         provider,
                         hash,
@@ -266,6 +262,28 @@ impl Worker {
         }
         self.remember(&mut decision);
         self.apply(context_id, request, decision, parked_until)
+    }
+
+    /// Keeps an active answer for `token`, checked once against its provider's configuration
+    /// (what does not depend on the time): a request that finds it checks only the dates.
+    /// Inactive answers are not kept (see `introspected`).
+    pub fn keep_answer(&self, token: &str, provider: ProviderId, answer: &CachedAnswer) {
+        if !answer.active {
+            return;
+        }
+        let gate = self.gate.as_ref();
+        let Some(found) = gate.and_then(|g| g.config.provider(provider)) else {
+            return;
+        };
+        let Some(cfg) = &found.introspection else {
+            return;
+        };
+        let kept = KeptAnswer {
+            provider,
+            checked: introspection::check_answer(&answer.claims, found, cfg),
+            answer: answer.clone(),
+        };
+        self.introspected.borrow_mut().insert(token, Rc::new(kept));
     }
 
     /// Keeps a token the engine just verified, for this worker and, through shared data, the
@@ -660,15 +678,27 @@ impl Host for Worker {
             // An active answer this worker read before and that is still fresh: no hash, no
             // shared read.
             _ => match self.introspected.borrow().get(token) {
-                Some(entry) if entry.0 == provider && self.now_ms < entry.1.until_ms => {
+                Some(kept) if kept.provider == provider && self.now_ms < kept.answer.until_ms => {
                     // Its hash was checked against this token's when it was kept.
-                    digest.know(&entry.1.token_hash);
-                    view_of(&entry.1, true)
+                    digest.know(&kept.answer.token_hash);
+                    IntrospectionView::Active {
+                        claims: Rc::clone(&kept.answer.claims),
+                        cached: true,
+                        checked: Some(kept.checked.clone()),
+                    }
                 }
                 _ => IntrospectionView::Unknown,
             },
         }
     }
+}
+
+/// An active introspection answer a worker keeps, with [`introspection::check_answer`] of it
+/// for the provider's configuration.
+pub struct KeptAnswer {
+    pub provider: ProviderId,
+    pub answer: CachedAnswer,
+    pub checked: Result<CheckedAnswer, Denial>,
 }
 
 /// Whether a token has the two dots of a compact JWS (what the engine verifies and remembers).
@@ -681,6 +711,7 @@ fn view_of(answer: &CachedAnswer, cached: bool) -> IntrospectionView {
         IntrospectionView::Active {
             claims: Rc::clone(&answer.claims),
             cached,
+            checked: None,
         }
     } else {
         IntrospectionView::Inactive

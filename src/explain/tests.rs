@@ -161,6 +161,7 @@ impl Host for FakeHost {
             Some(Introspected::Active(claims)) => IntrospectionView::Active {
                 claims: std::rc::Rc::clone(claims),
                 cached: false,
+                checked: None,
             },
             Some(Introspected::Inactive) => IntrospectionView::Inactive,
             Some(Introspected::Failed) => IntrospectionView::Failed("timeout"),

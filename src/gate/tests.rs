@@ -87,6 +87,8 @@ struct FakeKeys {
     introspected: Option<([u8; 32], Introspected)>,
     /// A SHA-256 the host hands in with its introspection view (as a worker does from its cache).
     hands_in: Option<[u8; 32]>,
+    /// The check of the answer the host kept with it (as a worker does for the answers it keeps).
+    checked: Option<Result<crate::introspection::CheckedAnswer, Denial>>,
     /// The one token the host remembers as verified, and the key-set generation.
     remembered: Option<(String, std::rc::Rc<crate::verified::VerifiedIdentity>)>,
     generation: u64,
@@ -103,6 +105,7 @@ impl FakeKeys {
             may_refetch: true,
             introspected: None,
             hands_in: None,
+            checked: None,
             remembered: None,
             generation: 7,
             inline: JwkSet::from_value(
@@ -149,6 +152,7 @@ impl Host for FakeKeys {
             Some((_, Introspected::Active(claims))) => IntrospectionView::Active {
                 claims: std::rc::Rc::clone(claims),
                 cached: true,
+                checked: self.checked.clone(),
             },
             Some((_, Introspected::Inactive)) => IntrospectionView::Inactive,
             Some((_, Introspected::Failed)) => IntrospectionView::Failed("timeout"),
@@ -765,6 +769,50 @@ fn an_active_answer_is_an_identity_with_its_policy_and_budgets() {
         (d.facts.source, d.facts.policy.as_deref()),
         (Some("introspection_cache"), Some("admins"))
     );
+}
+
+#[test]
+fn an_answer_checked_when_kept_decides_as_one_checked_now() {
+    let gate = Gate::new(introspecting_config());
+    let provider = gate.config.provider(0).unwrap();
+    let cfg = provider.introspection.as_ref().unwrap();
+    let hash = crate::introspection::token_hash(OPAQUE);
+    let auth = bearer(OPAQUE);
+    let with = |changes: Value| {
+        let mut claims = active_claims();
+        claims.extend(changes.as_object().unwrap().clone());
+        claims
+    };
+    let answers = [
+        active_claims(),
+        with(json!({"aud": "api://other"})),
+        with(json!({"iss": "https://elsewhere"})),
+        with(json!({"exp": NOW - 1})),
+        with(json!({"nbf": NOW + 3600})),
+        with(json!({"exp": "soon"})),
+        with(json!({"client_id": 7})),
+        // Both wrong: the date is reported, as when the whole answer is checked at once.
+        with(json!({"exp": NOW - 1, "client_id": 7})),
+    ];
+    for claims in answers {
+        let decide = |checked| {
+            let mut keys = FakeKeys::ready();
+            keys.introspected = Some((hash, Introspected::Active(claims.clone().into())));
+            keys.checked = checked;
+            run(&gate, &keys, "GET", "/orders", &[("authorization", &auth)])
+        };
+        let now = decide(None);
+        let kept = decide(Some(crate::introspection::check_answer(
+            &claims, provider, cfg,
+        )));
+        assert_eq!(now.verdict, kept.verdict, "{claims:?}");
+    }
+    // What the host kept is what decides: the answer is not looked at again.
+    let mut keys = FakeKeys::ready();
+    keys.introspected = Some((hash, Introspected::Active(active_claims().into())));
+    keys.checked = Some(Err(Denial::WrongTokenType));
+    let d = run(&gate, &keys, "GET", "/orders", &[("authorization", &auth)]);
+    assert_eq!(denial(&d), Denial::WrongTokenType);
 }
 
 #[test]
