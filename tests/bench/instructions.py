@@ -35,11 +35,6 @@ import harness
 # run anew once, and that one-time work is not a request's.
 SETTLE_REQUESTS = 20
 
-# Scenario 2 (10,000 tokens) is left out: what sets it apart from scenario 1 is memory traffic,
-# which a count of instructions does not see.
-SCENARIOS = ("hot", "opaque", "ratelimit")
-
-
 def tools_missing() -> Optional[str]:
     """Why the count cannot run here (`None`: it can)."""
     for tool in ("valgrind", "callgrind_control"):
