@@ -5,7 +5,8 @@
 //! Invariants: an active answer says `active: true`, an inactive one keeps nothing; a cache
 //! entry round-trips through `encode`/`decode`; `check_active` accepts only answers naming an
 //! accepted audience, the provider's issuer (if any) and the required `token_type`; the gate
-//! allows the opaque token exactly when `check_active` accepts its answer.
+//! allows the opaque token exactly when `check_active` accepts its answer, and decides the same
+//! with the answer's `check_answer` handed in (as a worker does for the answers it keeps).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,8 +14,10 @@ use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 use tollgate::config::{Config, ProviderId};
 use tollgate::gate::{Gate, Host, IntrospectionView, KeysView, TokenDigest, Verdict};
+use tollgate::denial::Denial;
 use tollgate::introspection::{
-    check_active, parse_answer, token_hash, Answer, CachedAnswer, MAX_CACHED_BYTES,
+    check_active, check_answer, parse_answer, token_hash, Answer, CachedAnswer, CheckedAnswer,
+    MAX_CACHED_BYTES,
 };
 use tollgate::request::Request;
 use tollgate_fuzz::{audience_holds, has_float, NOW};
@@ -67,6 +70,7 @@ fn gates() -> &'static [Gate; 2] {
 
 struct AnswerHost {
     claims: std::rc::Rc<Map<String, Value>>,
+    checked: Option<Result<CheckedAnswer, Denial>>,
 }
 
 impl Host for AnswerHost {
@@ -81,6 +85,7 @@ impl Host for AnswerHost {
             IntrospectionView::Active {
                 claims: std::rc::Rc::clone(&self.claims),
                 cached: true,
+                checked: self.checked.clone(),
             }
         } else {
             IntrospectionView::Unknown
@@ -114,14 +119,18 @@ fn check_claims(claims: &Map<String, Value>) {
             headers: &headers,
             client_address: "192.0.2.1",
         };
-        let host = AnswerHost {
+        let mut host = AnswerHost {
             claims: std::rc::Rc::new(claims.clone()),
+            checked: None,
         };
         let decision = gate.decide(&req, &host, NOW);
         match (&decision.verdict, &verdict) {
             (Verdict::Allow(_), Ok(())) | (Verdict::Deny(_), Err(_)) => {}
             (got, want) => panic!("gate says {got:?}, check_active says {want:?}"),
         }
+        host.checked = Some(check_answer(claims, provider, cfg));
+        let kept = gate.decide(&req, &host, NOW);
+        assert_eq!(kept.verdict, decision.verdict, "the kept check decides otherwise");
     }
 }
 
