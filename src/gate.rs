@@ -20,12 +20,15 @@ use crate::jwk::{JwkSet, KeySelection};
 use crate::jws::{classify, TokenShape, UntrustedToken, MAX_TOKEN_LEN};
 use crate::policy;
 use crate::ratelimit;
-use crate::request::{find_tokens, normalize_path, strip_token, FoundToken, HeaderEdit, Request};
-use crate::verified::{key_of, project, Learned, VerifiedIdentity};
+use crate::request::{
+    find_tokens, normalize_path, strip_token, FoundToken, HeaderEdit, HeaderEdits, Request,
+};
+use crate::verified::{key_of, project, DerivedHeaders, Learned, VerifiedIdentity};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::cell::OnceCell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// What the host knows of one provider's keys.
@@ -86,7 +89,7 @@ pub trait Host {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowed {
     /// Applied in order; the first ones always remove every header the filter owns.
-    pub edits: Vec<HeaderEdit>,
+    pub edits: HeaderEdits,
     /// Index into `Config::policies`.
     pub policy: Option<usize>,
     /// For each limit of the policy, in order: the identity whose budget is charged.
@@ -127,7 +130,13 @@ pub struct Gate {
     /// remembered token copies nothing: names shared with the decision's edits and audit facts,
     /// and the token sources of each rule.
     prepared: Prepared,
+    /// This gate among all made in this process: the identity headers a remembered identity
+    /// keeps are this gate's only if tagged so.
+    tag: u64,
 }
+
+/// The tag of the next gate.
+static NEXT_GATE: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Debug, Default)]
 struct Prepared {
@@ -240,7 +249,11 @@ impl Gate {
             default_sources: sources_of(&all_providers),
             all_providers,
         };
-        Gate { config, prepared }
+        Gate {
+            config,
+            prepared,
+            tag: NEXT_GATE.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     /// Decides one request at time `now` (seconds since the epoch).
@@ -386,26 +399,32 @@ impl Gate {
         }
         // Owned headers the request carries are removed (a client must not speak for the
         // gateway); the request's headers are all here, so absent ones need no edit.
-        let mut edits: Vec<HeaderEdit> = self
-            .prepared
-            .owned_headers
-            .iter()
-            .filter(|h| req.header_values(h).next().is_some())
-            .map(|h| HeaderEdit::Remove(Arc::clone(h)))
-            .collect();
+        let mut edits = HeaderEdits {
+            removals: self
+                .prepared
+                .owned_headers
+                .iter()
+                .filter(|h| req.header_values(h).next().is_some())
+                .map(|h| HeaderEdit::Remove(Arc::clone(h)))
+                .collect(),
+            ..HeaderEdits::default()
+        };
         if let (true, Some(token)) = (self.config.headers.strip_token, token) {
-            edits.extend(strip_token(req, token.source));
+            edits.removals.extend(strip_token(req, token.source));
         }
-        if let Some(identity) = identity {
-            self.identity_headers(identity, &mut edits);
-        }
+        edits.identity = identity.map(|identity| match identity {
+            Identity::Remembered(kept) => kept
+                .headers
+                .get_or_derive(self.tag, || self.identity_headers(identity)),
+            Identity::Fresh { .. } => self.identity_headers(identity),
+        });
         let (policy, charges) = match selected {
             Some((i, p)) => (Some(i), charges(p, identity, req.client_address)),
             None => (None, Vec::new()),
         };
         if let Some((i, p)) = selected {
             let names = self.prepared.policy_headers.get(i).into_iter().flatten();
-            edits.extend(
+            edits.policy.extend(
                 names
                     .zip(&p.headers)
                     .map(|(n, (_, v))| HeaderEdit::Set(Arc::clone(n), v.clone())),
@@ -505,6 +524,7 @@ impl Gate {
                 claims: Rc::clone(&claims),
                 payload_segment,
                 fingerprint,
+                headers: DerivedHeaders::default(),
             },
         });
         if provider
@@ -653,7 +673,8 @@ impl Gate {
     }
 
     /// The mapped claims as headers; values that cannot be sent safely are left out.
-    fn identity_headers(&self, identity: &Identity, edits: &mut Vec<HeaderEdit>) {
+    fn identity_headers(&self, identity: &Identity) -> Rc<[HeaderEdit]> {
+        let mut edits = Vec::new();
         let names = self.prepared.claim_headers.iter();
         for (header, (_, path)) in names.zip(&self.config.headers.claims) {
             let value = match claims::lookup(identity.claims(), path) {
@@ -674,6 +695,7 @@ impl Gate {
         {
             edits.push(HeaderEdit::Set(Arc::clone(header), segment.to_string()));
         }
+        edits.into()
     }
 }
 

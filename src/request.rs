@@ -9,6 +9,7 @@
 use crate::config::{RouteMatch, TokenSource};
 use crate::denial::Denial;
 use std::borrow::Cow;
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// One request's attributes, borrowed from the host. Header names are lower case.
@@ -129,6 +130,62 @@ fn comma_separated(value: &str) -> impl Iterator<Item = &str> {
 pub enum HeaderEdit {
     Remove(Arc<str>),
     Set(Arc<str>, String),
+}
+
+/// An allowed request's header edits, in the order they apply: the removals (the headers the
+/// filter owns that the request carries, the token's place), the identity's headers, then the
+/// policy's. The identity's part is shared with the remembered identity it was derived for
+/// ([`crate::verified::DerivedHeaders`]): a remembered token's request derives and copies none.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderEdits {
+    pub removals: Vec<HeaderEdit>,
+    pub identity: Option<Rc<[HeaderEdit]>>,
+    pub policy: Vec<HeaderEdit>,
+}
+
+impl HeaderEdits {
+    pub fn iter(&self) -> HeaderEditsIter<'_> {
+        let identity = self.identity.as_deref().unwrap_or_default();
+        self.removals.iter().chain(identity).chain(&self.policy)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    pub fn contains(&self, edit: &HeaderEdit) -> bool {
+        self.iter().any(|e| e == edit)
+    }
+}
+
+/// The edits in the order they apply.
+pub type HeaderEditsIter<'a> = std::iter::Chain<
+    std::iter::Chain<std::slice::Iter<'a, HeaderEdit>, std::slice::Iter<'a, HeaderEdit>>,
+    std::slice::Iter<'a, HeaderEdit>,
+>;
+
+impl<'a> IntoIterator for &'a HeaderEdits {
+    type Item = &'a HeaderEdit;
+    type IntoIter = HeaderEditsIter<'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Equal when they apply the same edits in the same order, however they are held.
+impl PartialEq for HeaderEdits {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for HeaderEdits {}
+
+impl PartialEq<Vec<HeaderEdit>> for HeaderEdits {
+    fn eq(&self, other: &Vec<HeaderEdit>) -> bool {
+        self.iter().eq(other)
+    }
 }
 
 /// The edits that take the token out of the request before it goes upstream.

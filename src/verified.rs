@@ -14,9 +14,11 @@
 use crate::claims::Dates;
 use crate::config::{Config, LimitKey, ProviderId};
 use crate::json;
+use crate::request::HeaderEdit;
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -52,6 +54,49 @@ pub struct VerifiedIdentity {
     pub payload_segment: Option<String>,
     /// The token's SHA-256 prefix, for audit events (so a hit need not hash the token).
     pub fingerprint: Arc<str>,
+    /// The headers the configuration derives from these claims, once derived.
+    pub headers: DerivedHeaders,
+}
+
+/// The identity headers a gate derives from a remembered identity's claims, kept with it so
+/// that its later requests derive (look up, convert, check, copy) none. A cache, not part of the
+/// identity's value: it compares equal whatever it holds, and is tagged with the gate that
+/// derived it, so a gate with another configuration derives its own.
+#[derive(Clone, Default)]
+pub struct DerivedHeaders(RefCell<Option<(u64, Rc<[HeaderEdit]>)>>);
+
+impl DerivedHeaders {
+    /// The headers `gate` derived, deriving them now if it has not.
+    pub fn get_or_derive(
+        &self,
+        gate: u64,
+        derive: impl FnOnce() -> Rc<[HeaderEdit]>,
+    ) -> Rc<[HeaderEdit]> {
+        if let Ok(kept) = self.0.try_borrow() {
+            if let Some((tag, edits)) = &*kept {
+                if *tag == gate {
+                    return Rc::clone(edits);
+                }
+            }
+        }
+        let edits = derive();
+        if let Ok(mut kept) = self.0.try_borrow_mut() {
+            *kept = Some((gate, Rc::clone(&edits)));
+        }
+        edits
+    }
+}
+
+impl PartialEq for DerivedHeaders {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for DerivedHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DerivedHeaders")
+    }
 }
 
 /// A token the engine verified for a decision, for the host to remember.
@@ -128,6 +173,7 @@ impl VerifiedIdentity {
             claims: Rc::new(claims),
             payload_segment,
             fingerprint: fingerprint.into(),
+            headers: DerivedHeaders::default(),
         })
     }
 }
@@ -375,6 +421,7 @@ mod tests {
             claims: Rc::new(claims(json!({"sub": "alice", "exp": 10}))),
             payload_segment: Some("eyJ9".into()),
             fingerprint: "0011223344556677".into(),
+            headers: DerivedHeaders::default(),
         };
         let key = token_key("a.b.c");
         let bytes = id.encode(&key).unwrap();
@@ -404,6 +451,7 @@ mod tests {
             claims: Rc::default(),
             payload_segment: None,
             fingerprint: "".into(),
+            headers: DerivedHeaders::default(),
         });
         for i in 0..1000 {
             cache.insert(&format!("t{i}"), Rc::clone(&id));

@@ -1055,6 +1055,68 @@ fn a_remembered_token_skips_the_signature_but_never_the_clock_or_the_key_set() {
     assert_eq!(again.learned.map(|l| l.identity.keys_generation), Some(8));
 }
 
+#[test]
+fn a_remembered_identity_keeps_its_headers_for_the_gate_that_derived_them() {
+    let gate = Gate::new(config(json!({})));
+    let token = good_token();
+    let auth = bearer(&token);
+    let first = run(
+        &gate,
+        &FakeKeys::ready(),
+        "GET",
+        "/orders",
+        &[("authorization", &auth)],
+    );
+    let mut keys = FakeKeys::ready();
+    let kept = Rc::new(first.learned.clone().unwrap().identity);
+    keys.remembered = Some((token.clone(), Rc::clone(&kept)));
+    let edits = |d: &Decision| match &d.verdict {
+        Verdict::Allow(allowed) => allowed.edits.clone(),
+        other => panic!("{other:?}"),
+    };
+    let hit = run(&gate, &keys, "GET", "/orders", &[("authorization", &auth)]);
+    let again = run(
+        &gate,
+        &keys,
+        "GET",
+        "/orders/2",
+        &[("authorization", &auth)],
+    );
+    assert_eq!(
+        edits(&hit),
+        edits(&first),
+        "a hit forwards what the verifying request did"
+    );
+    let (Some(a), Some(b)) = (edits(&hit).identity, edits(&again).identity) else {
+        panic!("identity headers expected")
+    };
+    assert!(Rc::ptr_eq(&a, &b), "derived once, then shared");
+    assert!(a.contains(&HeaderEdit::Set("x-plan".into(), "gold".into())));
+    // Another configuration reads the same identity its own way, with the same claims kept.
+    let other = Gate::new(config(
+        json!({"headers": {"claims": {"x-tenant-plan": "tenant.plan"}}}),
+    ));
+    let theirs = edits(&run(
+        &other,
+        &keys,
+        "GET",
+        "/orders",
+        &[("authorization", &auth)],
+    ));
+    assert!(theirs.contains(&HeaderEdit::Set("x-tenant-plan".into(), "gold".into())));
+    assert!(!theirs
+        .iter()
+        .any(|e| matches!(e, HeaderEdit::Set(n, _) if &**n == "x-plan")));
+    let ours = edits(&run(
+        &gate,
+        &keys,
+        "GET",
+        "/orders",
+        &[("authorization", &auth)],
+    ));
+    assert!(ours.contains(&HeaderEdit::Set("x-plan".into(), "gold".into())));
+}
+
 // One SHA-256 pass for the token and its signing input.
 
 #[test]
