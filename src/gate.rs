@@ -21,7 +21,7 @@ use crate::jws::{classify, TokenShape, UntrustedToken, MAX_TOKEN_LEN};
 use crate::policy;
 use crate::ratelimit;
 use crate::request::{
-    find_tokens, normalize_path, strip_token, FoundToken, HeaderEdit, HeaderEdits, Request,
+    normalize_path, strip_token, the_token, FoundToken, HeaderEdit, HeaderEdits, Request,
 };
 use crate::verified::{key_of, project, DerivedHeaders, Learned, VerifiedIdentity};
 use serde_json::{Map, Value};
@@ -317,11 +317,10 @@ impl Gate {
         if rule.is_some_and(|r| r.anonymous) {
             return self.allow(req, &path, None, None, facts);
         }
-        let found = find_tokens(req, sources.into_iter().flatten());
-        let token = match found.as_slice() {
-            [] => return Err(Denial::MissingToken.into()),
-            [one] => one.clone(),
-            _ => return Err(Denial::MultipleTokens.into()),
+        let token = match the_token(req, sources.into_iter().flatten()) {
+            Ok(Some(one)) => one,
+            Ok(None) => return Err(Denial::MissingToken.into()),
+            Err(_) => return Err(Denial::MultipleTokens.into()),
         };
         let token = &*found_token.insert(token);
         // One SHA-256 of the token serves the audit, the shared caches and introspection; a token

@@ -57,11 +57,42 @@ pub fn find_tokens<'a>(
     sources: impl IntoIterator<Item = &'a TokenSource>,
 ) -> Vec<FoundToken<'a>> {
     let mut found: Vec<FoundToken<'a>> = Vec::new();
-    let mut push = |token: Cow<'a, str>, source: &'a TokenSource| {
+    each_token(req, sources, |token, source| {
         if !found.iter().any(|f| f.token == token) {
             found.push(FoundToken { token, source });
         }
-    };
+    });
+    found
+}
+
+/// Several different tokens in the places a route reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeveralTokens;
+
+/// The request's token, as [`find_tokens`] finds them: none, one (found once or more), or
+/// several different ones. What a decision needs, without a list.
+pub fn the_token<'a>(
+    req: &Request<'a>,
+    sources: impl IntoIterator<Item = &'a TokenSource>,
+) -> Result<Option<FoundToken<'a>>, SeveralTokens> {
+    let mut first: Option<FoundToken<'a>> = None;
+    let mut several = false;
+    each_token(req, sources, |token, source| match &first {
+        None => first = Some(FoundToken { token, source }),
+        Some(seen) => several |= seen.token != token,
+    });
+    match several {
+        true => Err(SeveralTokens),
+        false => Ok(first),
+    }
+}
+
+/// Hands every token in `sources` to `push`, in the order found (repeats included).
+fn each_token<'a>(
+    req: &Request<'a>,
+    sources: impl IntoIterator<Item = &'a TokenSource>,
+    mut push: impl FnMut(Cow<'a, str>, &'a TokenSource),
+) {
     for source in sources {
         match source {
             TokenSource::Header { name, prefix } => {
@@ -109,7 +140,6 @@ pub fn find_tokens<'a>(
             }
         }
     }
-    found
 }
 
 /// The parts of a header value between commas. Most values have none: a scan that does not
@@ -441,6 +471,44 @@ mod tests {
             vec!["a.b.c", "g.h.i", "d.e.f"],
             "the same token twice counts once"
         );
+    }
+
+    #[test]
+    fn the_token_is_the_one_token_found() {
+        let cookie = TokenSource::Cookie("at".into());
+        let query = TokenSource::Query("access_token".into());
+        let bearer = bearer();
+        let cases: [(&str, &[(&str, &str)]); 6] = [
+            ("/x", &[]),
+            ("/x", &[("authorization", "Basic dXNlcjpwdw==")]),
+            (
+                "/x?access_token=a.b.c",
+                &[("authorization", "Bearer a.b.c")],
+            ),
+            (
+                "/x",
+                &[
+                    ("authorization", "Bearer a.b.c,Bearer a.b.c"),
+                    ("cookie", "at=a.b.c"),
+                ],
+            ),
+            (
+                "/x",
+                &[("authorization", "Bearer a.b.c"), ("cookie", "at=d.e.f")],
+            ),
+            ("/x?access_token=a.b.c&access_token=a.b.d", &[]),
+        ];
+        for (path, h) in cases {
+            let h = headers(h);
+            let r = req(path, &h);
+            let all = find_tokens(&r, [&bearer, &cookie, &query]);
+            let one = the_token(&r, [&bearer, &cookie, &query]);
+            match all.as_slice() {
+                [] => assert_eq!(one, Ok(None), "{path} {h:?}"),
+                [first] => assert_eq!(one, Ok(Some(first.clone())), "{path} {h:?}"),
+                _ => assert_eq!(one, Err(SeveralTokens), "{path} {h:?}"),
+            }
+        }
     }
 
     #[test]
