@@ -317,7 +317,7 @@ impl Gate {
         if rule.is_some_and(|r| r.anonymous) {
             return self.allow(req, &path, None, None, facts);
         }
-        let token = match the_token(req, sources.into_iter().flatten()) {
+        let token = match the_token(req, sources.map_or(&[][..], Vec::as_slice)) {
             Ok(Some(one)) => one,
             Ok(None) => return Err(Denial::MissingToken.into()),
             Err(_) => return Err(Denial::MultipleTokens.into()),

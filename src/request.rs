@@ -9,6 +9,7 @@
 use crate::config::{RouteMatch, TokenSource};
 use crate::denial::Denial;
 use std::borrow::Cow;
+use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ pub struct Request<'a> {
     /// `:authority` (Host).
     pub authority: &'a str,
     /// Every header, in the host's order (a name may repeat).
-    pub headers: &'a [(&'a str, &'a str)],
+    pub headers: Headers<'a>,
     /// The downstream peer's address (rate-limit key of anonymous requests).
     pub client_address: &'a str,
 }
@@ -35,11 +36,48 @@ pub fn header_pairs(owned: &[(String, String)]) -> Vec<(&str, &str)> {
 }
 
 impl<'a> Request<'a> {
+    /// The values of every header called `name` (in any case), in the host's order.
     pub fn header_values(&self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
+        let (pairs, text, spans) = match self.headers {
+            Headers::Pairs(pairs) => (pairs, "", &[][..]),
+            Headers::Spans { text, spans } => (&[][..], text, spans),
+        };
+        let listed = (pairs.iter())
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
+            .map(|(_, v)| *v);
+        // Names are compared as bytes, and only a match's value is cut from the text.
+        let spanned = (spans.iter())
+            .filter(move |(n, _)| {
+                (text.as_bytes().get(n.clone()))
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+            })
+            .filter_map(move |(_, v)| text.get(v.clone()));
+        listed.chain(spanned)
+    }
+}
+
+/// A request's headers, borrowed as the host holds them: a list of (name, value) pairs, or one
+/// text with the byte ranges of each name and value. The filter holds what proxy-wasm hands it
+/// the second way, so a request needs no list made for it; a range that is not in the text (or
+/// not on its char boundaries) reads as no header.
+#[derive(Debug, Clone, Copy)]
+pub enum Headers<'a> {
+    Pairs(&'a [(&'a str, &'a str)]),
+    Spans {
+        text: &'a str,
+        spans: &'a [(Range<usize>, Range<usize>)],
+    },
+}
+
+impl<'a> From<&'a [(&'a str, &'a str)]> for Headers<'a> {
+    fn from(pairs: &'a [(&'a str, &'a str)]) -> Self {
+        Headers::Pairs(pairs)
+    }
+}
+
+impl<'a> From<&'a Vec<(&'a str, &'a str)>> for Headers<'a> {
+    fn from(pairs: &'a Vec<(&'a str, &'a str)>) -> Self {
+        Headers::Pairs(pairs)
     }
 }
 
@@ -96,9 +134,7 @@ fn each_token<'a>(
     for source in sources {
         match source {
             TokenSource::Header { name, prefix } => {
-                // A proxy joins repeated headers with ","; no token contains one (RFC 6750's
-                // b64token), so each part is a value of its own.
-                for value in req.header_values(name).flat_map(comma_separated) {
+                let mut part = |value: &'a str| {
                     let value = value.trim_start_matches(' ');
                     let rest = match prefix {
                         None => Some(value),
@@ -110,6 +146,14 @@ fn each_token<'a>(
                     if let Some(token) = rest.map(|r| r.trim_matches(' ')).filter(|t| !t.is_empty())
                     {
                         push(Cow::Borrowed(token), source);
+                    }
+                };
+                // A proxy joins repeated headers with ","; no token contains one (RFC 6750's
+                // b64token), so each part is a value of its own.
+                for value in req.header_values(name) {
+                    match has_comma(value) {
+                        false => part(value),
+                        true => value.split(',').for_each(&mut part),
                     }
                 }
             }
@@ -142,16 +186,11 @@ fn each_token<'a>(
     }
 }
 
-/// The parts of a header value between commas. Most values have none: a scan that does not
-/// stop early, which the compiler makes 16 bytes a step with wasm SIMD, finds that out in a
-/// fraction of the time `split` takes to look for the first one (a token is 0.5-2 KB).
-fn comma_separated(value: &str) -> impl Iterator<Item = &str> {
-    let has_comma = value.bytes().fold(false, |seen, b| seen | (b == b','));
-    let (whole, parts) = match has_comma {
-        false => (Some(value), None),
-        true => (None, Some(value.split(','))),
-    };
-    whole.into_iter().chain(parts.into_iter().flatten())
+/// Whether a header value has parts between commas. Most have none: a scan that does not stop
+/// early, which the compiler makes 16 bytes a step with wasm SIMD, finds that out in a fraction
+/// of the time `split` takes to look for the first one (a token is 0.5-2 KB).
+fn has_comma(value: &str) -> bool {
+    value.bytes().fold(false, |seen, b| seen | (b == b','))
 }
 
 /// A change to the request's headers, applied by the host in order. Names are shared with the
@@ -302,10 +341,10 @@ pub fn percent_decode(s: &str) -> Option<String> {
 /// The path a rule is matched against: query removed, escapes decoded once, `\` read as `/`,
 /// `;params` removed from segments, empty and `.` segments dropped, `..` applied.
 pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, Denial> {
-    let path = raw.split_once('?').map_or(raw, |(p, _)| p);
-    if is_normal(path) {
+    if let Some(path) = normal_path(raw) {
         return Ok(Cow::Borrowed(path));
     }
+    let path = raw.split_once('?').map_or(raw, |(p, _)| p);
     normalize_slowly(path).map(Cow::Owned)
 }
 
@@ -337,20 +376,29 @@ fn normalize_slowly(path: &str) -> Result<String, Denial> {
     Ok(format!("/{}", segments.join("/")))
 }
 
-/// A path that normalizing would leave as it is (the common case, answered without a copy):
-/// absolute, nothing to decode, no `\`, `;`, `#` or control character, and no empty, `.` or `..`
-/// segment (so no trailing `/` either, except for the root).
-fn is_normal(path: &str) -> bool {
-    let Some(rest) = path.strip_prefix('/') else {
-        return false;
-    };
-    if rest.is_empty() {
-        return true;
+/// The path before its query when normalizing would leave it as it is (the common case,
+/// answered without a copy, in one pass over the bytes): absolute, ASCII, nothing to decode, no
+/// `\`, `;`, `#` or control character, and no empty, `.` or `..` segment (so no trailing `/`
+/// either, except for the root).
+fn normal_path(raw: &str) -> Option<&str> {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return None;
     }
-    let plain =
-        |b: u8| b.is_ascii() && !matches!(b, b'%' | b'\\' | b';' | b'#' | b'?' | 0..=0x1f | 0x7f);
-    rest.as_bytes().iter().all(|&b| plain(b))
-        && rest.split('/').all(|seg| !matches!(seg, "" | "." | ".."))
+    let fine = |segment: Option<&[u8]>| segment.is_some_and(|s| !matches!(s, b"" | b"." | b".."));
+    let (mut segment, mut end) = (1, bytes.len());
+    for (at, &b) in bytes.iter().enumerate().skip(1) {
+        match b {
+            b'?' => {
+                end = at;
+                break;
+            }
+            b'/' if fine(bytes.get(segment..at)) => segment = at + 1,
+            b'/' | b'%' | b'\\' | b';' | b'#' | 0..=0x1f | 0x7f..=0xff => return None,
+            _ => {}
+        }
+    }
+    (end == 1 || fine(bytes.get(segment..end))).then(|| raw.get(..end))?
 }
 
 /// Host without port, lower case.
@@ -428,7 +476,7 @@ mod tests {
             method: "GET",
             path,
             authority: "api.example.com",
-            headers: h,
+            headers: h.into(),
             client_address: "10.0.0.1",
         }
     }
@@ -470,6 +518,37 @@ mod tests {
             tokens,
             vec!["a.b.c", "g.h.i", "d.e.f"],
             "the same token twice counts once"
+        );
+    }
+
+    #[test]
+    fn headers_read_the_same_from_pairs_and_from_spans() {
+        let text = "Authorization\0Bearer a.b.c\0x-user\0m\0AUTHORIZATION\0Bearer d\0";
+        let spans = [
+            (0..13, 14..26),
+            (27..33, 34..35),
+            (36..49, 50..58),
+            (0..99, 0..1),
+        ];
+        let pairs = [
+            ("Authorization", "Bearer a.b.c"),
+            ("x-user", "m"),
+            ("AUTHORIZATION", "Bearer d"),
+        ];
+        let mut r = req("/", &pairs);
+        let from_pairs: Vec<&str> = r.header_values("authorization").collect();
+        r.headers = Headers::Spans {
+            text,
+            spans: &spans,
+        };
+        let from_spans: Vec<&str> = r.header_values("authorization").collect();
+        assert_eq!(from_pairs, ["Bearer a.b.c", "Bearer d"]);
+        assert_eq!(from_spans, from_pairs);
+        assert_eq!(r.header_values("X-User").collect::<Vec<_>>(), ["m"]);
+        assert_eq!(
+            r.header_values("cookie").count(),
+            0,
+            "a span past the text is none"
         );
     }
 
@@ -554,8 +633,8 @@ mod tests {
         /// The shortcut for paths that are already normal agrees with the full normalization.
         #[test]
         fn normal_paths_are_left_as_they_are(path in "/[a/.;%2Fe\\\\#?\u{85}\u{7f}]{0,12}") {
-            if is_normal(&path) {
-                proptest::prop_assert_eq!(normalize_slowly(&path).ok(), Some(path.clone()));
+            if let Some(normal) = normal_path(&path) {
+                proptest::prop_assert_eq!(normalize_slowly(normal).ok(), Some(normal.to_string()));
             }
             let fast = normalize_path(&path).ok().map(Cow::into_owned);
             let slow = normalize_slowly(path.split('?').next().unwrap_or("")).ok();

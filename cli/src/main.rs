@@ -204,7 +204,7 @@ fn run_explain(a: &ExplainArgs) -> Result<u8, Failure> {
         method: &a.method,
         path: &path,
         authority: &a.host,
-        headers: &headers,
+        headers: (&headers).into(),
         client_address: "127.0.0.1",
     };
     let explanation = explain(&gate, &req, &host, now);

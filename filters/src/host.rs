@@ -6,6 +6,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use std::ops::Range;
 use std::time::UNIX_EPOCH;
+use tollgate::request::Headers;
 
 pub fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
@@ -141,15 +142,6 @@ impl OwnedRequest {
         })
     }
 
-    /// The headers as the engine reads them.
-    pub fn pairs(&self) -> Vec<(&str, &str)> {
-        let text = |range: &Range<usize>| self.text.get(range.clone()).unwrap_or_default();
-        self.spans
-            .iter()
-            .map(|(name, value)| (text(name), text(value)))
-            .collect()
-    }
-
     fn value(&self, at: Option<usize>) -> Option<&str> {
         let (_, value) = self.spans.get(at?)?;
         self.text.get(value.clone())
@@ -167,13 +159,16 @@ impl OwnedRequest {
         self.value(self.request_id)
     }
 
-    /// The request for the engine, over `pairs` (from [`OwnedRequest::pairs`]).
-    pub fn view<'a>(&'a self, pairs: &'a [(&'a str, &'a str)]) -> tollgate::request::Request<'a> {
+    /// The request as the engine reads it.
+    pub fn view(&self) -> tollgate::request::Request<'_> {
         tollgate::request::Request {
             method: self.method(),
             path: self.path(),
             authority: self.value(self.authority).unwrap_or_default(),
-            headers: pairs,
+            headers: Headers::Spans {
+                text: &self.text,
+                spans: &self.spans,
+            },
             client_address: &self.client_address,
         }
     }
@@ -317,15 +312,14 @@ mod tests {
         assert_eq!(r.method(), "GET");
         assert_eq!(r.path(), "/orders?x=1");
         assert_eq!(r.request_id(), Some("r-1"));
-        let pairs = r.pairs();
-        let view = r.view(&pairs);
+        let view = r.view();
         assert_eq!(view.authority, "api.example.com");
         assert_eq!(view.client_address, "10.0.0.1");
         assert_eq!(
             view.header_values("x-user").collect::<Vec<_>>(),
             ["", "mallory"]
         );
-        assert_eq!(pairs.len(), 7);
+        assert_eq!(r.spans.len(), 7);
     }
 
     #[test]
@@ -346,7 +340,7 @@ mod tests {
     fn bytes_that_are_not_utf8_read_as_replacement_characters() {
         let bytes = serialized(&[(b":method", b"GET"), (b":path", b"/"), (b"x-a", b"\xffok")]);
         let r = OwnedRequest::parse(bytes.clone(), String::new()).unwrap();
-        assert_eq!(r.pairs().last(), Some(&("x-a", "\u{fffd}ok")));
+        assert_eq!(r.view().header_values("x-a").last(), Some("\u{fffd}ok"));
     }
 
     #[test]
@@ -358,7 +352,7 @@ mod tests {
         // The third pair's value length (after the count and two pairs of lengths): 5 -> 4.
         bytes[24..28].copy_from_slice(&4u32.to_le_bytes());
         let r = OwnedRequest::parse(bytes, String::new()).unwrap();
-        assert_eq!(r.pairs().last(), Some(&("x-a", "caf\u{fffd}")));
+        assert_eq!(r.view().header_values("x-a").last(), Some("caf\u{fffd}"));
         assert_eq!(r.method(), "GET");
     }
 

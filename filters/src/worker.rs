@@ -221,8 +221,7 @@ impl Worker {
             return Applied::Refused;
         };
         let now_s = self.now_ms / 1000;
-        let pairs = request.pairs();
-        let view = request.view(&pairs);
+        let view = request.view();
         let mut decision = gate.decide(&view, self, now_s);
         // Keys missing here may already be shared by another worker.
         if let (Verdict::Wait { provider, .. }, None) = (&decision.verdict, parked_until) {

@@ -54,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
                 method,
                 path,
                 authority: "api.example.com",
-                headers: &headers,
+                headers: (&headers).into(),
                 client_address: "192.0.2.1",
             };
             let decision = gate.decide(&req, &host, NOW);

@@ -57,7 +57,7 @@ fn decide(authorization: &str) -> Vec<(&'static str, Allowed)> {
             method,
             path,
             authority: "api.example.com",
-            headers: &headers,
+            headers: (&headers).into(),
             client_address: "192.0.2.1",
         };
         let decision = gate.decide(&req, &host, NOW);

@@ -116,7 +116,7 @@ fn check_claims(claims: &Map<String, Value>) {
             method: "GET",
             path: "/anything",
             authority: "api.example.com",
-            headers: &headers,
+            headers: (&headers).into(),
             client_address: "192.0.2.1",
         };
         let mut host = AnswerHost {

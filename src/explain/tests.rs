@@ -474,7 +474,7 @@ fn request<'a>(c: &'a Case, headers: &'a [(&'a str, &'a str)]) -> Request<'a> {
         method: c.method,
         path: c.path,
         authority: "api.example.com",
-        headers,
+        headers: headers.into(),
         client_address: "10.0.0.1",
     }
 }

@@ -178,7 +178,7 @@ fn run(
         method,
         path,
         authority: "api.example.com",
-        headers,
+        headers: headers.into(),
         client_address: "10.0.0.1",
     };
     gate.decide(&req, keys, NOW)
