@@ -152,9 +152,11 @@ struct Prepared {
     payload_header: Option<Arc<str>>,
     /// Every provider, for rules that do not name theirs.
     all_providers: Vec<ProviderId>,
-    /// Per rule, then for requests no rule matches: where its providers read tokens.
-    rule_sources: Vec<Vec<TokenSource>>,
-    default_sources: Vec<TokenSource>,
+    /// Per rule, then for requests no rule matches: where its providers read tokens, each
+    /// place once, as (provider, index into its `sources`). A token found there holds a
+    /// reference into that provider's own list, which `reads` recognizes without comparing.
+    rule_sources: Vec<Vec<(ProviderId, usize)>>,
+    default_sources: Vec<(ProviderId, usize)>,
 }
 
 /// Longest header value forwarded upstream from a claim.
@@ -212,11 +214,16 @@ impl Gate {
         let name = |n: &str| Arc::<str>::from(n);
         let all_providers: Vec<ProviderId> = (0..config.providers.len()).collect();
         let sources_of = |ids: &[ProviderId]| {
-            let mut sources: Vec<TokenSource> = Vec::new();
-            for p in ids.iter().filter_map(|&id| config.provider(id)) {
-                for s in &p.sources {
-                    if !sources.contains(s) {
-                        sources.push(s.clone());
+            let mut seen: Vec<&TokenSource> = Vec::new();
+            let mut sources: Vec<(ProviderId, usize)> = Vec::new();
+            for (id, p) in ids
+                .iter()
+                .filter_map(|&id| Some((id, config.provider(id)?)))
+            {
+                for (at, s) in p.sources.iter().enumerate() {
+                    if !seen.contains(&s) {
+                        seen.push(s);
+                        sources.push((id, at));
                     }
                 }
             }
@@ -317,7 +324,9 @@ impl Gate {
         if rule.is_some_and(|r| r.anonymous) {
             return self.allow(req, &path, None, None, facts);
         }
-        let token = match the_token(req, sources.map_or(&[][..], Vec::as_slice)) {
+        let sources = sources.map_or(&[][..], Vec::as_slice).iter();
+        let places = sources.filter_map(|&(p, at)| self.config.provider(p)?.sources.get(at));
+        let token = match the_token(req, places) {
             Ok(Some(one)) => one,
             Ok(None) => return Err(Denial::MissingToken.into()),
             Err(_) => return Err(Denial::MultipleTokens.into()),
@@ -479,7 +488,7 @@ impl Gate {
         let untrusted = untrusted?;
         let (id, provider) = self.provider_for(&untrusted, accepted)?;
         facts.provider = self.provider_name(id);
-        if !provider.sources.contains(token.source) {
+        if !reads(provider, token.source) {
             return Err(Denial::ProviderNotAccepted.into());
         }
         if provider.verify == VerifyMode::Introspection {
@@ -562,7 +571,7 @@ impl Gate {
         let id = identity.provider;
         let provider = self.provider(id)?;
         let usable = accepted.contains(&id)
-            && provider.sources.contains(token.source)
+            && reads(provider, token.source)
             && provider.verify != VerifyMode::Introspection
             && matches!(host.keys(id), KeysView::Ready(_))
             && host.keys_generation(id) == identity.keys_generation;
@@ -616,7 +625,7 @@ impl Gate {
     ) -> Result<Identity<'t>, Step> {
         let provider = self.provider(id)?;
         facts.provider = self.provider_name(id);
-        if !provider.sources.contains(token.source) {
+        if !reads(provider, token.source) {
             return Err(Denial::ProviderNotAccepted.into());
         }
         let Some(cfg) = &provider.introspection else {
@@ -696,6 +705,12 @@ impl Gate {
         }
         edits.into()
     }
+}
+
+/// Whether `provider` reads tokens at `source`: by reference first (the gate hands out places
+/// from the providers' own lists), then by value (the same place, listed by another provider).
+fn reads(provider: &Provider, source: &TokenSource) -> bool {
+    provider.sources.iter().any(|s| std::ptr::eq(s, source)) || provider.sources.contains(source)
 }
 
 /// For each limit of the policy: whose budget this request spends.

@@ -424,6 +424,35 @@ fn a_token_in_a_place_its_provider_does_not_read_is_not_accepted() {
 }
 
 #[test]
+fn a_place_two_providers_read_accepts_the_tokens_of_both() {
+    // The gate looks at each place once, as the first provider that lists it; the second
+    // provider reads it all the same.
+    let gate = Gate::new(config(json!({"providers": {
+        "corp": {"issuer": ISS, "audiences": ["api://orders"], "token_type": "at+jwt",
+                 "jwks": {"uri": "https://idp.example.com/jwks", "cluster": "idp"}},
+        "partner": {"issuer": "https://partner.example", "audiences": ["api://orders"],
+                    "algorithms": ["HS256"],
+                    "token_from": [{"header": "x-partner-token"},
+                                   {"header": "authorization", "prefix": "Bearer "}],
+                    "inline_jwks": {"keys": [{"kty": "oct", "kid": "p1", "k": b64::encode(HMAC_SECRET)}]}}
+    }})));
+    let mut c = claims();
+    c["iss"] = json!("https://partner.example");
+    let partner = sign_hs256(json!({"alg": "HS256", "kid": "p1"}), c, HMAC_SECRET);
+    let keys = FakeKeys::ready();
+    for (place, value) in [
+        ("authorization", bearer(&partner)),
+        ("x-partner-token", partner),
+    ] {
+        let d = run(&gate, &keys, "GET", "/admin", &[(place, &value)]);
+        assert!(matches!(d.verdict, Verdict::Allow(_)), "{place}: {d:?}");
+    }
+    let corp = bearer(&good_token());
+    let d = run(&gate, &keys, "GET", "/admin", &[("authorization", &corp)]);
+    assert!(matches!(d.verdict, Verdict::Allow(_)), "{d:?}");
+}
+
+#[test]
 fn routes_limit_providers_scopes_and_claims() {
     let gate = Gate::new(config(json!({})));
     let keys = FakeKeys::ready();
