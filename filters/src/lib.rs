@@ -258,10 +258,9 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let headers = self
-            .worker
-            .try_borrow_mut()
-            .ok()
+        // Most requests leave no headers for their response: no lookup then.
+        let headers = (self.worker.try_borrow_mut().ok())
+            .filter(|w| !w.response_headers.is_empty())
             .and_then(|mut w| w.response_headers.remove(&self.context_id));
         for (name, value) in headers.unwrap_or_default() {
             let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, &name, Some(&value));
@@ -273,8 +272,12 @@ impl HttpContext for Request {
 impl Drop for Request {
     fn drop(&mut self) {
         if let Ok(mut worker) = self.worker.try_borrow_mut() {
-            worker.waiters.remove(&self.context_id);
-            worker.response_headers.remove(&self.context_id);
+            if !worker.waiters.is_empty() {
+                worker.waiters.remove(&self.context_id);
+            }
+            if !worker.response_headers.is_empty() {
+                worker.response_headers.remove(&self.context_id);
+            }
         }
     }
 }

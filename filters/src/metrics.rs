@@ -13,6 +13,7 @@
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 use rustc_hash::FxHashMap as HashMap;
+use std::sync::Arc;
 
 /// Distinct series a worker defines at most; beyond, new ones are dropped, not defined.
 const MAX_SERIES: usize = 4096;
@@ -24,6 +25,9 @@ pub struct Metrics {
     /// then [first, second] (see [`Pair`]); and by reason code.
     pairs: HashMap<Pair, HashMap<String, [Option<u32>; 2]>>,
     denials: HashMap<&'static str, u32>,
+    /// The provider the last request was counted for (the gate's own name, compared by
+    /// reference), with its [allow, deny] series: most requests a worker sees name the same.
+    last_provider: Option<(Arc<str>, [Option<u32>; 2])>,
     /// Counter increments not handed to the host yet: (metric, count). Few series move within a
     /// tick, so a short list searched in order serves.
     pending: Vec<(u32, u64)>,
@@ -105,9 +109,16 @@ impl Metrics {
         }
     }
 
+    /// One of a provider's two per-request series of `family`, counted.
+    fn pair(&mut self, family: Pair, provider: &str, second: bool) {
+        if let Some(id) = self.pair_id(family, provider, second) {
+            self.add(id);
+        }
+    }
+
     /// One of a provider's two per-request series of `family`, found without building its
     /// name once it is known.
-    fn pair(&mut self, family: Pair, provider: &str, second: bool) {
+    fn pair_id(&mut self, family: Pair, provider: &str, second: bool) -> Option<u32> {
         let slot = usize::from(second);
         let known = (self.pairs.get(&family))
             .and_then(|by_provider| by_provider.get(provider))
@@ -127,13 +138,36 @@ impl Metrics {
                 id
             }
         };
+        id
+    }
+
+    pub fn request(&mut self, provider: Option<&Arc<str>>, allowed: bool) {
+        let slot = usize::from(!allowed);
+        let remembered = match (provider, &self.last_provider) {
+            (Some(name), Some((last, ids))) if Arc::ptr_eq(name, last) => {
+                ids.get(slot).copied().flatten()
+            }
+            _ => None,
+        };
+        let id = match remembered {
+            Some(id) => Some(id),
+            None => {
+                let id = self.pair_id(Pair::Requests, provider.map_or("none", |p| p), !allowed);
+                if let Some(name) = provider {
+                    let last = match &mut self.last_provider {
+                        Some((last, ids)) if Arc::ptr_eq(name, last) => ids,
+                        other => &mut other.insert((Arc::clone(name), [None; 2])).1,
+                    };
+                    if let Some(entry) = last.get_mut(slot) {
+                        *entry = id;
+                    }
+                }
+                id
+            }
+        };
         if let Some(id) = id {
             self.add(id);
         }
-    }
-
-    pub fn request(&mut self, provider: Option<&str>, allowed: bool) {
-        self.pair(Pair::Requests, provider.unwrap_or("none"), !allowed);
     }
 
     pub fn denial(&mut self, reason: &'static str) {

@@ -367,7 +367,7 @@ impl Worker {
                 if send_budget && !response_headers.is_empty() {
                     self.response_headers.insert(context_id, response_headers);
                 }
-                self.metrics.request(facts.provider.as_deref(), true);
+                self.metrics.request(facts.provider.as_ref(), true);
                 if self.audit_allowed(&request) {
                     audit_line(&request, "allow", 200, "ok", &facts, self.now_ms);
                 }
@@ -477,7 +477,7 @@ impl Worker {
     /// Answers the current context with a refusal, and counts and audits it.
     pub fn refuse(&mut self, request: &OwnedRequest, denial: Denial, facts: &AuditFacts) {
         let answer = denial.response(&self.realm(), request.request_id());
-        self.metrics.request(facts.provider.as_deref(), false);
+        self.metrics.request(facts.provider.as_ref(), false);
         self.metrics.denial(denial.code());
         if let (Denial::RateLimited(limited), Some(policy)) = (&denial, &facts.policy) {
             self.metrics.rate_limited(policy, &limited.limit);
