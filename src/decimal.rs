@@ -8,33 +8,57 @@
 /// `10^19`, the largest power of ten in a `u64`.
 const E19: u64 = 10_000_000_000_000_000_000;
 
+/// "00", "01", ... "99": two digits a step.
+// Evaluated when compiling: an index out of range fails the build, not a request.
+#[allow(clippy::indexing_slicing)]
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut pairs = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        pairs[2 * i] = b'0' + (i / 10) as u8;
+        pairs[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    pairs
+};
+
+/// Writes the last `pairs` digit pairs of `chunk` before `digits[*start]`; returns what is left.
+fn put_pairs(digits: &mut [u8; 20], start: &mut usize, mut chunk: u32, pairs: usize) -> u32 {
+    for _ in 0..pairs {
+        let pair = (chunk % 100) as usize;
+        chunk /= 100;
+        *start = start.saturating_sub(2);
+        let (to, from) = (
+            digits.get_mut(*start..*start + 2),
+            DIGIT_PAIRS.get(2 * pair..2 * pair + 2),
+        );
+        if let (Some(to), Some(from)) = (to, from) {
+            to.copy_from_slice(from);
+        }
+    }
+    chunk
+}
+
 /// Appends `value` in decimal, with leading zeros up to `min_width` digits.
 pub fn push_u64(out: &mut String, value: u64, min_width: usize) {
     let mut digits = [b'0'; 20];
     let mut start = digits.len();
-    let mut put = |d: u32| {
-        start = start.saturating_sub(1);
-        if let Some(slot) = digits.get_mut(start) {
-            *slot = b'0' + (d % 10) as u8;
-        }
-    };
-    // Nine digits per 64-bit division, then 32-bit divisions, which a constant divisor turns
-    // into a multiplication (a 64-bit one stays a division in wasm).
+    // Eight digits per 64-bit division, then 32-bit divisions, which a constant divisor turns
+    // into a multiplication (a 64-bit one stays a division in wasm); two digits a step.
     let mut rest = value;
-    while rest > u64::from(u32::MAX) {
-        let mut chunk = (rest % 1_000_000_000) as u32;
-        rest /= 1_000_000_000;
-        for _ in 0..9 {
-            put(chunk);
-            chunk /= 10;
-        }
+    while rest >= 100_000_000 {
+        let chunk = (rest % 100_000_000) as u32;
+        rest /= 100_000_000;
+        put_pairs(&mut digits, &mut start, chunk, 4);
     }
     let mut small = rest as u32;
-    loop {
-        put(small);
-        small /= 10;
-        if small == 0 {
-            break;
+    while small >= 10 {
+        small = put_pairs(&mut digits, &mut start, small, 1);
+    }
+    if small > 0 || start == digits.len() {
+        start = start.saturating_sub(1);
+        if let Some(slot) = digits.get_mut(start) {
+            *slot = b'0' + small as u8;
         }
     }
     let written = digits.get(start..).unwrap_or_default();

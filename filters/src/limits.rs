@@ -16,8 +16,8 @@ const UNCOUNTED_RETRY_MS: u64 = 1000;
 
 impl Worker {
     /// Charges every limit of the policy, in order, for the identities the engine named.
-    /// `Ok`: the response headers that report the budget. `Err`: the limit that refused, and
-    /// the 429 to answer with.
+    /// `Ok`: the response headers that report the budget (none unless the configuration
+    /// sends them). `Err`: the limit that refused, and the 429 to answer with.
     pub fn charge_limits(
         &mut self,
         policy: usize,
@@ -37,7 +37,9 @@ impl Worker {
         // a tick behind another's, and GCRA would then refuse a request within its budget.
         self.set_clock(crate::host::now_ms());
         let now = self.now_ms;
-        let mut reports = Vec::with_capacity(policy.limits.len());
+        // Reports are built only to be sent: they are most of the work of an allowed charge.
+        let report = gate.config.rate_limit_headers;
+        let mut reports = Vec::with_capacity(if report { policy.limits.len() } else { 0 });
         for (limit, key) in policy.limits.iter().zip(keys) {
             let slot = ratelimit::slot(key, limit.max_keys);
             let outcome = shared::update(&counter_key(&policy.name, &limit.name, slot), |state| {
@@ -57,7 +59,12 @@ impl Worker {
                 }));
                 return Err((limit.name.clone(), denial));
             }
-            reports.push(ratelimit::ratelimit_header(&limit.name, &outcome));
+            if report {
+                reports.push(ratelimit::ratelimit_header(&limit.name, &outcome));
+            }
+        }
+        if !report {
+            return Ok(Vec::new());
         }
         Ok(vec![
             ("ratelimit-policy".to_string(), policy_header.to_string()),
