@@ -19,7 +19,7 @@ use crate::introspection::{self, token_hash};
 use crate::jwk::{JwkSet, KeySelection};
 use crate::jws::{classify, TokenShape, UntrustedToken, MAX_TOKEN_LEN};
 use crate::policy;
-use crate::ratelimit;
+use crate::ratelimit::{self, BudgetKey};
 use crate::request::{
     normalize_path, strip_token, the_token, FoundToken, HeaderEdit, HeaderEdits, Request,
 };
@@ -92,8 +92,8 @@ pub struct Allowed {
     pub edits: HeaderEdits,
     /// Index into `Config::policies`.
     pub policy: Option<usize>,
-    /// For each limit of the policy, in order: the identity whose budget is charged.
-    pub charges: Vec<String>,
+    /// For each limit of the policy, in order: whose budget is charged.
+    pub charges: Vec<BudgetKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -427,7 +427,7 @@ impl Gate {
             Identity::Fresh { .. } => self.identity_headers(identity),
         });
         let (policy, charges) = match selected {
-            Some((i, p)) => (Some(i), charges(p, identity, req.client_address)),
+            Some((i, p)) => (Some(i), charges(p, identity)),
             None => (None, Vec::new()),
         };
         if let Some((i, p)) = selected {
@@ -714,11 +714,11 @@ fn reads(provider: &Provider, source: &TokenSource) -> bool {
 }
 
 /// For each limit of the policy: whose budget this request spends.
-fn charges(policy: &Policy, identity: Option<&Identity>, client_address: &str) -> Vec<String> {
+fn charges(policy: &Policy, identity: Option<&Identity>) -> Vec<BudgetKey> {
     policy
         .limits
         .iter()
-        .map(|l| ratelimit::key_value(&l.key, identity.map(Identity::claims), client_address))
+        .map(|l| ratelimit::budget_key(&l.key, identity.map(Identity::claims)))
         .collect()
 }
 

@@ -66,6 +66,7 @@ use crate::config::{CalendarWindow, Limit, LimitKey, LimitKind};
 use crate::decimal::{parse_u128, push_u128, push_u64};
 use crate::slots::stable_hash;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv6Addr};
 
 const MS_PER_HOUR: u64 = 3_600_000;
@@ -274,6 +275,27 @@ fn day_ms(days: i64) -> u64 {
     u64::try_from(days).map_or(0, |d| d.saturating_mul(MS_PER_DAY))
 }
 
+/// Whose budget a request spends: an identity the token names (the key's text), or the client
+/// address, which the host reads only when a budget needs it (a property read costs a call into
+/// the module in Envoy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BudgetKey {
+    Identity(String),
+    ClientAddress,
+}
+
+impl BudgetKey {
+    /// The key's text (see [`key_value`]), with `client_address` for the client address's.
+    pub fn text(&self, client_address: &str) -> Cow<'_, str> {
+        match self {
+            BudgetKey::Identity(key) => Cow::Borrowed(key),
+            BudgetKey::ClientAddress => {
+                Cow::Owned(["addr:", &address_key(client_address)].concat())
+            }
+        }
+    }
+}
+
 /// The identity whose budget a request spends, namespaced by kind (`sub:`, `client:`,
 /// `claim:`, `addr:`) so that, say, a subject spelled like an IP address never shares a
 /// counter with that address.
@@ -287,6 +309,11 @@ pub fn key_value(
     claims: Option<&Map<String, Value>>,
     client_address: &str,
 ) -> String {
+    budget_key(key, claims).text(client_address).into_owned()
+}
+
+/// [`key_value`] before the client address is known: whose budget, the address's included.
+pub fn budget_key(key: &LimitKey, claims: Option<&Map<String, Value>>) -> BudgetKey {
     let text = |path: &str| {
         claims
             .and_then(|c| lookup(c, path))
@@ -301,7 +328,7 @@ pub fn key_value(
         LimitKey::Claim(path) => text(path).map(|t| ["claim:", &t].concat()),
         LimitKey::ClientAddress => None,
     };
-    identity.unwrap_or_else(|| ["addr:", &address_key(client_address)].concat())
+    identity.map_or(BudgetKey::ClientAddress, BudgetKey::Identity)
 }
 
 /// The address part of a key: without port, IPv6 reduced to its /64.
@@ -887,6 +914,15 @@ mod tests {
             "addr:10.0.0.1"
         );
         assert_eq!(key_value(&LimitKey::Subject, None, addr), "addr:10.0.0.1");
+        // Before the address is read: it is named, not read.
+        assert_eq!(
+            budget_key(&LimitKey::Subject, None),
+            BudgetKey::ClientAddress
+        );
+        assert_eq!(
+            budget_key(&LimitKey::Subject, claims),
+            BudgetKey::Identity("sub:alice".into())
+        );
         assert_eq!(
             key_value(&LimitKey::ClientAddress, claims, addr),
             "addr:10.0.0.1"

@@ -23,8 +23,6 @@ pub struct Request<'a> {
     pub authority: &'a str,
     /// Every header, in the host's order (a name may repeat).
     pub headers: Headers<'a>,
-    /// The downstream peer's address (rate-limit key of anonymous requests).
-    pub client_address: &'a str,
 }
 
 /// Borrowed pairs of owned headers (what [`Request::headers`] holds).
@@ -477,7 +475,6 @@ mod tests {
             path,
             authority: "api.example.com",
             headers: h.into(),
-            client_address: "10.0.0.1",
         }
     }
 

@@ -205,7 +205,6 @@ fn run_explain(a: &ExplainArgs) -> Result<u8, Failure> {
         path: &path,
         authority: &a.host,
         headers: (&headers).into(),
-        client_address: "127.0.0.1",
     };
     let explanation = explain(&gate, &req, &host, now);
     let context = render::Context {

@@ -8,6 +8,9 @@ use tollgate::explain::{
 use tollgate::gate::Verdict;
 use tollgate::request::HeaderEdit;
 
+/// Where the CLI's requests come from: a budget of the client address is charged to it.
+const CLIENT_ADDRESS: &str = "127.0.0.1";
+
 /// The request as the CLI built it, and the configuration it was decided under.
 pub struct Context<'a> {
     pub config: &'a Config,
@@ -206,8 +209,9 @@ pub fn explain_text(e: &Explanation, cx: &Context) -> String {
                 .map(|p| &p.limits);
             for (limit, key) in limits.into_iter().flatten().zip(&allowed.charges) {
                 s.push_str(&format!(
-                    "Limit     {}: charged to {key:?} (not counted by the CLI)\n",
-                    limit.name
+                    "Limit     {}: charged to {:?} (not counted by the CLI)\n",
+                    limit.name,
+                    key.text(CLIENT_ADDRESS)
                 ));
             }
             s.push_str("\nAnswer    allowed: the request goes upstream\n");
@@ -272,7 +276,7 @@ pub fn explain_json(e: &Explanation, cx: &Context) -> Value {
                 .into_iter()
                 .flatten()
                 .zip(&allowed.charges)
-                .map(|(l, key)| json!({"limit": l.name, "key": key}))
+                .map(|(l, key)| json!({"limit": l.name, "key": key.text(CLIENT_ADDRESS)}))
                 .collect();
             json!({
                 "decision": "allow",

@@ -38,21 +38,13 @@ pub struct OwnedRequest {
     path: usize,
     authority: Option<usize>,
     request_id: Option<usize>,
-    /// The downstream peer's IP address (without port).
-    pub client_address: String,
 }
 
 impl OwnedRequest {
     /// Reads the current request's headers; `None` without `:method` or `:path`, or when the
     /// host's answer is malformed.
-    pub fn read(with_client_address: bool) -> Option<OwnedRequest> {
-        let bytes = header_map_bytes(MapType::HttpRequestHeaders)?;
-        let client_address = if with_client_address {
-            client_address().unwrap_or_default()
-        } else {
-            String::new()
-        };
-        OwnedRequest::parse(bytes, client_address)
+    pub fn read() -> Option<OwnedRequest> {
+        OwnedRequest::parse(header_map_bytes(MapType::HttpRequestHeaders)?)
     }
 
     /// Reads the proxy-wasm serialization of a header map: the number of pairs (u32, little
@@ -62,7 +54,7 @@ impl OwnedRequest {
     /// The host's buffer becomes the text itself: once the lengths are read, they are zeroed
     /// (NUL is UTF-8), and the whole buffer is checked as UTF-8 in one pass, with no copy. Only
     /// a map with bytes that are not UTF-8 is copied, piece by piece.
-    fn parse(mut bytes: Vec<u8>, client_address: String) -> Option<OwnedRequest> {
+    fn parse(mut bytes: Vec<u8>) -> Option<OwnedRequest> {
         let word = |at: usize| -> Option<usize> {
             let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
             usize::try_from(u32::from_le_bytes(b)).ok()
@@ -94,7 +86,7 @@ impl OwnedRequest {
             // SAFETY: every byte is below 0x80, so the bytes are UTF-8, and every index is a
             // char boundary.
             let text = unsafe { String::from_utf8_unchecked(bytes) };
-            return OwnedRequest::found(text, spans, client_address);
+            return OwnedRequest::found(text, spans);
         }
         let text = match String::from_utf8(bytes) {
             Ok(text)
@@ -109,16 +101,12 @@ impl OwnedRequest {
             Ok(text) => lossy_copy(text.as_bytes(), &mut spans),
             Err(not_utf8) => lossy_copy(not_utf8.as_bytes(), &mut spans),
         };
-        OwnedRequest::found(text, spans, client_address)
+        OwnedRequest::found(text, spans)
     }
 
     /// The request over its text, with the headers it needs by name found (`None` without
     /// `:method` or `:path`).
-    fn found(
-        text: String,
-        spans: Vec<(Range<usize>, Range<usize>)>,
-        client_address: String,
-    ) -> Option<OwnedRequest> {
+    fn found(text: String, spans: Vec<(Range<usize>, Range<usize>)>) -> Option<OwnedRequest> {
         // The first of each, in one pass (names compared as bytes: `value` cuts the text).
         let (mut method, mut path, mut authority, mut request_id) = (None, None, None, None);
         for (i, (name, _)) in spans.iter().enumerate() {
@@ -138,7 +126,6 @@ impl OwnedRequest {
             path: path?,
             authority,
             request_id,
-            client_address,
         })
     }
 
@@ -169,7 +156,6 @@ impl OwnedRequest {
                 text: &self.text,
                 spans: &self.spans,
             },
-            client_address: &self.client_address,
         }
     }
 }
@@ -225,7 +211,8 @@ fn header_map_bytes(map: MapType) -> Option<Vec<u8>> {
 }
 
 /// `source.address` (`10.0.0.1:5555`, `[::1]:5555`) without its port.
-fn client_address() -> Option<String> {
+/// The downstream peer's IP address (without port), read from the current request's context.
+pub fn client_address() -> Option<String> {
     let bytes = hostcalls::get_property(vec!["source", "address"]).ok()??;
     let text = String::from_utf8(bytes).ok()?;
     let host = match text.strip_prefix('[') {
@@ -308,13 +295,12 @@ mod tests {
             (b"x-request-id", b"r-1"),
             (b"x-user", b"mallory"),
         ]);
-        let r = OwnedRequest::parse(bytes.clone(), "10.0.0.1".into()).unwrap();
+        let r = OwnedRequest::parse(bytes.clone()).unwrap();
         assert_eq!(r.method(), "GET");
         assert_eq!(r.path(), "/orders?x=1");
         assert_eq!(r.request_id(), Some("r-1"));
         let view = r.view();
         assert_eq!(view.authority, "api.example.com");
-        assert_eq!(view.client_address, "10.0.0.1");
         assert_eq!(
             view.header_values("x-user").collect::<Vec<_>>(),
             ["", "mallory"]
@@ -339,7 +325,7 @@ mod tests {
     #[test]
     fn bytes_that_are_not_utf8_read_as_replacement_characters() {
         let bytes = serialized(&[(b":method", b"GET"), (b":path", b"/"), (b"x-a", b"\xffok")]);
-        let r = OwnedRequest::parse(bytes.clone(), String::new()).unwrap();
+        let r = OwnedRequest::parse(bytes.clone()).unwrap();
         assert_eq!(r.view().header_values("x-a").last(), Some("\u{fffd}ok"));
     }
 
@@ -351,7 +337,7 @@ mod tests {
         let mut bytes = serialized(&[(b":method", b"GET"), (b":path", b"/"), (b"x-a", value)]);
         // The third pair's value length (after the count and two pairs of lengths): 5 -> 4.
         bytes[24..28].copy_from_slice(&4u32.to_le_bytes());
-        let r = OwnedRequest::parse(bytes, String::new()).unwrap();
+        let r = OwnedRequest::parse(bytes).unwrap();
         assert_eq!(r.view().header_values("x-a").last(), Some("caf\u{fffd}"));
         assert_eq!(r.method(), "GET");
     }
@@ -360,16 +346,13 @@ mod tests {
     fn malformed_maps_and_requests_without_method_or_path_are_refused() {
         let good = serialized(&[(b":method", b"GET"), (b":path", b"/")]);
         for cut in 0..good.len() - 1 {
-            assert!(
-                OwnedRequest::parse(good[..cut].to_vec(), String::new()).is_none(),
-                "{cut}"
-            );
+            assert!(OwnedRequest::parse(good[..cut].to_vec()).is_none(), "{cut}");
         }
         let mut huge = good.clone();
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(OwnedRequest::parse(huge, String::new()).is_none());
+        assert!(OwnedRequest::parse(huge).is_none());
         let no_path = serialized(&[(b":method", b"GET")]);
-        assert!(OwnedRequest::parse(no_path, String::new()).is_none());
-        assert!(OwnedRequest::parse(Vec::new(), String::new()).is_none());
+        assert!(OwnedRequest::parse(no_path).is_none());
+        assert!(OwnedRequest::parse(Vec::new()).is_none());
     }
 }

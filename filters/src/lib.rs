@@ -221,11 +221,7 @@ impl HttpContext for Request {
         worker.clock_for_request(now_ms);
         worker.callback_context = self.context_id;
         worker.in_request_callback = true;
-        // Only a rate limit or quota can spend the client address's budget; reading it is a
-        // host call that calls back into the module, as costly as the rest of a decision.
-        let wants_address = (worker.gate.as_ref())
-            .is_some_and(|g| g.config.policies.iter().any(|p| !p.limits.is_empty()));
-        let applied = match OwnedRequest::read(wants_address) {
+        let applied = match OwnedRequest::read() {
             Some(request) => worker.handle(self.context_id, request, None),
             None => {
                 let _ = hostcalls::send_http_response(400, vec![], Some(b"bad request"));

@@ -6,10 +6,12 @@
 //! `max_keys`. Counting that cannot complete (the host keeps refusing the swap) refuses the
 //! request: failing closed.
 
+use crate::host;
 use crate::shared;
 use crate::worker::Worker;
+use std::borrow::Cow;
 use tollgate::denial::{Denial, RateLimitDenial};
-use tollgate::ratelimit::{self, Charge};
+use tollgate::ratelimit::{self, BudgetKey, Charge};
 
 /// Retry-After when a counter could not be updated at all.
 const UNCOUNTED_RETRY_MS: u64 = 1000;
@@ -21,7 +23,7 @@ impl Worker {
     pub fn charge_limits(
         &mut self,
         policy: usize,
-        keys: &[String],
+        keys: &[BudgetKey],
     ) -> Result<Vec<(String, String)>, (String, Denial)> {
         let Some(gate) = self.gate.clone() else {
             return Ok(Vec::new());
@@ -40,8 +42,17 @@ impl Worker {
         // Reports are built only to be sent: they are most of the work of an allowed charge.
         let report = gate.config.rate_limit_headers;
         let mut reports = Vec::with_capacity(if report { policy.limits.len() } else { 0 });
+        // Read once, and only for a budget of the client address: the property read calls back
+        // into the module, as costly as the rest of a decision.
+        let mut address: Option<String> = None;
         for (limit, key) in policy.limits.iter().zip(keys) {
-            let slot = ratelimit::slot(key, limit.max_keys);
+            let key = match key {
+                BudgetKey::Identity(identity) => Cow::Borrowed(identity.as_str()),
+                BudgetKey::ClientAddress => key.text(
+                    address.get_or_insert_with(|| host::client_address().unwrap_or_default()),
+                ),
+            };
+            let slot = ratelimit::slot(&key, limit.max_keys);
             let outcome = shared::update(&counter_key(&policy.name, &limit.name, slot), |state| {
                 ratelimit::charge(&limit.kind, state, now)
             })

@@ -55,7 +55,6 @@ fuzz_target!(|data: &[u8]| {
                 path,
                 authority: "api.example.com",
                 headers: (&headers).into(),
-                client_address: "192.0.2.1",
             };
             let decision = gate.decide(&req, &host, NOW);
             if let Verdict::Allow(_) = decision.verdict {

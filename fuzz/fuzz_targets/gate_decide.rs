@@ -57,8 +57,7 @@ fn decide(authorization: &str) -> Vec<(&'static str, Allowed)> {
             method,
             path,
             authority: "api.example.com",
-            headers: (&headers).into(),
-            client_address: "192.0.2.1",
+            headers: tollgate::request::Headers::Pairs(&headers),
         };
         let decision = gate.decide(&req, &host, NOW);
         match decision.verdict {

@@ -116,8 +116,7 @@ fn check_claims(claims: &Map<String, Value>) {
             method: "GET",
             path: "/anything",
             authority: "api.example.com",
-            headers: (&headers).into(),
-            client_address: "192.0.2.1",
+            headers: tollgate::request::Headers::Pairs(&headers),
         };
         let mut host = AnswerHost {
             claims: std::rc::Rc::new(claims.clone()),

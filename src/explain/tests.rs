@@ -475,7 +475,6 @@ fn request<'a>(c: &'a Case, headers: &'a [(&'a str, &'a str)]) -> Request<'a> {
         path: c.path,
         authority: "api.example.com",
         headers: headers.into(),
-        client_address: "10.0.0.1",
     }
 }
 

@@ -179,7 +179,6 @@ fn run(
         path,
         authority: "api.example.com",
         headers: headers.into(),
-        client_address: "10.0.0.1",
     };
     gate.decide(&req, keys, NOW)
 }
@@ -782,7 +781,10 @@ fn an_active_answer_is_an_identity_with_its_policy_and_budgets() {
         panic!("{d:?}")
     };
     assert_eq!(allowed.policy, Some(0));
-    assert_eq!(allowed.charges, vec!["client:orders-app".to_string()]);
+    assert_eq!(
+        allowed.charges,
+        vec![BudgetKey::Identity("client:orders-app".into())]
+    );
     assert!(allowed.edits.contains(&HeaderEdit::Remove("x-tier".into())));
     assert!(allowed
         .edits
@@ -949,7 +951,7 @@ fn policies_refuse_routes_and_anonymous_requests_spend_the_client_address() {
     };
     assert_eq!(
         (allowed.policy, allowed.charges.clone()),
-        (Some(2), vec!["addr:10.0.0.1".to_string()])
+        (Some(2), vec![BudgetKey::ClientAddress])
     );
 }
 

@@ -471,13 +471,16 @@ def _http(
     headers: Optional[Headers] = None,
     body: Union[bytes, str, None] = None,
     timeout: float = 10.0,
+    source: Optional[str] = None,
 ) -> HttpResult:
-    """One HTTP/1.1 request to 127.0.0.1:port. Headers may be a list of pairs (repeats allowed);
-    no Host or Accept-Encoding is added when given."""
+    """One HTTP/1.1 request to 127.0.0.1:port, from `source` (another loopback address, say)
+    when given. Headers may be a list of pairs (repeats allowed); no Host or Accept-Encoding is
+    added when given."""
     items = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
     names = {n.lower() for n, _ in items}
     data = body.encode() if isinstance(body, str) else body
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
+                                      source_address=(source, 0) if source else None)
     try:
         conn.putrequest(method, path, skip_host="host" in names, skip_accept_encoding=True)
         for name, value in items:
@@ -973,9 +976,11 @@ class Envoy(ManagedService):
         headers: Optional[Headers] = None,
         body: Union[bytes, str, None] = None,
         timeout: float = 10.0,
+        source: Optional[str] = None,
     ) -> HttpResult:
-        """One request through the listener: ``(status, headers, body)`` (an HttpResult)."""
-        return _http(method, self.port, path, headers, body, timeout)
+        """One request through the listener (from the loopback address `source`, if given):
+        ``(status, headers, body)`` (an HttpResult)."""
+        return _http(method, self.port, path, headers, body, timeout, source)
 
     def admin(self, path: str, method: str = "GET") -> HttpResult:
         return _http(method, self.admin_port, path)

@@ -357,6 +357,23 @@ def test_a_budget_is_spent_exactly_whichever_worker_each_request_reaches(envoy_w
     assert statuses == [[200, 200, 200, 429]] * 10
 
 
+def test_anonymous_requests_and_tokens_without_the_claim_spend_the_client_address_budget(envoy_with, idp):
+    # The client address is read from Envoy only for a budget that falls back to it: here the
+    # anonymous route's requests (the default policy's) and a token with no `tenant` claim
+    # share 127.0.0.1's budget.
+    config = rate_limited_config(idp, 3, default_policy="partners")
+    config["policies"][0]["rate_limits"][0]["key"] = "claim:tenant"
+    gate = start_gate(envoy_with, config, idp)
+    token = idp.token("orders-app", scope="orders:read")
+    anonymous = [gate.request("GET", "/health").status for _ in range(2)]
+    with_token = [gate.request("GET", "/orders", bearer(token)).status for _ in range(2)]
+    print(f"\n3 a minute by tenant, else by address: anonymous {anonymous}, without tenant {with_token}")
+    assert (anonymous, with_token) == ([200, 200], [200, 429])
+    assert gate.request("GET", "/health").status == 429
+    # Another address has a budget of its own: the address is read, not assumed.
+    assert gate.request("GET", "/health", source="127.0.0.2").status == 200
+
+
 def test_rate_limits_are_exact_across_two_workers(envoy_with, idp):
     budget, total = 25, 200
     gate = start_gate(envoy_with, rate_limited_config(idp, budget, rate_limit_headers=True), idp)
