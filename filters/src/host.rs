@@ -4,6 +4,7 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use std::cell::RefCell;
 use std::ops::Range;
 use std::time::UNIX_EPOCH;
 use tollgate::request::Headers;
@@ -64,7 +65,8 @@ impl OwnedRequest {
         if lengths_end > bytes.len() {
             return None;
         }
-        let mut spans = Vec::with_capacity(count);
+        let mut spans = spare_spans();
+        spans.reserve(count);
         let mut data = lengths_end;
         for i in 0..count {
             let name_len = word(4 + 8 * i)?;
@@ -163,6 +165,43 @@ impl OwnedRequest {
 /// Whether every byte is ASCII.
 fn is_ascii(bytes: &[u8]) -> bool {
     bytes.iter().fold(0u8, |seen, &b| seen | b) < 0x80
+}
+
+/// A span list is at most this long to be kept for another request.
+const SPARE_SPANS_MAX: usize = 256;
+/// Span lists kept at most.
+const SPARE_SPANS_KEPT: usize = 8;
+
+type Spans = Vec<(Range<usize>, Range<usize>)>;
+
+thread_local! {
+    /// The span lists of requests that ended, for the next ones: a list of its own per request
+    /// cost an allocation and a free on the hot path. (One VM, one thread.)
+    static SPARE_SPANS: RefCell<Vec<Spans>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty span list, kept from an earlier request when there is one.
+fn spare_spans() -> Spans {
+    let spare = SPARE_SPANS.with(|spare| spare.try_borrow_mut().ok()?.pop());
+    let mut spans = spare.unwrap_or_default();
+    spans.clear();
+    spans
+}
+
+impl Drop for OwnedRequest {
+    fn drop(&mut self) {
+        if self.spans.capacity() > SPARE_SPANS_MAX {
+            return;
+        }
+        let spans = std::mem::take(&mut self.spans);
+        SPARE_SPANS.with(|spare| {
+            if let Ok(mut spare) = spare.try_borrow_mut() {
+                if spare.len() < SPARE_SPANS_KEPT {
+                    spare.push(spans);
+                }
+            }
+        });
+    }
 }
 
 /// The pieces of `bytes` at `spans`, each read as UTF-8 with U+FFFD for what is not, one after
@@ -306,6 +345,21 @@ mod tests {
             ["", "mallory"]
         );
         assert_eq!(r.spans.len(), 7);
+    }
+
+    #[test]
+    fn a_request_s_span_list_serves_the_next_one_empty() {
+        let first = OwnedRequest::parse(serialized(&[(b":method", b"GET"), (b":path", b"/a")]));
+        drop(first);
+        let kept = spare_spans();
+        assert!(kept.is_empty() && kept.capacity() >= 2, "kept, emptied");
+        drop(kept);
+        let next = OwnedRequest::parse(serialized(&[(b":method", b"PUT"), (b":path", b"/b")]));
+        let next = next.unwrap();
+        assert_eq!(
+            (next.method(), next.path(), next.spans.len()),
+            ("PUT", "/b", 2)
+        );
     }
 
     #[test]
