@@ -1170,8 +1170,10 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
     if s.get("instructions"):
         lines += ["## Instructions per request (Envoy under callgrind, counted, not timed)", "",
                   f"One keep-alive connection; every token once (at least {p['counted_warm']:,} "
-                  f"requests), then {p['counted_requests']:,} requests counted. The count repeats "
-                  "to within 0.1% from run to run; see `tests/bench/instructions.py`.", "",
+                  f"requests), then {p['counted_requests']:,} requests counted, less what Envoy's "
+                  "timers ran meanwhile at its idle rate (counted for "
+                  f"{instructions.IDLE_SECONDS:g} s before). The count repeats to within ~0.2% "
+                  "from run to run; see `tests/bench/instructions.py`.", "",
                   "| scenario | configuration | instructions/request | over bare | "
                   "x the empty filter's over bare | notes |",
                   "| --- | --- | ---: | ---: | ---: | --- |"]
