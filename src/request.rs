@@ -205,6 +205,8 @@ pub enum HeaderEdit {
 /// ([`crate::verified::DerivedHeaders`]): a remembered token's request derives and copies none.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderEdits {
+    /// What comes out of the request: the owned headers it carries, then the token's place
+    /// (a header removed, or a cookie header or path set again without the token).
     pub removals: Vec<HeaderEdit>,
     pub identity: Option<Rc<[HeaderEdit]>>,
     pub policy: Vec<HeaderEdit>,

@@ -37,7 +37,7 @@ impl Worker {
         }
         // Budgets are exact only at the time of now: the tick clock of one worker can be up to
         // a tick behind another's, and GCRA would then refuse a request within its budget.
-        self.set_clock(crate::host::now_ms());
+        self.set_clock(host::now_ms());
         let now = self.now_ms;
         // Reports are built only to be sent: they are most of the work of an allowed charge.
         let report = gate.config.rate_limit_headers;
