@@ -1091,34 +1091,26 @@ fn a_remembered_identity_keeps_its_headers_for_the_gate_that_derived_them() {
     let gate = Gate::new(config(json!({})));
     let token = good_token();
     let auth = bearer(&token);
-    let first = run(
-        &gate,
-        &FakeKeys::ready(),
-        "GET",
-        "/orders",
-        &[("authorization", &auth)],
-    );
     let mut keys = FakeKeys::ready();
-    let kept = Rc::new(first.learned.clone().unwrap().identity);
-    keys.remembered = Some((token.clone(), Rc::clone(&kept)));
+    let first = run(&gate, &keys, "GET", "/orders", &[("authorization", &auth)]);
+    let kept = first.learned.clone().unwrap().identity;
+    keys.remembered = Some((token.clone(), Rc::new(kept)));
     let edits = |d: &Decision| match &d.verdict {
         Verdict::Allow(allowed) => allowed.edits.clone(),
         other => panic!("{other:?}"),
     };
-    let hit = run(&gate, &keys, "GET", "/orders", &[("authorization", &auth)]);
-    let again = run(
-        &gate,
-        &keys,
-        "GET",
-        "/orders/2",
-        &[("authorization", &auth)],
-    );
+    // The edits `gate` makes for a request to `path` with the remembered token.
+    let edits_at = |gate: &Gate, path: &str| {
+        edits(&run(gate, &keys, "GET", path, &[("authorization", &auth)]))
+    };
+    let hit = edits_at(&gate, "/orders");
+    let again = edits_at(&gate, "/orders/2");
     assert_eq!(
-        edits(&hit),
+        hit,
         edits(&first),
         "a hit forwards what the verifying request did"
     );
-    let (Some(a), Some(b)) = (edits(&hit).identity, edits(&again).identity) else {
+    let (Some(a), Some(b)) = (hit.identity, again.identity) else {
         panic!("identity headers expected")
     };
     assert!(Rc::ptr_eq(&a, &b), "derived once, then shared");
@@ -1127,24 +1119,12 @@ fn a_remembered_identity_keeps_its_headers_for_the_gate_that_derived_them() {
     let other = Gate::new(config(
         json!({"headers": {"claims": {"x-tenant-plan": "tenant.plan"}}}),
     ));
-    let theirs = edits(&run(
-        &other,
-        &keys,
-        "GET",
-        "/orders",
-        &[("authorization", &auth)],
-    ));
+    let theirs = edits_at(&other, "/orders");
     assert!(theirs.contains(&HeaderEdit::Set("x-tenant-plan".into(), "gold".into())));
     assert!(!theirs
         .iter()
         .any(|e| matches!(e, HeaderEdit::Set(n, _) if &**n == "x-plan")));
-    let ours = edits(&run(
-        &gate,
-        &keys,
-        "GET",
-        "/orders",
-        &[("authorization", &auth)],
-    ));
+    let ours = edits_at(&gate, "/orders");
     assert!(ours.contains(&HeaderEdit::Set("x-plan".into(), "gold".into())));
 }
 
