@@ -4,8 +4,9 @@
 //! and what was decided and why (stable reason code). It never holds the token: a SHA-256 prefix
 //! identifies it, enough to correlate with the IdP's logs and useless for replay.
 
+use crate::claims::Claims;
 use serde::{Serialize, Serializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ pub struct AuditFacts {
     pub rule: Option<usize>,
     pub provider: Option<Arc<str>>,
     /// The verified claims (or the part of them a remembered token keeps).
-    pub claims: Option<Rc<Map<String, Value>>>,
+    pub claims: Option<Rc<Claims>>,
     /// First 16 hex digits of the token's SHA-256.
     pub token_sha256: Option<Arc<str>>,
     /// How the identity was established: "jwt", "introspection" or "introspection_cache".
@@ -216,7 +217,11 @@ mod tests {
     fn the_line_is_the_documented_json_byte_for_byte() {
         let awkward = "q\"u\\o\nte \u{7f}\u{1} é 😀 </script>";
         let long_path = format!("/{}?access_token=x", "é".repeat(600));
-        let claims = |v: Value| Some(Rc::new(v.as_object().cloned().unwrap_or_default()));
+        let claims = |v: Value| {
+            Some(Rc::new(Claims::from(
+                v.as_object().cloned().unwrap_or_default(),
+            )))
+        };
         let cases = [
             AuditFacts::default(),
             AuditFacts {
@@ -278,12 +283,12 @@ mod tests {
         let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln";
         let facts = AuditFacts {
             rule: Some(1),
-            claims: Some(Rc::new(
+            claims: Some(Rc::new(Claims::from(
                 json!({"sub": "alice"})
                     .as_object()
                     .cloned()
                     .unwrap_or_default(),
-            )),
+            ))),
             token_sha256: Some(token_fingerprint(token).into()),
             ..Default::default()
         };

@@ -7,7 +7,10 @@
 use crate::config::Provider;
 use crate::denial::Denial;
 use crate::jws::VerifiedToken;
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+mod kept;
+pub use kept::{Claims, Members};
 
 /// Latest NumericDate accepted (year 5138): later values are refused as absurd, not clamped.
 const MAX_NUMERIC_DATE: f64 = 1e11;
@@ -30,8 +33,8 @@ pub(crate) fn check_type(typ: Option<&str>, required: Option<&str>) -> Result<()
     }
 }
 
-pub(crate) fn check_issuer(claims: &Map<String, Value>, issuer: &str) -> Result<(), Denial> {
-    match claims.get("iss") {
+pub(crate) fn check_issuer(claims: &(impl Members + ?Sized), issuer: &str) -> Result<(), Denial> {
+    match claims.member("iss") {
         Some(Value::String(iss)) if iss == issuer => Ok(()),
         Some(Value::String(_)) | None => Err(Denial::UnknownIssuer),
         Some(_) => Err(Denial::InvalidClaim("iss is not a string")),
@@ -39,10 +42,10 @@ pub(crate) fn check_issuer(claims: &Map<String, Value>, issuer: &str) -> Result<
 }
 
 pub(crate) fn check_audience(
-    claims: &Map<String, Value>,
+    claims: &(impl Members + ?Sized),
     accepted: &[String],
 ) -> Result<(), Denial> {
-    let audiences: Vec<&str> = match claims.get("aud") {
+    let audiences: Vec<&str> = match claims.member("aud") {
         None => return Err(Denial::WrongAudience),
         Some(Value::String(a)) => vec![a.as_str()],
         Some(Value::Array(items)) if !items.is_empty() => {
@@ -67,7 +70,7 @@ pub(crate) fn check_audience(
 
 /// Reads a NumericDate (RFC 7519 section 2), which may carry a fraction, as whole seconds.
 pub(crate) fn numeric_date(
-    claims: &Map<String, Value>,
+    claims: &(impl Members + ?Sized),
     name: &'static str,
 ) -> Result<Option<u64>, Denial> {
     let err = match name {
@@ -75,7 +78,7 @@ pub(crate) fn numeric_date(
         "nbf" => "nbf is not a valid date",
         _ => "iat is not a valid date",
     };
-    match claims.get(name) {
+    match claims.member(name) {
         None => Ok(None),
         Some(Value::Number(n)) => {
             if let Some(v) = n.as_u64() {
@@ -100,7 +103,7 @@ pub(crate) fn numeric_date(
 /// answer (where `exp` is optional, RFC 7662 section 2.2) is held to the same reading of `exp`,
 /// `nbf` and `iat` as a JWT.
 pub(crate) fn check_dates(
-    claims: &Map<String, Value>,
+    claims: &(impl Members + ?Sized),
     skew: u64,
     require_exp: bool,
     max_lifetime: Option<u64>,
@@ -119,7 +122,7 @@ pub struct Dates {
 }
 
 impl Dates {
-    pub fn read(claims: &Map<String, Value>) -> Result<Dates, Denial> {
+    pub fn read(claims: &(impl Members + ?Sized)) -> Result<Dates, Denial> {
         Ok(Dates {
             exp: numeric_date(claims, "exp")?,
             nbf: numeric_date(claims, "nbf")?,
@@ -175,10 +178,10 @@ impl Dates {
 
 /// The token's scopes, from `scope` (space-separated, RFC 8693/9068) or `scp` (array or
 /// space-separated string, as Okta and Entra ID send it).
-pub fn scopes(claims: &Map<String, Value>) -> Vec<&str> {
+pub fn scopes(claims: &(impl Members + ?Sized)) -> Vec<&str> {
     let mut out = Vec::new();
     for name in ["scope", "scp"] {
-        match claims.get(name) {
+        match claims.member(name) {
             Some(Value::String(s)) => out.extend(s.split(' ').filter(|s| !s.is_empty())),
             Some(Value::Array(items)) => out.extend(items.iter().filter_map(Value::as_str)),
             _ => {}
@@ -188,7 +191,7 @@ pub fn scopes(claims: &Map<String, Value>) -> Vec<&str> {
 }
 
 /// Scopes the rule requires that the token lacks.
-pub fn missing_scopes(claims: &Map<String, Value>, required: &[String]) -> Vec<String> {
+pub fn missing_scopes(claims: &(impl Members + ?Sized), required: &[String]) -> Vec<String> {
     if required.is_empty() {
         return Vec::new();
     }
@@ -202,15 +205,15 @@ pub fn missing_scopes(claims: &Map<String, Value>, required: &[String]) -> Vec<S
 
 /// Finds a claim by path: "sub", "realm_access.roles", `https://example.com/roles`. A member
 /// whose name contains dots is found before a nested path of the same spelling.
-pub fn lookup<'c>(claims: &'c Map<String, Value>, path: &str) -> Option<&'c Value> {
-    if let Some(v) = claims.get(path) {
+pub fn lookup<'c>(claims: &'c (impl Members + ?Sized), path: &str) -> Option<&'c Value> {
+    if let Some(v) = claims.member(path) {
         return Some(v);
     }
     // Try the longest member name first, then descend into the rest of the path.
     let dots: Vec<usize> = path.match_indices('.').map(|(i, _)| i).collect();
     for &i in dots.iter().rev() {
         let (head, rest) = (path.get(..i)?, path.get(i + 1..)?);
-        if let Some(Value::Object(inner)) = claims.get(head) {
+        if let Some(Value::Object(inner)) = claims.member(head) {
             if let Some(v) = lookup(inner, rest) {
                 return Some(v);
             }
@@ -230,7 +233,7 @@ pub fn scalar_text(v: &Value) -> Option<String> {
 }
 
 /// Whether the claim at `path` has one of `accepted` (or, for an array, contains one).
-pub fn claim_matches(claims: &Map<String, Value>, path: &str, accepted: &[String]) -> bool {
+pub fn claim_matches(claims: &(impl Members + ?Sized), path: &str, accepted: &[String]) -> bool {
     let is_accepted = |v: &Value| scalar_text(v).is_some_and(|t| accepted.contains(&t));
     match lookup(claims, path) {
         Some(Value::Array(items)) => items.iter().any(is_accepted),
@@ -245,6 +248,7 @@ mod tests {
     use crate::config::{KeySource, TokenSource, VerifyMode};
     use crate::jwk::{JwkSet, JwksLimits, KeyOrigin};
     use serde_json::json;
+    use serde_json::Map;
 
     const NOW: u64 = 1_700_000_000;
 

@@ -1068,11 +1068,11 @@ impl<'a> Walk<'a> {
             }
             // Explaining checks the answer afresh, whatever the host kept with it.
             IntrospectionView::Active { claims, cached, .. } => {
-                if let Err(d) = introspection::check_active(&claims, provider, cfg, self.now) {
+                if let Err(d) = introspection::check_active(&*claims, provider, cfg, self.now) {
                     let detail = format!("active, but {}", d.description());
                     return Err(self.fail("introspection", d, detail));
                 }
-                let claims = std::rc::Rc::unwrap_or_clone(claims);
+                let claims = claims.to_map();
                 if let Some(view) = self.token.as_mut() {
                     view.introspected = Some(claims.clone());
                 }

@@ -12,7 +12,7 @@
 //! or before the provider's introspection endpoint said it is active.
 
 use crate::audit::{fingerprint_of, AuditFacts};
-use crate::claims;
+use crate::claims::{self, Claims};
 use crate::config::{Config, Policy, Provider, ProviderId, Rule, TokenSource, VerifyMode};
 use crate::denial::Denial;
 use crate::introspection::{self, token_hash};
@@ -24,7 +24,7 @@ use crate::request::{
     normalize_path, strip_token, the_token, FoundToken, HeaderEdit, HeaderEdits, Request,
 };
 use crate::verified::{key_of, project, DerivedHeaders, Learned, VerifiedIdentity};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -46,7 +46,7 @@ pub enum IntrospectionView {
     Unknown,
     Active {
         /// Shared: the decision's identity is these very claims.
-        claims: Rc<Map<String, Value>>,
+        claims: Rc<Claims>,
         /// From the shared cache rather than a call made for this request.
         cached: bool,
         /// [`introspection::check_answer`] of these claims for this provider, when the host
@@ -165,14 +165,14 @@ const MAX_HEADER_VALUE: usize = 4096;
 /// A verified identity: its claims, and the JWT payload segment when it came from a JWT.
 enum Identity<'t> {
     Fresh {
-        claims: Rc<Map<String, Value>>,
+        claims: Rc<Claims>,
         payload_segment: Option<&'t str>,
     },
     Remembered(Rc<VerifiedIdentity>),
 }
 
 impl Identity<'_> {
-    fn claims(&self) -> &Map<String, Value> {
+    fn claims(&self) -> &Claims {
         match self {
             Identity::Fresh { claims, .. } => claims,
             Identity::Remembered(v) => &v.claims,
@@ -180,7 +180,7 @@ impl Identity<'_> {
     }
 
     /// The claims, shared (for the audit facts).
-    fn shared_claims(&self) -> Rc<Map<String, Value>> {
+    fn shared_claims(&self) -> Rc<Claims> {
         match self {
             Identity::Fresh { claims, .. } => Rc::clone(claims),
             Identity::Remembered(v) => Rc::clone(&v.claims),
@@ -645,7 +645,7 @@ impl Gate {
             } => {
                 match checked {
                     Some(answer) => answer?.check(provider, now)?,
-                    None => introspection::check_active(&claims, provider, cfg, now)?,
+                    None => introspection::check_active(&*claims, provider, cfg, now)?,
                 }
                 facts.source = Some(if cached {
                     "introspection_cache"

@@ -27,7 +27,7 @@
 //! The glue in `filters/` keys the slots per provider (two providers never share a slot), keeps
 //! one call in flight per token hash, and bounds the calls in flight per worker.
 
-use crate::claims;
+use crate::claims::{self, Claims, Members};
 use crate::config::{ClientAuth, HttpUrl, Introspection, Provider};
 use crate::denial::Denial;
 use crate::json;
@@ -160,7 +160,7 @@ pub fn parse_answer(status: Option<u32>, body: &[u8]) -> Result<Answer, &'static
 /// Scopes and rule claims are checked afterwards by the gate on the same map
 /// ([`claims::missing_scopes`], [`claims::claim_matches`]).
 pub fn check_active(
-    claims: &Map<String, Value>,
+    claims: &(impl Members + ?Sized),
     provider: &Provider,
     cfg: &Introspection,
     now: u64,
@@ -172,23 +172,23 @@ pub fn check_active(
 /// worker keeps: what is left for each request is [`CheckedAnswer::check`], three comparisons
 /// of dates, rather than seven lookups in the answer.
 pub fn check_answer(
-    claims: &Map<String, Value>,
+    claims: &(impl Members + ?Sized),
     provider: &Provider,
     cfg: &Introspection,
 ) -> Result<CheckedAnswer, Denial> {
     if let Some(required) = &cfg.token_type {
-        match claims.get("token_type") {
+        match claims.member("token_type") {
             Some(Value::String(t)) if t.eq_ignore_ascii_case(required) => {}
             Some(Value::String(_)) | None => return Err(Denial::WrongTokenType),
             Some(_) => return Err(Denial::InvalidClaim("token_type is not a string")),
         }
     }
-    if claims.contains_key("iss") {
+    if claims.member("iss").is_some() {
         claims::check_issuer(claims, &provider.issuer)?;
     }
     claims::check_audience(claims, &provider.audiences)?;
     let dates = claims::Dates::read(claims)?;
-    let client_id = match claims.get("client_id") {
+    let client_id = match claims.member("client_id") {
         None | Some(Value::String(_)) => None,
         Some(_) => Some(Denial::InvalidClaim("client_id is not a string")),
     };
@@ -239,7 +239,7 @@ pub struct CachedAnswer {
     pub active: bool,
     /// The active answer's members; empty when inactive. Shared: a worker keeps the answers it
     /// reads, and each decision's identity is these claims.
-    pub claims: Rc<Map<String, Value>>,
+    pub claims: Rc<Claims>,
     /// Reusable while `now_ms < until_ms`.
     pub until_ms: u64,
 }
@@ -253,7 +253,7 @@ impl CachedAnswer {
     /// The entry for `answer` to `token_hash`, reusable until `until_ms`.
     pub fn new(token_hash: [u8; 32], answer: &Answer, until_ms: u64) -> CachedAnswer {
         let (active, claims) = match answer {
-            Answer::Active(claims) => (true, Rc::new(claims.clone())),
+            Answer::Active(claims) => (true, Rc::new(Claims::from(claims.clone()))),
             Answer::Inactive => (false, Rc::default()),
         };
         CachedAnswer {
@@ -267,7 +267,7 @@ impl CachedAnswer {
     /// The answer it stands for.
     pub fn answer(&self) -> Answer {
         if self.active {
-            Answer::Active((*self.claims).clone())
+            Answer::Active(self.claims.to_map())
         } else {
             Answer::Inactive
         }
@@ -313,7 +313,7 @@ impl CachedAnswer {
         Some(CachedAnswer {
             token_hash: *token_hash,
             active,
-            claims: Rc::new(claims),
+            claims: Rc::new(Claims::from(claims)),
             until_ms,
         })
     }
@@ -798,7 +798,9 @@ mod tests {
         inactive_with_claims[33] = 0;
         assert_eq!(CachedAnswer::decode(&inactive_with_claims), None);
         let mut not_active = entry.clone();
-        Rc::make_mut(&mut not_active.claims).insert("active".into(), json!(false));
+        let mut claims = not_active.claims.to_map();
+        claims.insert("active".into(), json!(false));
+        not_active.claims = Rc::new(claims.into());
         assert_eq!(CachedAnswer::decode(&not_active.encode().unwrap()), None);
     }
 

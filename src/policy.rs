@@ -6,14 +6,14 @@
 //! per-minute"), unlike merging several. Conditions read claims by the same paths as rules and
 //! headers (`claims::lookup`), with `scope` read as the token's list of scopes.
 
-use crate::claims;
+use crate::claims::{self, Members};
 use crate::config::{Condition, ConditionTest, Config, Policy};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The policy for a request: `claims` is `None` for an anonymous request.
-pub fn select<'c>(
+pub fn select<'c, C: Members + ?Sized>(
     config: &'c Config,
-    claims: Option<&Map<String, Value>>,
+    claims: Option<&C>,
 ) -> Option<(usize, &'c Policy)> {
     let matched = claims.and_then(|c| {
         config
@@ -29,7 +29,7 @@ pub fn select<'c>(
 }
 
 /// The claim's values as text: the scopes for "scope", an array's scalars, or one scalar.
-fn values<'c>(claims: &'c Map<String, Value>, path: &str) -> Vec<std::borrow::Cow<'c, str>> {
+fn values<'c>(claims: &'c (impl Members + ?Sized), path: &str) -> Vec<std::borrow::Cow<'c, str>> {
     if path == "scope" {
         return claims::scopes(claims).into_iter().map(Into::into).collect();
     }
@@ -45,7 +45,7 @@ fn values<'c>(claims: &'c Map<String, Value>, path: &str) -> Vec<std::borrow::Co
 }
 
 /// Whether one condition holds for these claims.
-pub fn holds(claims: &Map<String, Value>, condition: &Condition) -> bool {
+pub fn holds(claims: &(impl Members + ?Sized), condition: &Condition) -> bool {
     let is_scalar = condition.claim != "scope"
         && !matches!(
             claims::lookup(claims, &condition.claim),
@@ -86,6 +86,7 @@ pub fn route_allowed(
 mod tests {
     use super::*;
     use serde_json::json;
+    use serde_json::Map;
 
     fn config() -> Config {
         let json = json!({

@@ -61,11 +61,10 @@
 //! - `Retry-After` is delay-seconds, rounded up and at least 1.
 
 use crate::civil::{civil_from_days, days_from_civil};
-use crate::claims::{lookup, scalar_text};
+use crate::claims::{lookup, scalar_text, Members};
 use crate::config::{CalendarWindow, Limit, LimitKey, LimitKind};
 use crate::decimal::{parse_u128, push_u128, push_u64};
 use crate::slots::stable_hash;
-use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -304,16 +303,16 @@ impl BudgetKey {
 /// scalar falls back to the client address. `client_id` falls back to `azp` (OIDC) first.
 /// The address drops its port (a client opens many connections) and an IPv6 address counts
 /// by its /64 (one host commonly owns a whole /64); IPv4-mapped IPv6 counts as IPv4.
-pub fn key_value(
+pub fn key_value<C: Members + ?Sized>(
     key: &LimitKey,
-    claims: Option<&Map<String, Value>>,
+    claims: Option<&C>,
     client_address: &str,
 ) -> String {
     budget_key(key, claims).text(client_address).into_owned()
 }
 
 /// [`key_value`] before the client address is known: whose budget, the address's included.
-pub fn budget_key(key: &LimitKey, claims: Option<&Map<String, Value>>) -> BudgetKey {
+pub fn budget_key<C: Members + ?Sized>(key: &LimitKey, claims: Option<&C>) -> BudgetKey {
     let text = |path: &str| {
         claims
             .and_then(|c| lookup(c, path))
@@ -458,7 +457,10 @@ fn push_sf_string(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Map, Value};
+
+    /// No claims: an anonymous request.
+    const ANONYMOUS: Option<&Map<String, Value>> = None;
 
     /// 2030-01-01T00:00:00Z, so the rate arithmetic runs at realistic clock magnitudes.
     const BASE: u64 = 1_893_456_000_000;
@@ -913,10 +915,13 @@ mod tests {
             key_value(&LimitKey::Claim("empty".into()), claims, addr),
             "addr:10.0.0.1"
         );
-        assert_eq!(key_value(&LimitKey::Subject, None, addr), "addr:10.0.0.1");
+        assert_eq!(
+            key_value(&LimitKey::Subject, ANONYMOUS, addr),
+            "addr:10.0.0.1"
+        );
         // Before the address is read: it is named, not read.
         assert_eq!(
-            budget_key(&LimitKey::Subject, None),
+            budget_key(&LimitKey::Subject, ANONYMOUS),
             BudgetKey::ClientAddress
         );
         assert_eq!(
@@ -931,13 +936,13 @@ mod tests {
         let tricky = json!({"sub": "10.0.0.1"});
         assert_ne!(
             key_value(&LimitKey::Subject, tricky.as_object(), addr),
-            key_value(&LimitKey::Subject, None, addr)
+            key_value(&LimitKey::Subject, ANONYMOUS, addr)
         );
     }
 
     #[test]
     fn addresses_drop_the_port_and_ipv6_counts_by_its_64() {
-        let key = |a: &str| key_value(&LimitKey::ClientAddress, None, a);
+        let key = |a: &str| key_value(&LimitKey::ClientAddress, ANONYMOUS, a);
         assert_eq!(key("192.0.2.7"), "addr:192.0.2.7");
         assert_eq!(key("192.0.2.7:40000"), "addr:192.0.2.7");
         assert_eq!(key("[2001:db8:1:2:3:4:5:6]:443"), "addr:2001:db8:1:2::/64");

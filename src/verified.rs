@@ -11,7 +11,7 @@
 //! configuration can read ([`project`]), and the same compact encoding ([`VerifiedIdentity::encode`])
 //! lets one worker's verification serve the others through shared data.
 
-use crate::claims::Dates;
+use crate::claims::{Claims, Dates};
 use crate::config::{Config, LimitKey, ProviderId};
 use crate::json;
 use crate::request::HeaderEdit;
@@ -49,7 +49,7 @@ pub struct VerifiedIdentity {
     pub dates: Dates,
     /// The claims the configuration reads, and the dates (shared with each decision's audit
     /// facts).
-    pub claims: Rc<Map<String, Value>>,
+    pub claims: Rc<Claims>,
     /// The payload segment, when the configuration forwards it.
     pub payload_segment: Option<String>,
     /// The token's SHA-256 prefix, for audit events (so a hit need not hash the token).
@@ -121,7 +121,7 @@ impl VerifiedIdentity {
         // Written from the fields as they are, not through a `Value` (a copy of the claims).
         #[derive(serde::Serialize)]
         struct Body<'a> {
-            c: &'a Map<String, Value>,
+            c: &'a Claims,
             p: Option<&'a str>,
             f: &'a str,
         }
@@ -170,7 +170,7 @@ impl VerifiedIdentity {
             provider: u32::from_be_bytes(*provider) as usize,
             keys_generation: u64::from_be_bytes(*generation),
             dates: Dates::read(&claims).ok()?,
-            claims: Rc::new(claims),
+            claims: Rc::new(Claims::from(claims)),
             payload_segment,
             fingerprint: fingerprint.into(),
             headers: DerivedHeaders::default(),
@@ -181,7 +181,7 @@ impl VerifiedIdentity {
 /// The claims a configuration can read: dates, identity for the audit, scopes, and every claim
 /// named by headers, rules, policies and limit keys (whole top-level members). The decision
 /// that verifies a token reads these too, so a remembered token decides exactly as it did.
-pub fn project(claims: Map<String, Value>, config: &Config) -> Map<String, Value> {
+pub fn project(claims: Map<String, Value>, config: &Config) -> Claims {
     let mut paths: Vec<&str> = vec![
         "exp",
         "nbf",
@@ -214,7 +214,8 @@ pub fn project(claims: Map<String, Value>, config: &Config) -> Map<String, Value
                         .is_some_and(|rest| rest.starts_with('.'))
             })
         })
-        .collect()
+        .collect::<Map<String, Value>>()
+        .into()
 }
 
 /// A worker's bounded map of what it knows of tokens, keyed by the token itself: a hit costs
@@ -392,8 +393,7 @@ mod tests {
             "org": "acme", "profile": {"big": "drop"}, "tenantx": "drop"
         }));
         let kept = project(all, &config());
-        let mut names: Vec<&str> = kept.keys().map(String::as_str).collect();
-        names.sort_unstable();
+        let names: Vec<&str> = kept.iter().map(|(name, _)| name).collect();
         assert_eq!(
             names,
             vec![
@@ -418,7 +418,7 @@ mod tests {
                 exp: Some(10),
                 ..Dates::default()
             },
-            claims: Rc::new(claims(json!({"sub": "alice", "exp": 10}))),
+            claims: Rc::new(claims(json!({"sub": "alice", "exp": 10})).into()),
             payload_segment: Some("eyJ9".into()),
             fingerprint: "0011223344556677".into(),
             headers: DerivedHeaders::default(),
@@ -434,7 +434,9 @@ mod tests {
         assert!(!VerifiedIdentity::is_for(&bytes[..15], &key));
         // The dates are read again from the claims; a record whose dates do not read is none.
         let mut odd = id.clone();
-        Rc::make_mut(&mut odd.claims).insert("exp".into(), json!("soon"));
+        let mut claims = odd.claims.to_map();
+        claims.insert("exp".into(), json!("soon"));
+        odd.claims = Rc::new(claims.into());
         assert_eq!(
             VerifiedIdentity::decode(&odd.encode(&key).unwrap(), &key),
             None

@@ -279,7 +279,7 @@ impl Worker {
         };
         let kept = KeptAnswer {
             provider,
-            checked: introspection::check_answer(&answer.claims, found, cfg),
+            checked: introspection::check_answer(&*answer.claims, found, cfg),
             answer: answer.clone(),
         };
         self.introspected.borrow_mut().insert(token, Rc::new(kept));

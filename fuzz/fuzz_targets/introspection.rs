@@ -12,9 +12,10 @@
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
+use tollgate::claims::Claims;
 use tollgate::config::{Config, ProviderId};
-use tollgate::gate::{Gate, Host, IntrospectionView, KeysView, TokenDigest, Verdict};
 use tollgate::denial::Denial;
+use tollgate::gate::{Gate, Host, IntrospectionView, KeysView, TokenDigest, Verdict};
 use tollgate::introspection::{
     check_active, check_answer, parse_answer, token_hash, Answer, CachedAnswer, CheckedAnswer,
     MAX_CACHED_BYTES,
@@ -69,7 +70,7 @@ fn gates() -> &'static [Gate; 2] {
 }
 
 struct AnswerHost {
-    claims: std::rc::Rc<Map<String, Value>>,
+    claims: std::rc::Rc<Claims>,
     checked: Option<Result<CheckedAnswer, Denial>>,
 }
 
@@ -119,7 +120,7 @@ fn check_claims(claims: &Map<String, Value>) {
             headers: tollgate::request::Headers::Pairs(&headers),
         };
         let mut host = AnswerHost {
-            claims: std::rc::Rc::new(claims.clone()),
+            claims: std::rc::Rc::new(Claims::from(claims.clone())),
             checked: None,
         };
         let decision = gate.decide(&req, &host, NOW);
@@ -129,7 +130,10 @@ fn check_claims(claims: &Map<String, Value>) {
         }
         host.checked = Some(check_answer(claims, provider, cfg));
         let kept = gate.decide(&req, &host, NOW);
-        assert_eq!(kept.verdict, decision.verdict, "the kept check decides otherwise");
+        assert_eq!(
+            kept.verdict, decision.verdict,
+            "the kept check decides otherwise"
+        );
     }
 }
 
@@ -145,7 +149,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(bytes.len() <= MAX_CACHED_BYTES);
                 let back = CachedAnswer::decode(&bytes);
                 assert!(back.is_some(), "an encoded answer does not decode");
-                if !entry.claims.values().any(has_float) {
+                if !entry.claims.iter().any(|(_, v)| has_float(v)) {
                     assert_eq!(back.as_ref(), Some(&entry));
                 }
             }
@@ -159,7 +163,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some(entry) = CachedAnswer::decode(data) {
         assert!(data.len() <= MAX_CACHED_BYTES);
         if entry.active {
-            check_claims(&entry.claims);
+            check_claims(&entry.claims.to_map());
         } else {
             assert!(entry.claims.is_empty());
         }
@@ -171,7 +175,7 @@ fuzz_target!(|data: &[u8]| {
                 again.is_some(),
                 "a decoded entry does not decode once re-encoded"
             );
-            if !entry.claims.values().any(has_float) {
+            if !entry.claims.iter().any(|(_, v)| has_float(v)) {
                 assert_eq!(again.as_ref(), Some(&entry));
             }
         }

@@ -159,7 +159,7 @@ impl Host for FakeHost {
         match &self.introspected {
             None => IntrospectionView::Unknown,
             Some(Introspected::Active(claims)) => IntrospectionView::Active {
-                claims: std::rc::Rc::clone(claims),
+                claims: std::rc::Rc::new(crate::claims::Claims::from((**claims).clone())),
                 cached: false,
                 checked: None,
             },

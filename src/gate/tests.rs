@@ -150,7 +150,7 @@ impl Host for FakeKeys {
         match &self.introspected {
             Some((h, _)) if h != digest.get() => IntrospectionView::Unknown,
             Some((_, Introspected::Active(claims))) => IntrospectionView::Active {
-                claims: std::rc::Rc::clone(claims),
+                claims: std::rc::Rc::new(crate::claims::Claims::from((**claims).clone())),
                 cached: true,
                 checked: self.checked.clone(),
             },
@@ -1059,8 +1059,10 @@ fn a_remembered_token_skips_the_signature_but_never_the_clock_or_the_key_set() {
     )));
     // The clock still applies.
     let mut expired = identity.clone();
-    Rc::make_mut(&mut expired.claims).insert("exp".into(), json!(NOW - 61));
-    expired.dates = crate::claims::Dates::read(&expired.claims).unwrap();
+    let mut claims = expired.claims.to_map();
+    claims.insert("exp".into(), json!(NOW - 61));
+    expired.dates = crate::claims::Dates::read(&claims).unwrap();
+    expired.claims = Rc::new(claims.into());
     keys.remembered = Some((key.clone(), std::rc::Rc::new(expired)));
     assert_eq!(
         denial(&run(
