@@ -32,5 +32,6 @@ pub mod keys;
 pub mod policy;
 pub mod ratelimit;
 pub mod request;
+pub mod scan;
 pub mod slots;
 pub mod verified;

@@ -260,12 +260,11 @@ impl<T> Entries<T> {
     }
 }
 
-/// Equality of two strings, every byte compared with no early exit, which the compiler makes 16
-/// bytes a step with wasm SIMD (see [`TokenCache`] for why not `==`). A hit compares the whole
-/// token anyway, and a miss is on its way to a signature check that costs far more.
+/// Equality of two strings, every byte compared with no early exit ([`crate::scan`]; see
+/// [`TokenCache`] for why not `==`). A hit compares the whole token anyway, and a miss is on its
+/// way to a signature check that costs far more.
 pub fn same_text(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+    crate::scan::same_bytes(a.as_bytes(), b.as_bytes())
 }
 
 /// Bytes at the end of a token that its cache hash reads.
