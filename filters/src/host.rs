@@ -68,18 +68,20 @@ impl OwnedRequest {
         }
         let mut spans = spare_spans();
         spans.reserve(count);
+        let total = bytes.len();
         let mut data = lengths_end;
-        for i in 0..count {
-            let name_len = word(4 + 8 * i)?;
-            let value_len = word(8 + 8 * i)?;
-            let mut take = |len: usize| -> Option<Range<usize>> {
-                let end = data.checked_add(len).filter(|&end| end <= bytes.len())?;
-                let piece = data..end;
-                data = end + 1;
-                Some(piece)
-            };
-            let name = take(name_len)?;
-            let value = take(value_len)?;
+        let mut take = |len: u32| -> Option<Range<usize>> {
+            let end = data
+                .checked_add(usize::try_from(len).ok()?)
+                .filter(|&end| end <= total)?;
+            let piece = data..end;
+            data = end + 1;
+            Some(piece)
+        };
+        for lengths in bytes.get(4..lengths_end)?.chunks_exact(8) {
+            let [n0, n1, n2, n3, v0, v1, v2, v3]: [u8; 8] = lengths.try_into().ok()?;
+            let name = take(u32::from_le_bytes([n0, n1, n2, n3]))?;
+            let value = take(u32::from_le_bytes([v0, v1, v2, v3]))?;
             spans.push((name, value));
         }
         bytes.get_mut(..lengths_end)?.fill(0);
