@@ -157,7 +157,7 @@ pub fn parse_answer(status: Option<u32>, body: &[u8]) -> Result<Answer, &'static
 ///   errors, `max_lifetime_seconds` applies), except that `exp` may be absent (RFC 7662);
 /// - `client_id`: when present, a string (it may reach the audit log and headers).
 ///
-/// Scopes and rule claims are checked afterwards by the gate on the same map
+/// Scopes and rule claims are checked afterwards by the gate on the same claims
 /// ([`claims::missing_scopes`], [`claims::claim_matches`]).
 pub fn check_active(
     claims: &(impl Members + ?Sized),

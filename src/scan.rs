@@ -3,9 +3,10 @@
 //! Every request checks that its headers are ASCII, looks for a comma in its token's header and
 //! compares its token with a remembered one: 0.5-2 KB each. These scans do not stop early, and
 //! in wasm32 with SIMD they read 64 bytes a step as four 16-byte vectors, with the last bytes
-//! read as the 16 that end the input (again, for some: an OR does not mind). Under V8 that costs
-//! about a third of the instructions of the byte folds elsewhere, which the compiler vectorizes
-//! 16 bytes a step, with a byte loop for the rest. Elsewhere, and for inputs under 16 bytes, the
+//! read as the 16 that end the input (again, for some: an OR does not mind). Under V8 the ASCII
+//! check and the comparison take a third fewer instructions that way than as byte folds, which
+//! the compiler vectorizes 16 bytes a step with a byte loop for the rest (measured in the
+//! module, 0.9 KB of headers and a 0.66 KB token). Elsewhere, and for inputs under 16 bytes, the
 //! byte folds are the answer.
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
