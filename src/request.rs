@@ -68,11 +68,12 @@ impl<'a> Iterator for HeaderValues<'a> {
                     break None;
                 };
                 at += 1;
-                if n.len() == name.len() && same(n.as_bytes()) {
+                if same(n.as_bytes()) {
                     break Some(*v);
                 }
             },
-            // Names are compared as bytes, and only a match's value is cut from the text.
+            // Names are compared as bytes, a range's length before the text it covers, and only
+            // a match's value is cut from the text.
             Headers::Spans { text, spans } => loop {
                 let Some((n, v)) = spans.get(at) else {
                     break None;
