@@ -284,12 +284,13 @@ pub enum BudgetKey {
 }
 
 impl BudgetKey {
-    /// The key's text (see [`key_value`]), with `client_address` for the client address's.
-    pub fn text(&self, client_address: &str) -> Cow<'_, str> {
+    /// The key's text (see [`key_value`]). `client_address` is asked only for the client
+    /// address's budget.
+    pub fn text<'a>(&self, client_address: impl FnOnce() -> &'a str) -> Cow<'_, str> {
         match self {
             BudgetKey::Identity(key) => Cow::Borrowed(key),
             BudgetKey::ClientAddress => {
-                Cow::Owned(["addr:", &address_key(client_address)].concat())
+                Cow::Owned(["addr:", &address_key(client_address())].concat())
             }
         }
     }
@@ -308,7 +309,7 @@ pub fn key_value<C: Members + ?Sized>(
     claims: Option<&C>,
     client_address: &str,
 ) -> String {
-    budget_key(key, claims).text(client_address).into_owned()
+    budget_key(key, claims).text(|| client_address).into_owned()
 }
 
 /// [`key_value`] before the client address is known: whose budget, the address's included.

@@ -211,7 +211,7 @@ pub fn explain_text(e: &Explanation, cx: &Context) -> String {
                 s.push_str(&format!(
                     "Limit     {}: charged to {:?} (not counted by the CLI)\n",
                     limit.name,
-                    key.text(CLIENT_ADDRESS)
+                    key.text(|| CLIENT_ADDRESS)
                 ));
             }
             s.push_str("\nAnswer    allowed: the request goes upstream\n");
@@ -276,7 +276,7 @@ pub fn explain_json(e: &Explanation, cx: &Context) -> Value {
                 .into_iter()
                 .flatten()
                 .zip(&allowed.charges)
-                .map(|(l, key)| json!({"limit": l.name, "key": key.text(CLIENT_ADDRESS)}))
+                .map(|(l, key)| json!({"limit": l.name, "key": key.text(|| CLIENT_ADDRESS)}))
                 .collect();
             json!({
                 "decision": "allow",

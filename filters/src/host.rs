@@ -88,8 +88,9 @@ impl OwnedRequest {
         // Headers are ASCII but for rare exceptions: checked 64 bytes a step with wasm SIMD
         // (`tollgate::scan`), where UTF-8 validation takes 8.
         if is_ascii(&bytes) {
-            // SAFETY: every byte is below 0x80, so the bytes are UTF-8, and every index is a
-            // char boundary.
+            // SAFETY: every byte is below 0x80 (`tollgate::scan`'s tests check every byte of
+            // every length, natively and under V8), so the bytes are UTF-8, and every index is
+            // a char boundary.
             let text = unsafe { String::from_utf8_unchecked(bytes) };
             return OwnedRequest::found(text, spans);
         }
@@ -358,20 +359,6 @@ mod tests {
             (next.method(), next.path(), next.spans.len()),
             ("PUT", "/b", 2)
         );
-    }
-
-    #[test]
-    fn one_byte_above_ascii_anywhere_is_seen() {
-        // The text is taken unchecked only when this says ASCII.
-        let ascii: Vec<u8> = (0..70u8).map(|i| i % 0x80).collect();
-        assert!(is_ascii(&ascii) && is_ascii(&[]));
-        for at in 0..ascii.len() {
-            for high in [0x80, 0xc3, 0xff] {
-                let mut bytes = ascii.clone();
-                bytes[at] = high;
-                assert!(!is_ascii(&bytes), "{at} {high:#x}");
-            }
-        }
     }
 
     #[test]

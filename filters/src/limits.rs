@@ -9,7 +9,6 @@
 use crate::host;
 use crate::shared;
 use crate::worker::Worker;
-use std::borrow::Cow;
 use tollgate::denial::{Denial, RateLimitDenial};
 use tollgate::ratelimit::{self, BudgetKey, Charge};
 
@@ -46,12 +45,10 @@ impl Worker {
         // into the module, as costly as the rest of a decision.
         let mut address: Option<String> = None;
         for (limit, key) in policy.limits.iter().zip(keys) {
-            let key = match key {
-                BudgetKey::Identity(identity) => Cow::Borrowed(identity.as_str()),
-                BudgetKey::ClientAddress => key.text(
-                    address.get_or_insert_with(|| host::client_address().unwrap_or_default()),
-                ),
-            };
+            let address = &mut address;
+            let key = key.text(move || {
+                address.get_or_insert_with(|| host::client_address().unwrap_or_default())
+            });
             let slot = ratelimit::slot(&key, limit.max_keys);
             let outcome = shared::update(&counter_key(&policy.name, &limit.name, slot), |state| {
                 ratelimit::charge(&limit.kind, state, now)
