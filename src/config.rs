@@ -127,6 +127,12 @@ pub struct RateLimitFile {
     /// counting stricter. Default: 16384; at most 1048576.
     #[serde(default)]
     pub max_keys: Option<u32>,
+    /// Requests a worker may take from the shared counter at once and then count by itself,
+    /// at most 1000. Default: 1, every request counted across workers exactly. A larger batch
+    /// spares most requests the shared counter under heavy traffic, at the price of counting
+    /// that may be off by up to `batch` requests per worker (docs/configuration.md, Batches).
+    #[serde(default)]
+    pub batch: Option<u32>,
 }
 
 /// A quota over a UTC calendar window.
@@ -146,6 +152,9 @@ pub struct QuotaFile {
     /// As for rate limits. Default: 16384.
     #[serde(default)]
     pub max_keys: Option<u32>,
+    /// As for rate limits. Default: 1.
+    #[serde(default)]
+    pub batch: Option<u32>,
 }
 
 /// RFC 7662 token introspection for a provider.
@@ -537,6 +546,8 @@ pub struct Limit {
     pub key: LimitKey,
     /// Counters kept for this limit; identities beyond share them.
     pub max_keys: u32,
+    /// Requests a worker takes from a counter at once at most (1: exact counting).
+    pub batch: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1233,6 +1244,14 @@ fn compile_policy(path: &str, p: &PolicyFile, errs: &mut Errors) -> Policy {
                 1,
                 1 << 20,
             ) as u32,
+            batch: bounded(
+                errs,
+                &format!("{at}.batch"),
+                r.batch.map(u64::from),
+                1,
+                1,
+                1000,
+            ),
         });
     }
     for (i, q) in p.quotas.iter().enumerate() {
@@ -1267,6 +1286,14 @@ fn compile_policy(path: &str, p: &PolicyFile, errs: &mut Errors) -> Policy {
                 1,
                 1 << 20,
             ) as u32,
+            batch: bounded(
+                errs,
+                &format!("{at}.batch"),
+                q.batch.map(u64::from),
+                1,
+                1,
+                1000,
+            ),
         });
     }
     for (i, a) in limits.iter().enumerate() {

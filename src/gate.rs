@@ -23,7 +23,7 @@ use crate::ratelimit::{self, BudgetKey};
 use crate::request::{
     normalize_path, strip_token, the_token, FoundToken, HeaderEdit, HeaderEdits, Request,
 };
-use crate::verified::{key_of, project, DerivedHeaders, Learned, VerifiedIdentity};
+use crate::verified::{key_of, project, Derivation, Derived, Learned, VerifiedIdentity};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::cell::OnceCell;
@@ -93,7 +93,7 @@ pub struct Allowed {
     /// Index into `Config::policies`.
     pub policy: Option<usize>,
     /// For each limit of the policy, in order: whose budget is charged.
-    pub charges: Vec<BudgetKey>,
+    pub charges: Rc<[BudgetKey]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -398,7 +398,10 @@ impl Gate {
         token: Option<&FoundToken<'_>>,
         facts: &mut AuditFacts,
     ) -> Result<Allowed, Step> {
-        let selected = policy::select(&self.config, identity.map(Identity::claims));
+        let derived = self.derivation(identity);
+        let selected = derived
+            .policy
+            .and_then(|i| Some((i, self.config.policies.get(i)?)));
         facts.policy = selected.and_then(|(i, _)| self.prepared.policy_names.get(i).cloned());
         if let Some((_, p)) = selected {
             if !policy::route_allowed(p, req.method, path, req.authority) {
@@ -420,16 +423,7 @@ impl Gate {
         if let (true, Some(token)) = (self.config.headers.strip_token, token) {
             edits.removals.extend(strip_token(req, token.source));
         }
-        edits.identity = identity.map(|identity| match identity {
-            Identity::Remembered(kept) => kept
-                .headers
-                .get_or_derive(self.tag, || self.identity_headers(identity)),
-            Identity::Fresh { .. } => self.identity_headers(identity),
-        });
-        let (policy, charges) = match selected {
-            Some((i, p)) => (Some(i), charges(p, identity)),
-            None => (None, Vec::new()),
-        };
+        edits.identity = derived.headers;
         if let Some((i, p)) = selected {
             let names = self.prepared.policy_headers.get(i).into_iter().flatten();
             edits.policy.extend(
@@ -440,9 +434,26 @@ impl Gate {
         }
         Ok(Allowed {
             edits,
-            policy,
-            charges,
+            policy: derived.policy,
+            charges: derived.charges,
         })
+    }
+
+    /// What this gate derives from an identity's claims: kept with a remembered identity, made
+    /// anew for a fresh one or an anonymous request.
+    fn derivation(&self, identity: Option<&Identity>) -> Derivation {
+        let derive = || {
+            let selected = policy::select(&self.config, identity.map(Identity::claims));
+            Derivation {
+                headers: identity.map(|i| self.identity_headers(i)),
+                policy: selected.map(|(i, _)| i),
+                charges: selected.map_or_else(Rc::default, |(_, p)| charges(p, identity)),
+            }
+        };
+        match identity {
+            Some(Identity::Remembered(kept)) => kept.derived.get_or_derive(self.tag, derive),
+            _ => derive(),
+        }
     }
 
     /// The `RateLimit-Policy` field value of a policy's limits (prepared once).
@@ -532,7 +543,7 @@ impl Gate {
                 claims: Rc::clone(&claims),
                 payload_segment,
                 fingerprint,
-                headers: DerivedHeaders::default(),
+                derived: Derived::default(),
             },
         });
         if provider
@@ -714,7 +725,7 @@ fn reads(provider: &Provider, source: &TokenSource) -> bool {
 }
 
 /// For each limit of the policy: whose budget this request spends.
-fn charges(policy: &Policy, identity: Option<&Identity>) -> Vec<BudgetKey> {
+fn charges(policy: &Policy, identity: Option<&Identity>) -> Rc<[BudgetKey]> {
     policy
         .limits
         .iter()

@@ -98,16 +98,132 @@ impl Charge {
 /// Unparseable state counts as never used; state that claims a time far in the future is
 /// clamped, and then the clamped value is returned for storing even when limited.
 pub fn charge(kind: &LimitKind, state: Option<&[u8]>, now_ms: u64) -> (Option<Vec<u8>>, Charge) {
-    let (new_state, outcome) = match *kind {
+    let (state, batch) = take_batch(kind, state, now_ms, 1);
+    (state, batch.outcome)
+}
+
+/// A worker's batch may hold at most this share of what a limit allows at the moment it is
+/// taken, so that batches shrink to single requests as a budget runs out, and the requests
+/// other workers wait for while one holds a batch stay a small part of the budget.
+pub const BATCH_SHARE: u64 = 16;
+
+/// Requests taken from a counter at once (see [`take_batch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    /// Requests counted: 0 when limited, else between 1 and the size asked for.
+    pub requests: u64,
+    /// The outcome as of the batch's last request: `remaining` excludes the whole batch.
+    pub outcome: Charge,
+}
+
+/// Counts up to `wanted` requests at once, as if they all arrived at `now_ms`: at least one
+/// when the limit allows one, and never more than a [`BATCH_SHARE`]th of what it allows right
+/// now. A worker then spends the batch without touching the shared counter; `wanted` = 1 is
+/// [`charge`]. Taking `n` at once leaves the same state as charging one request `n` times at
+/// `now_ms`.
+pub fn take_batch(
+    kind: &LimitKind,
+    state: Option<&[u8]>,
+    now_ms: u64,
+    wanted: u64,
+) -> (Option<Vec<u8>>, Batch) {
+    let (new_state, batch) = match *kind {
         LimitKind::Rate {
             requests,
             period_ms,
             burst,
-        } => charge_rate(requests, period_ms, burst, state, now_ms),
-        LimitKind::Quota { requests, window } => charge_quota(requests, window, state, now_ms),
+        } => charge_rate(requests, period_ms, burst, state, now_ms, wanted),
+        LimitKind::Quota { requests, window } => {
+            charge_quota(requests, window, state, now_ms, wanted)
+        }
     };
     let changed = new_state.filter(|s| state != Some(s.as_slice()));
-    (changed, outcome)
+    (changed, batch)
+}
+
+/// How many of `available` requests a batch asking for `wanted` takes (at least one).
+fn batch_size(available: u64, wanted: u64) -> u64 {
+    wanted.min(available / BATCH_SHARE).max(1)
+}
+
+/// How long a worker may spend a rate limit's batch: beyond it, what is left is dropped, so
+/// requests counted at the batch's moment are never spent much later (which could exceed a
+/// burst). A quota's batch lasts until its window ends: a count has no moments to respect.
+pub const RATE_BATCH_HOLD_MS: u64 = 1000;
+
+/// A batch one worker holds and spends without the shared counter.
+///
+/// Its size follows the worker's traffic: the first is one request; one spent in full is
+/// followed by one twice as large (up to the limit's `batch`), one that ran out of time by one
+/// the size of what was spent. A worker with little traffic thus counts exactly, and one with
+/// much touches the counter once per `batch` requests. Requests counted but not spent are lost
+/// to the budget, and those spent late were counted early: either way at most a batch per
+/// worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldBatch {
+    /// Requests left to spend.
+    left: u64,
+    /// The requests it was taken with.
+    size: u64,
+    /// The end of its time to be spent (ms).
+    until_ms: u64,
+    /// What the counter had left when it was taken, and when it would be fully restored:
+    /// what the `RateLimit` header reports.
+    remaining: u64,
+    reset_at_ms: u64,
+}
+
+impl HeldBatch {
+    /// A batch just taken at `now_ms`, before any of it is spent; `None` when it holds none.
+    pub fn new(kind: &LimitKind, batch: &Batch, now_ms: u64) -> Option<HeldBatch> {
+        let Charge::Allowed {
+            remaining,
+            reset_ms,
+        } = batch.outcome
+        else {
+            return None;
+        };
+        let until_ms = match kind {
+            LimitKind::Rate { .. } => now_ms.saturating_add(RATE_BATCH_HOLD_MS),
+            LimitKind::Quota { .. } => now_ms.saturating_add(reset_ms),
+        };
+        (batch.requests > 0).then_some(HeldBatch {
+            left: batch.requests,
+            size: batch.requests,
+            until_ms,
+            remaining,
+            reset_at_ms: now_ms.saturating_add(reset_ms),
+        })
+    }
+
+    /// Spends one request at `now_ms`: its outcome, or `None` when the batch is spent or its
+    /// time is over (take another).
+    pub fn spend(&mut self, now_ms: u64) -> Option<Charge> {
+        if self.left == 0 || now_ms >= self.until_ms {
+            return None;
+        }
+        self.left -= 1;
+        Some(Charge::Allowed {
+            remaining: self.remaining.saturating_add(self.left),
+            reset_ms: self.reset_at_ms.saturating_sub(now_ms),
+        })
+    }
+
+    /// The size to ask for next, at most `most`.
+    pub fn next_size(&self, most: u64) -> u64 {
+        let wanted = if self.left == 0 {
+            self.size.saturating_mul(2)
+        } else {
+            self.size - self.left
+        };
+        wanted.clamp(1, most.max(1))
+    }
+
+    /// Whether it is worth keeping at `now_ms`: still spendable, or recent enough that the
+    /// next batch's size should follow from it.
+    pub fn worth_keeping(&self, now_ms: u64) -> bool {
+        now_ms < self.until_ms.saturating_add(RATE_BATCH_HOLD_MS)
+    }
 }
 
 /// GCRA (virtual scheduling) in units of `1/requests` ms, where the emission interval is
@@ -118,7 +234,8 @@ fn charge_rate(
     burst: u64,
     state: Option<&[u8]>,
     now_ms: u64,
-) -> (Option<Vec<u8>>, Charge) {
+    wanted: u64,
+) -> (Option<Vec<u8>>, Batch) {
     let per_ms = u128::from(requests.max(1));
     let interval = u128::from(period_ms.max(1));
     let capacity = u128::from(burst.max(1)) * interval;
@@ -135,20 +252,32 @@ fn charge_rate(
         Some(tat) => (tat.max(now), false),
         None => (now, false),
     };
-    let next = tat + interval;
-    if next - now <= capacity {
+    // Requests that conform now: the k-th does while `tat + k * interval - now <= capacity`.
+    let available = saturate((capacity - (tat - now)) / interval);
+    if available > 0 {
+        let taken = batch_size(available, wanted);
+        let next = tat + u128::from(taken) * interval;
         let ahead = next - now;
         let outcome = Charge::Allowed {
             remaining: saturate((capacity - ahead) / interval),
             reset_ms: to_ms(ahead),
         };
-        (Some(rate_state(next, per_ms)), outcome)
+        let batch = Batch {
+            requests: taken,
+            outcome,
+        };
+        (Some(rate_state(next, per_ms)), batch)
     } else {
+        let next = tat + interval;
         let outcome = Charge::Limited {
             retry_after_ms: to_ms(next - capacity - now),
             reset_ms: to_ms(tat - now),
         };
-        (clamped.then(|| rate_state(tat, per_ms)), outcome)
+        let batch = Batch {
+            requests: 0,
+            outcome,
+        };
+        (clamped.then(|| rate_state(tat, per_ms)), batch)
     }
 }
 
@@ -186,7 +315,8 @@ fn charge_quota(
     window: CalendarWindow,
     state: Option<&[u8]>,
     now_ms: u64,
-) -> (Option<Vec<u8>>, Charge) {
+    wanted: u64,
+) -> (Option<Vec<u8>>, Batch) {
     let current = window_start(window, now_ms);
     let next = window_end(window, current);
     let (start, count) = match state.and_then(|s| parse_quota_state(s, window)) {
@@ -200,19 +330,29 @@ fn charge_quota(
         None => (current, 0),
     };
     let reset_ms = window_end(window, start).saturating_sub(now_ms).max(1);
-    if count < requests {
-        let count = count + 1;
+    let available = requests.saturating_sub(count);
+    if available > 0 {
+        let taken = batch_size(available, wanted);
+        let count = count + taken;
         let outcome = Charge::Allowed {
             remaining: requests - count,
             reset_ms,
         };
-        (Some(quota_state(start, count)), outcome)
+        let batch = Batch {
+            requests: taken,
+            outcome,
+        };
+        (Some(quota_state(start, count)), batch)
     } else {
         let outcome = Charge::Limited {
             retry_after_ms: reset_ms,
             reset_ms,
         };
-        (Some(quota_state(start, count)), outcome)
+        let batch = Batch {
+            requests: 0,
+            outcome,
+        };
+        (Some(quota_state(start, count)), batch)
     }
 }
 
@@ -279,21 +419,40 @@ fn day_ms(days: i64) -> u64 {
 /// the module in Envoy).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BudgetKey {
-    Identity(String),
+    /// An identity's key, and its hash (what its counter's slot is taken from).
+    Identity {
+        text: String,
+        hash: u64,
+    },
     ClientAddress,
 }
 
 impl BudgetKey {
+    pub fn identity(text: String) -> BudgetKey {
+        let hash = stable_hash(text.as_bytes());
+        BudgetKey::Identity { text, hash }
+    }
+
     /// The key's text (see [`key_value`]). `client_address` is asked only for the client
     /// address's budget.
     pub fn text<'a>(&self, client_address: impl FnOnce() -> &'a str) -> Cow<'_, str> {
         match self {
-            BudgetKey::Identity(key) => Cow::Borrowed(key),
-            BudgetKey::ClientAddress => {
-                Cow::Owned(["addr:", &address_key(client_address())].concat())
-            }
+            BudgetKey::Identity { text, .. } => Cow::Borrowed(text),
+            BudgetKey::ClientAddress => Cow::Owned(address_text(client_address())),
         }
     }
+
+    /// The counter slot among `max_keys` (see [`slot`]), without hashing an identity again.
+    pub fn slot<'a>(&self, max_keys: u32, client_address: impl FnOnce() -> &'a str) -> u32 {
+        match self {
+            BudgetKey::Identity { hash, .. } => slot_of_hash(*hash, max_keys),
+            BudgetKey::ClientAddress => slot(&address_text(client_address()), max_keys),
+        }
+    }
+}
+
+fn address_text(address: &str) -> String {
+    ["addr:", &address_key(address)].concat()
 }
 
 /// The identity whose budget a request spends, namespaced by kind (`sub:`, `client:`,
@@ -328,7 +487,7 @@ pub fn budget_key<C: Members + ?Sized>(key: &LimitKey, claims: Option<&C>) -> Bu
         LimitKey::Claim(path) => text(path).map(|t| ["claim:", &t].concat()),
         LimitKey::ClientAddress => None,
     };
-    identity.map_or(BudgetKey::ClientAddress, BudgetKey::Identity)
+    identity.map_or(BudgetKey::ClientAddress, BudgetKey::identity)
 }
 
 /// The address part of a key: without port, IPv6 reduced to its /64.
@@ -363,7 +522,10 @@ fn address_key(address: &str) -> String {
 /// the modulus is small and public; a cryptographic hash would cost ~0.25 us a limit and
 /// request in wasm for no protection.
 pub fn slot(key_value: &str, max_keys: u32) -> u32 {
-    let hash = stable_hash(key_value.as_bytes());
+    slot_of_hash(stable_hash(key_value.as_bytes()), max_keys)
+}
+
+fn slot_of_hash(hash: u64, max_keys: u32) -> u32 {
     // The remainder is below max_keys, which fits u32.
     u32::try_from(hash % u64::from(max_keys.max(1))).unwrap_or(0)
 }
@@ -927,7 +1089,7 @@ mod tests {
         );
         assert_eq!(
             budget_key(&LimitKey::Subject, claims),
-            BudgetKey::Identity("sub:alice".into())
+            BudgetKey::identity("sub:alice".into())
         );
         assert_eq!(
             key_value(&LimitKey::ClientAddress, claims, addr),
@@ -995,6 +1157,7 @@ mod tests {
             kind,
             key: LimitKey::Subject,
             max_keys: 16_384,
+            batch: 1,
         }
     }
 
@@ -1078,5 +1241,153 @@ mod tests {
         let last = last.unwrap();
         assert_eq!(ratelimit_header("burst", &last), "\"burst\";r=0;t=1");
         assert_eq!(retry_after_seconds(&last), Some(1));
+    }
+
+    // ---- batches ----
+
+    /// What a worker does with a batch: take it, write back what `take_batch` returns.
+    fn take(kind: &LimitKind, state: &mut Option<Vec<u8>>, now_ms: u64, wanted: u64) -> Batch {
+        let (new_state, batch) = take_batch(kind, state.as_deref(), now_ms, wanted);
+        if let Some(s) = new_state {
+            *state = Some(s);
+        }
+        batch
+    }
+
+    #[test]
+    fn a_batch_counts_like_its_requests_one_by_one() {
+        for kind in [rate(1000, 1000, 1000), quota(1000, CalendarWindow::Day)] {
+            let (mut batched, mut single) = (None, None);
+            let batch = take(&kind, &mut batched, BASE, 40);
+            assert_eq!(batch.requests, 40, "{kind:?}");
+            let last = (0..40).map(|_| hit(&kind, &mut single, BASE)).last();
+            assert_eq!(Some(batch.outcome), last, "{kind:?}");
+            assert_eq!(batched, single, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_batch_is_at_most_a_sixteenth_of_what_is_left_and_at_least_one() {
+        let kind = rate(100, 1000, 100);
+        let mut s = None;
+        // 100 allowed now: a batch of at most 6.
+        assert_eq!(take(&kind, &mut s, BASE, 50).requests, 6);
+        // 94 left: 5; then the batches shrink to single requests.
+        assert_eq!(take(&kind, &mut s, BASE, 50).requests, 5);
+        let sizes: Vec<u64> = (0..100)
+            .map(|_| take(&kind, &mut s, BASE, 50).requests)
+            .take_while(|&n| n > 0)
+            .collect();
+        assert_eq!(
+            sizes.iter().sum::<u64>(),
+            89,
+            "never more than the bucket: {sizes:?}"
+        );
+        assert_eq!(sizes.iter().filter(|&&n| n == 1).count(), 31, "{sizes:?}");
+        let limited = take(&kind, &mut s, BASE, 50);
+        assert_eq!(limited.requests, 0);
+        assert!(limited.outcome.is_limited());
+
+        let kind = quota(10, CalendarWindow::Hour);
+        let mut s = None;
+        assert_eq!(
+            take(&kind, &mut s, BASE, 8).requests,
+            1,
+            "10 / 16 rounds down to 1"
+        );
+    }
+
+    #[test]
+    fn a_limited_batch_leaves_the_state_alone() {
+        let kind = rate(2, 1000, 2);
+        let mut s = None;
+        assert_eq!(take(&kind, &mut s, BASE, 2).requests, 1);
+        assert_eq!(take(&kind, &mut s, BASE, 2).requests, 1);
+        let (new_state, batch) = take_batch(&kind, s.as_deref(), BASE + 1, 2);
+        assert_eq!((new_state, batch.requests), (None, 0));
+        assert_eq!(batch.outcome, limited(499, 999));
+    }
+
+    #[test]
+    fn a_held_batch_is_spent_request_by_request_and_then_asks_for_more() {
+        let kind = rate(1000, 1000, 1000);
+        let mut s = None;
+        let batch = take(&kind, &mut s, BASE, 4);
+        let mut held = HeldBatch::new(&kind, &batch, BASE).unwrap();
+        // The headers count what the counter had plus what the batch still holds.
+        assert_eq!(held.spend(BASE), Some(allowed(999, 4)));
+        assert_eq!(held.spend(BASE + 1), Some(allowed(998, 3)));
+        assert_eq!(held.spend(BASE + 2), Some(allowed(997, 2)));
+        assert_eq!(held.spend(BASE + 3), Some(allowed(996, 1)));
+        assert_eq!(held.spend(BASE + 3), None, "spent");
+        assert_eq!(held.next_size(64), 8, "spent in full: twice the size");
+        assert_eq!(held.next_size(5), 5, "never beyond the limit's batch");
+    }
+
+    #[test]
+    fn a_rate_batch_ends_after_its_hold_and_the_next_is_what_was_spent() {
+        let kind = rate(1000, 1000, 1000);
+        let mut s = None;
+        let batch = take(&kind, &mut s, BASE, 40);
+        let mut held = HeldBatch::new(&kind, &batch, BASE).unwrap();
+        for _ in 0..3 {
+            assert!(held.spend(BASE + 10).is_some());
+        }
+        assert_eq!(
+            held.spend(BASE + RATE_BATCH_HOLD_MS),
+            None,
+            "its time is over"
+        );
+        assert_eq!(held.next_size(64), 3);
+        assert!(held.worth_keeping(BASE + RATE_BATCH_HOLD_MS));
+        assert!(!held.worth_keeping(BASE + 2 * RATE_BATCH_HOLD_MS));
+    }
+
+    #[test]
+    fn a_quota_batch_lasts_until_its_window_ends() {
+        let kind = quota(1_000_000, CalendarWindow::Hour);
+        let start = utc(JAN_1_2028);
+        let mut s = None;
+        let batch = take(&kind, &mut s, start + 1000, 10);
+        let mut held = HeldBatch::new(&kind, &batch, start + 1000).unwrap();
+        assert_eq!(
+            held.spend(start + MS_PER_HOUR - 1),
+            Some(allowed(999_999, 1))
+        );
+        assert_eq!(held.spend(start + MS_PER_HOUR), None, "the next window");
+    }
+
+    #[test]
+    fn a_limited_take_holds_nothing() {
+        let kind = rate(1, 1000, 1);
+        let mut s = None;
+        assert_eq!(take(&kind, &mut s, BASE, 1).requests, 1);
+        let batch = take(&kind, &mut s, BASE, 1);
+        assert_eq!(HeldBatch::new(&kind, &batch, BASE), None);
+    }
+
+    proptest::proptest! {
+        /// Whatever sizes workers ask for and whenever they ask, a batch of `n` is `n` single
+        /// charges at its moment, each of them allowed: batching never grants more.
+        #[test]
+        fn batches_never_grant_more_than_single_charges(
+            requests in 1u64..200,
+            burst in 1u64..200,
+            asks in proptest::collection::vec((0u64..300, 1u64..64), 1..60),
+        ) {
+            for kind in [rate(requests, 1000, burst), quota(requests, CalendarWindow::Hour)] {
+                let (mut batched, mut single) = (None, None);
+                let mut now = BASE;
+                for &(step, wanted) in &asks {
+                    now += step;
+                    let batch = take(&kind, &mut batched, now, wanted);
+                    proptest::prop_assert!(batch.requests <= wanted);
+                    for _ in 0..batch.requests {
+                        proptest::prop_assert!(!hit(&kind, &mut single, now).is_limited());
+                    }
+                    proptest::prop_assert_eq!(&batched, &single);
+                }
+            }
+        }
     }
 }

@@ -14,6 +14,7 @@
 use crate::claims::{Claims, Dates};
 use crate::config::{Config, LimitKey, ProviderId};
 use crate::json;
+use crate::ratelimit::BudgetKey;
 use crate::request::HeaderEdit;
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
@@ -54,48 +55,56 @@ pub struct VerifiedIdentity {
     pub payload_segment: Option<String>,
     /// The token's SHA-256 prefix, for audit events (so a hit need not hash the token).
     pub fingerprint: Arc<str>,
-    /// The headers the configuration derives from these claims, once derived.
-    pub headers: DerivedHeaders,
+    /// What the configuration derives from these claims, once derived.
+    pub derived: Derived,
 }
 
-/// The identity headers a gate derives from a remembered identity's claims, kept with it so
-/// that its later requests derive (look up, convert, check, copy) none. A cache, not part of the
-/// identity's value: it compares equal whatever it holds, and is tagged with the gate that
-/// derived it, so a gate with another configuration derives its own.
-#[derive(Clone, Default)]
-pub struct DerivedHeaders(RefCell<Option<(u64, Rc<[HeaderEdit]>)>>);
+/// What a gate derives from a remembered identity's claims alone: its identity headers, its
+/// policy and whose budgets its requests spend.
+#[derive(Debug, Clone)]
+pub struct Derivation {
+    /// The identity headers (none for an anonymous request).
+    pub headers: Option<Rc<[HeaderEdit]>>,
+    /// The policy the claims select, by index.
+    pub policy: Option<usize>,
+    /// For each limit of that policy: whose budget a request spends.
+    pub charges: Rc<[BudgetKey]>,
+}
 
-impl DerivedHeaders {
-    /// The headers `gate` derived, deriving them now if it has not.
-    pub fn get_or_derive(
-        &self,
-        gate: u64,
-        derive: impl FnOnce() -> Rc<[HeaderEdit]>,
-    ) -> Rc<[HeaderEdit]> {
+/// A remembered identity's [`Derivation`], kept with it so that its later requests derive
+/// (look up, convert, check, copy, select, hash) nothing. A cache, not part of the identity's
+/// value: it compares equal whatever it holds, and is tagged with the gate that derived it, so
+/// a gate with another configuration derives its own.
+#[derive(Clone, Default)]
+pub struct Derived(RefCell<Option<(u64, Derivation)>>);
+
+impl Derived {
+    /// What `gate` derived, deriving it now if it has not.
+    pub fn get_or_derive(&self, gate: u64, derive: impl FnOnce() -> Derivation) -> Derivation {
         if let Ok(kept) = self.0.try_borrow() {
-            if let Some((tag, edits)) = &*kept {
+            if let Some((tag, derived)) = &*kept {
                 if *tag == gate {
-                    return Rc::clone(edits);
+                    return derived.clone();
                 }
             }
         }
-        let edits = derive();
+        let derived = derive();
         if let Ok(mut kept) = self.0.try_borrow_mut() {
-            *kept = Some((gate, Rc::clone(&edits)));
+            *kept = Some((gate, derived.clone()));
         }
-        edits
+        derived
     }
 }
 
-impl PartialEq for DerivedHeaders {
+impl PartialEq for Derived {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl std::fmt::Debug for DerivedHeaders {
+impl std::fmt::Debug for Derived {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DerivedHeaders")
+        f.write_str("Derived")
     }
 }
 
@@ -173,7 +182,7 @@ impl VerifiedIdentity {
             claims: Rc::new(Claims::from(claims)),
             payload_segment,
             fingerprint: fingerprint.into(),
-            headers: DerivedHeaders::default(),
+            derived: Derived::default(),
         })
     }
 }
@@ -420,7 +429,7 @@ mod tests {
             claims: Rc::new(claims(json!({"sub": "alice", "exp": 10})).into()),
             payload_segment: Some("eyJ9".into()),
             fingerprint: "0011223344556677".into(),
-            headers: DerivedHeaders::default(),
+            derived: Derived::default(),
         };
         let key = token_key("a.b.c");
         let bytes = id.encode(&key).unwrap();
@@ -452,7 +461,7 @@ mod tests {
             claims: Rc::default(),
             payload_segment: None,
             fingerprint: "".into(),
-            headers: DerivedHeaders::default(),
+            derived: Derived::default(),
         });
         for i in 0..1000 {
             cache.insert(&format!("t{i}"), Rc::clone(&id));

@@ -207,7 +207,7 @@ pub fn explain_text(e: &Explanation, cx: &Context) -> String {
                 .policy
                 .and_then(|i| cx.config.policies.get(i))
                 .map(|p| &p.limits);
-            for (limit, key) in limits.into_iter().flatten().zip(&allowed.charges) {
+            for (limit, key) in limits.into_iter().flatten().zip(allowed.charges.iter()) {
                 s.push_str(&format!(
                     "Limit     {}: charged to {:?} (not counted by the CLI)\n",
                     limit.name,
@@ -275,7 +275,7 @@ pub fn explain_json(e: &Explanation, cx: &Context) -> Value {
             let charges: Vec<Value> = limits
                 .into_iter()
                 .flatten()
-                .zip(&allowed.charges)
+                .zip(allowed.charges.iter())
                 .map(|(l, key)| json!({"limit": l.name, "key": key.text(|| CLIENT_ADDRESS)}))
                 .collect();
             json!({

@@ -115,6 +115,7 @@ impl RootContext for Root {
                 worker.introspected = RefCell::new(TokenCache::new(entries as usize));
                 worker.config_tag = shared::fingerprint(&String::from_utf8_lossy(&bytes));
                 worker.gate = Some(Rc::new(Gate::new(config)));
+                worker.batches.clear();
                 worker.now_ms = now_ms();
                 worker.logs_info = host::logs_info();
                 for id in 0..worker.providers.len() {
@@ -140,6 +141,7 @@ impl RootContext for Root {
             return;
         };
         worker.set_clock(now_ms());
+        worker.drop_old_batches();
         worker.callback_context = worker.root_id;
         for token in self.deferred.drain(..) {
             if let Some(call) = worker.calls.remove(&token) {

@@ -5,12 +5,18 @@
 //! spend the last request of a budget. The number of counters is bounded by each limit's
 //! `max_keys`. Counting that cannot complete (the host keeps refusing the swap) refuses the
 //! request: failing closed.
+//!
+//! A limit with a `batch` above 1 trades that exactness for speed: a worker takes several
+//! requests from the counter at once and spends them from its own [`HeldBatch`], so under
+//! heavy traffic most requests cost no shared-data call (see `tollgate::ratelimit::HeldBatch`
+//! for the sizes and the bounds on the error).
 
 use crate::host;
 use crate::shared;
 use crate::worker::Worker;
+use tollgate::config::Limit;
 use tollgate::denial::{Denial, RateLimitDenial};
-use tollgate::ratelimit::{self, BudgetKey, Charge};
+use tollgate::ratelimit::{self, BudgetKey, Charge, HeldBatch};
 
 /// Retry-After when a counter could not be updated at all.
 const UNCOUNTED_RETRY_MS: u64 = 1000;
@@ -21,39 +27,51 @@ impl Worker {
     /// sends them). `Err`: the limit that refused, and the 429 to answer with.
     pub fn charge_limits(
         &mut self,
-        policy: usize,
+        policy_index: usize,
         keys: &[BudgetKey],
     ) -> Result<Vec<(String, String)>, (String, Denial)> {
         let Some(gate) = self.gate.clone() else {
             return Ok(Vec::new());
         };
-        let policy_header = gate.rate_limit_policy(policy);
-        let Some(policy) = gate.config.policies.get(policy) else {
+        let policy_header = gate.rate_limit_policy(policy_index);
+        let Some(policy) = gate.config.policies.get(policy_index) else {
             return Ok(Vec::new());
         };
         if policy.limits.is_empty() {
             return Ok(Vec::new());
         }
-        // Budgets are exact only at the time of now: the tick clock of one worker can be up to
-        // a tick behind another's, and GCRA would then refuse a request within its budget.
-        self.set_clock(host::now_ms());
-        let now = self.now_ms;
+        // Exact budgets are exact only at the time of now: the tick clock of one worker can be
+        // up to a tick behind another's, and GCRA would then refuse a request within its
+        // budget. A held batch is spent at the request's clock; taking one reads it again.
+        let mut exact_now = None;
         // Reports are built only to be sent: they are most of the work of an allowed charge.
         let report = gate.config.rate_limit_headers;
         let mut reports = Vec::with_capacity(if report { policy.limits.len() } else { 0 });
         // Read once, and only for a budget of the client address: the property read calls back
         // into the module, as costly as the rest of a decision.
         let mut address: Option<String> = None;
-        for (limit, key) in policy.limits.iter().zip(keys) {
+        for (index, (limit, key)) in policy.limits.iter().zip(keys).enumerate() {
             let address = &mut address;
-            let key = key.text(move || {
+            let slot = key.slot(limit.max_keys, move || {
                 address.get_or_insert_with(|| host::client_address().unwrap_or_default())
             });
-            let slot = ratelimit::slot(&key, limit.max_keys);
-            let outcome = shared::update(&counter_key(&policy.name, &limit.name, slot), |state| {
-                ratelimit::charge(&limit.kind, state, now)
-            })
-            .unwrap_or(Charge::Limited {
+            let counter = Counter {
+                policy: policy_index,
+                limit: index,
+                slot,
+            };
+            let outcome = if limit.batch > 1 {
+                self.charge_batched(&counter, &policy.name, limit, &mut exact_now)
+            } else {
+                let now = *exact_now.get_or_insert_with(host::now_ms);
+                shared::update(&counter.key(&policy.name, &limit.name), |state| {
+                    ratelimit::charge(&limit.kind, state, now)
+                })
+            };
+            if let Some(now) = exact_now {
+                self.set_clock(now);
+            }
+            let outcome = outcome.unwrap_or(Charge::Limited {
                 retry_after_ms: UNCOUNTED_RETRY_MS,
                 reset_ms: UNCOUNTED_RETRY_MS,
             });
@@ -81,12 +99,72 @@ impl Worker {
     }
 }
 
-/// The shared-data key of one counter: `tollgate.rl.<policy>.<limit>.<slot>` (made for every
-/// limit of every request, so without `format!`).
-fn counter_key(policy: &str, limit: &str, slot: u32) -> String {
-    let mut key = ["tollgate.rl.", policy, ".", limit, "."].concat();
-    tollgate::decimal::push_u64(&mut key, u64::from(slot), 1);
-    key
+/// One counter: a limit of a policy, and the slot of the identity that spends it.
+struct Counter {
+    policy: usize,
+    limit: usize,
+    slot: u32,
+}
+
+impl Counter {
+    /// Its shared-data key: `tollgate.rl.<policy>.<limit>.<slot>` (made for every counted
+    /// request, so without `format!`).
+    fn key(&self, policy: &str, limit: &str) -> String {
+        let mut key = ["tollgate.rl.", policy, ".", limit, "."].concat();
+        tollgate::decimal::push_u64(&mut key, u64::from(self.slot), 1);
+        key
+    }
+
+    /// Its name among a worker's held batches (slots are below 2^20, limits and policies are
+    /// far fewer than 2^20).
+    fn id(&self) -> u64 {
+        ((self.policy as u64) << 40) | ((self.limit as u64) << 20) | u64::from(self.slot)
+    }
+}
+
+impl Worker {
+    /// Charges a request to a batched limit: from the batch this worker holds for the counter
+    /// while it lasts, else from a new batch taken from the shared counter (at the exact time,
+    /// which is then kept in `exact_now`). `None`: the counter could not be updated.
+    fn charge_batched(
+        &mut self,
+        counter: &Counter,
+        policy: &str,
+        limit: &Limit,
+        exact_now: &mut Option<u64>,
+    ) -> Option<Charge> {
+        let id = counter.id();
+        let held = self.batches.get_mut(&id);
+        let wanted = match held {
+            Some(held) => match held.spend(self.now_ms) {
+                Some(outcome) => return Some(outcome),
+                None => held.next_size(limit.batch),
+            },
+            None => 1,
+        };
+        let now = *exact_now.get_or_insert_with(host::now_ms);
+        let batch = shared::update(&counter.key(policy, &limit.name), |state| {
+            ratelimit::take_batch(&limit.kind, state, now, wanted)
+        })?;
+        self.metrics.batch_taken(policy, &limit.name);
+        let Some(mut held) = HeldBatch::new(&limit.kind, &batch, now) else {
+            // Limited: the next batch starts small again.
+            self.batches.remove(&id);
+            return Some(batch.outcome);
+        };
+        let outcome = held.spend(now);
+        self.batches.insert(id, held);
+        outcome
+    }
+
+    /// Forgets batches that are neither spendable nor recent (called at ticks): the map holds
+    /// only the counters this worker is busy with.
+    pub fn drop_old_batches(&mut self) {
+        let now = self.now_ms;
+        if !self.batches.is_empty() {
+            self.batches.retain(|_, held| held.worth_keeping(now));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -95,10 +173,22 @@ mod tests {
 
     #[test]
     fn counters_are_named_by_policy_limit_and_slot() {
+        let counter = |slot| Counter {
+            policy: 2,
+            limit: 1,
+            slot,
+        };
         assert_eq!(
-            counter_key("gold", "per-minute", 0),
+            counter(0).key("gold", "per-minute"),
             "tollgate.rl.gold.per-minute.0"
         );
-        assert_eq!(counter_key("p", "l", 16_383), "tollgate.rl.p.l.16383");
+        assert_eq!(counter(16_383).key("p", "l"), "tollgate.rl.p.l.16383");
+        assert_ne!(counter(1).id(), counter(2).id());
+        let other_limit = Counter {
+            policy: 2,
+            limit: 2,
+            slot: 1,
+        };
+        assert_ne!(counter(1).id(), other_limit.id());
     }
 }

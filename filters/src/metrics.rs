@@ -219,6 +219,15 @@ impl Metrics {
         self.pair(Pair::IntrospectionCache, provider, !hit);
     }
 
+    /// A batch taken from the shared counter of a limit with `batch` above 1.
+    pub fn batch_taken(&mut self, policy: &str, limit: &str) {
+        self.count(format!(
+            "tollgate.ratelimit_batches.policy.{}.limit.{}",
+            label(policy),
+            label(limit)
+        ));
+    }
+
     pub fn rate_limited(&mut self, policy: &str, limit: &str) {
         self.count(format!(
             "tollgate.ratelimited.policy.{}.limit.{}",

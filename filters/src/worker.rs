@@ -22,6 +22,7 @@ use tollgate::gate::{Decision, Gate, Host, IntrospectionView, KeysView, TokenDig
 use tollgate::introspection::{self, token_hash, CachedAnswer, CheckedAnswer};
 use tollgate::jwk::JwkSet;
 use tollgate::keys::{Availability, KeysRecord};
+use tollgate::ratelimit::HeldBatch;
 use tollgate::request::HeaderEdit;
 use tollgate::slots::{slot_choices, CHOICES};
 use tollgate::verified::{key_of, TokenCache, TokenKey, VerifiedCache, VerifiedIdentity};
@@ -139,6 +140,9 @@ pub struct Worker {
     pub introspected: RefCell<TokenCache<KeptAnswer>>,
     /// A fingerprint of the configuration, naming its shared entries.
     pub config_tag: u64,
+    /// The rate-limit batches this worker holds, by counter (see `limits`). Replaced with
+    /// the gate, as the counters' names depend on it.
+    pub batches: HashMap<u64, HeldBatch>,
 }
 
 impl Worker {
@@ -161,6 +165,7 @@ impl Worker {
             verified: RefCell::new(VerifiedCache::new(0)),
             introspected: RefCell::new(TokenCache::new(0)),
             config_tag: 0,
+            batches: HashMap::default(),
         }
     }
 

@@ -782,8 +782,8 @@ fn an_active_answer_is_an_identity_with_its_policy_and_budgets() {
     };
     assert_eq!(allowed.policy, Some(0));
     assert_eq!(
-        allowed.charges,
-        vec![BudgetKey::Identity("client:orders-app".into())]
+        *allowed.charges,
+        [BudgetKey::identity("client:orders-app".into())]
     );
     assert!(allowed.edits.contains(&HeaderEdit::Remove("x-tier".into())));
     assert!(allowed
@@ -950,7 +950,7 @@ fn policies_refuse_routes_and_anonymous_requests_spend_the_client_address() {
         panic!("{d:?}")
     };
     assert_eq!(
-        (allowed.policy, allowed.charges.clone()),
+        (allowed.policy, allowed.charges.to_vec()),
         (Some(2), vec![BudgetKey::ClientAddress])
     );
 }

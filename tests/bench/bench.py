@@ -241,6 +241,14 @@ def cfg_tollgate_nocache(ctx: Context) -> dict[str, Any]:
 
 
 def cfg_tollgate_ratelimit(ctx: Context) -> dict[str, Any]:
+    config = cfg_tollgate_ratelimit_exact(ctx)
+    # Heavy traffic on one identity: what `batch` is for (docs/configuration.md, Batches).
+    for limit in config["policies"][0]["rate_limits"] + config["policies"][0]["quotas"]:
+        limit["batch"] = 100
+    return config
+
+
+def cfg_tollgate_ratelimit_exact(ctx: Context) -> dict[str, Any]:
     config = tollgate_base(ctx)
     # One policy for every identity, with limits that never refuse: the cost of charging them.
     config["policies"] = [{
@@ -355,8 +363,10 @@ CONFIGURATIONS = {
                       tollgate_filter(cfg_tollgate_nocache), True, True),
         Configuration("tollgate-audit", "tollgate, its audit line per request written to Envoy's log",
                       tollgate_filter(cfg_tollgate), True, True, logs_audit=True),
-        Configuration("tollgate-ratelimit", "tollgate + a policy: rate limit and quota (10^9)",
+        Configuration("tollgate-ratelimit", "tollgate + a policy: rate limit and quota (10^9), batch 100",
                       tollgate_filter(cfg_tollgate_ratelimit), True, True),
+        Configuration("tollgate-ratelimit-exact", "tollgate + the same limits counted exactly (batch 1)",
+                      tollgate_filter(cfg_tollgate_ratelimit_exact), True, True),
         Configuration("tollgate-introspection", "tollgate, introspection, answers cached",
                       tollgate_filter(cfg_tollgate_introspection), True, True),
     ]
@@ -748,7 +758,7 @@ COUNTED = [
     ("hot", "hot", ["bare", "empty-wasm", "jwt_authn", "tollgate"], ("jwt_authn",)),
     ("many", "many", ["bare", "empty-wasm", "tollgate"], ()),
     ("opaque", "opaque", ["bare", "empty-wasm", "tollgate-introspection"], ()),
-    ("ratelimit", "hot", ["tollgate-ratelimit"], ()),
+    ("ratelimit", "hot", ["tollgate-ratelimit", "tollgate-ratelimit-exact"], ("tollgate-ratelimit-exact",)),
 ]
 COUNTED_BASELINE = {"ratelimit": "hot"}
 

@@ -430,6 +430,44 @@ def test_rate_limits_are_exact_across_two_workers(envoy_with, idp):
         assert (event["policy"], event["limit"]) == ("partners", "per-minute")
 
 
+def test_a_batched_quota_spares_the_shared_counter_and_never_grants_more_than_its_budget(envoy_with, idp):
+    # A busy client with a monthly quota of 1500 and `batch: 40`: each worker takes requests from
+    # the shared counter in batches and spends them itself. 1600 requests at once over both
+    # workers: never more than the budget passes, at most a batch per worker is lost to it, and
+    # the counter is updated once per batch instead of once per request.
+    budget, batch, total = 1500, 40, 1600
+    config = gate_config(idp, audiences=(ORDERS, OPAQUE))
+    config["policies"] = [{
+        "name": "partners",
+        "quotas": [{"name": "monthly", "requests": budget, "per": "month", "key": "client_id", "batch": batch}],
+    }]
+    gate = start_gate(envoy_with, config, idp)
+    token = idp.token("orders-app", scope="orders:read")
+
+    results = concurrently(total, 32, lambda i: gate.request("GET", "/orders", bearer(token)))
+    statuses = [r.status for r in results]
+    allowed = statuses.count(200)
+    workers = per_worker_connections(gate)
+    assert set(statuses) <= {200, 429}, [(r.status, r.text[:200]) for r in results if r.status not in (200, 429)][:2]
+    assert len([w for w, n in workers.items() if n > 0]) == 2, f"both workers must serve: {workers}"
+    assert budget - 2 * batch <= allowed <= budget, allowed
+    assert gate.request("GET", "/orders", bearer(token)).status == 429, "the quota stays spent"
+
+    # Metrics reach Envoy at the workers' next tick.
+    series = 'tollgate_ratelimit_batches{policy="partners",limit="monthly"}'
+    deadline, batches = time.monotonic() + 5, 0.0
+    while time.monotonic() < deadline:
+        batches = tollgate_metrics(gate).get(series, 0.0)
+        if batches:
+            time.sleep(0.3)
+            if tollgate_metrics(gate).get(series, 0.0) == batches:
+                break
+        time.sleep(0.1)
+    print(f"\nquota {budget} with batch {batch}, {total} requests over workers {workers}: "
+          f"{allowed} allowed, {batches:g} batches taken")
+    assert 0 < batches <= allowed / 5, f"{batches} counter updates for {allowed} requests"
+
+
 # --------------------------------------------------------------------------------------------
 # metrics and audit
 
