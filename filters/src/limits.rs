@@ -157,8 +157,9 @@ impl Worker {
         outcome
     }
 
-    /// Forgets batches that are neither spendable nor recent (called at ticks): the map holds
-    /// only the counters this worker is busy with.
+    /// Forgets batches that are neither spendable nor recent (called at ticks): a rate's a
+    /// second after its time is over, a quota's when its window ends. The map is bounded by the
+    /// limits' `max_keys`.
     pub fn drop_old_batches(&mut self) {
         let now = self.now_ms;
         if !self.batches.is_empty() {
