@@ -1118,6 +1118,19 @@ mod tests {
     }
 
     #[test]
+    fn a_budget_key_finds_the_slot_of_its_text() {
+        let alice = BudgetKey::identity("sub:alice".into());
+        let address = || -> &str { panic!("an identity's slot reads no address") };
+        for slots in [1u32, 61, 1 << 20] {
+            assert_eq!(alice.slot(slots, address), slot("sub:alice", slots));
+            assert_eq!(
+                BudgetKey::ClientAddress.slot(slots, || "10.0.0.1:5000"),
+                slot("addr:10.0.0.1", slots)
+            );
+        }
+    }
+
+    #[test]
     fn slots_spread_keys_over_all_of_them() {
         // Keys that differ only in their last characters, as subjects, addresses and numbers
         // do, over a power of two and another modulus. 10,000 keys in 64 slots: 156 expected

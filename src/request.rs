@@ -241,7 +241,7 @@ pub enum HeaderEdit {
 /// An allowed request's header edits, in the order they apply: the removals (the headers the
 /// filter owns that the request carries, the token's place), the identity's headers, then the
 /// policy's. The identity's part is shared with the remembered identity it was derived for
-/// ([`crate::verified::DerivedHeaders`]): a remembered token's request derives and copies none.
+/// ([`crate::verified::Derived`]): a remembered token's request derives and copies none.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderEdits {
     /// What comes out of the request: the owned headers it carries, then the token's place

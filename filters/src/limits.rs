@@ -40,9 +40,9 @@ impl Worker {
         if policy.limits.is_empty() {
             return Ok(Vec::new());
         }
-        // Exact budgets are exact only at the time of now: the tick clock of one worker can be
+        // Counters are charged at the time of now, read once: the tick clock of one worker can be
         // up to a tick behind another's, and GCRA would then refuse a request within its
-        // budget. A held batch is spent at the request's clock; taking one reads it again.
+        // budget. A held batch is spent without it, at the request's clock.
         let mut exact_now = None;
         // Reports are built only to be sent: they are most of the work of an allowed charge.
         let report = gate.config.rate_limit_headers;
@@ -68,9 +68,6 @@ impl Worker {
                     ratelimit::charge(&limit.kind, state, now)
                 })
             };
-            if let Some(now) = exact_now {
-                self.set_clock(now);
-            }
             let outcome = outcome.unwrap_or(Charge::Limited {
                 retry_after_ms: UNCOUNTED_RETRY_MS,
                 reset_ms: UNCOUNTED_RETRY_MS,
@@ -136,7 +133,7 @@ impl Worker {
         let id = counter.id();
         let held = self.batches.get_mut(&id);
         let wanted = match held {
-            Some(held) => match held.spend(self.now_ms) {
+            Some(held) => match held.spend(exact_now.unwrap_or(self.now_ms)) {
                 Some(outcome) => return Some(outcome),
                 None => held.next_size(limit.batch),
             },
@@ -146,12 +143,12 @@ impl Worker {
         let batch = shared::update(&counter.key(policy, &limit.name), |state| {
             ratelimit::take_batch(&limit.kind, state, now, wanted)
         })?;
-        self.metrics.batch_taken(policy, &limit.name);
         let Some(mut held) = HeldBatch::new(&limit.kind, &batch, now) else {
             // Limited: the next batch starts small again.
             self.batches.remove(&id);
             return Some(batch.outcome);
         };
+        self.metrics.batch_taken(policy, &limit.name);
         let outcome = held.spend(now);
         self.batches.insert(id, held);
         outcome

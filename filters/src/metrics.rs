@@ -219,7 +219,8 @@ impl Metrics {
         self.pair(Pair::IntrospectionCache, provider, !hit);
     }
 
-    /// A batch taken from the shared counter of a limit with `batch` above 1.
+    /// A batch (of one request or more) taken from the shared counter of a limit with `batch`
+    /// above 1; a refused take is not one.
     pub fn batch_taken(&mut self, policy: &str, limit: &str) {
         self.count(format!(
             "tollgate.ratelimit_batches.policy.{}.limit.{}",

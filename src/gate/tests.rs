@@ -1130,6 +1130,60 @@ fn a_remembered_identity_keeps_its_headers_for_the_gate_that_derived_them() {
     assert!(ours.contains(&HeaderEdit::Set("x-plan".into(), "gold".into())));
 }
 
+#[test]
+fn a_remembered_identity_keeps_its_policy_and_budget_keys_for_the_gate_that_derived_them() {
+    let limits = |key: &str| {
+        json!({"policies": [
+            {"name": "bronze", "when": [{"claim": "tenant.plan", "equals": "bronze"}]},
+            {"name": "gold", "when": [{"claim": "tenant.plan", "equals": "gold"}],
+             "rate_limits": [{"requests": 10, "per": "1s", "key": key}],
+             "quotas": [{"requests": 1000, "per": "day", "key": "client_address"}]}
+        ]})
+    };
+    let gate = Gate::new(config(limits("sub")));
+    let token = good_token();
+    let auth = bearer(&token);
+    let mut keys = FakeKeys::ready();
+    let first = run(&gate, &keys, "GET", "/orders", &[("authorization", &auth)]);
+    keys.remembered = Some((
+        token.clone(),
+        Rc::new(first.learned.clone().unwrap().identity),
+    ));
+    let allowed =
+        |gate: &Gate| match run(gate, &keys, "GET", "/orders", &[("authorization", &auth)]).verdict
+        {
+            Verdict::Allow(allowed) => allowed,
+            other => panic!("{other:?}"),
+        };
+    let (hit, again) = (allowed(&gate), allowed(&gate));
+    let Verdict::Allow(fresh) = &first.verdict else {
+        panic!("{first:?}")
+    };
+    assert_eq!((hit.policy, &*hit.charges), (fresh.policy, &*fresh.charges));
+    assert_eq!(hit.policy, Some(1));
+    assert_eq!(
+        *hit.charges,
+        [
+            BudgetKey::identity("sub:alice".into()),
+            BudgetKey::ClientAddress
+        ]
+    );
+    assert!(
+        Rc::ptr_eq(&hit.charges, &again.charges),
+        "derived once, then shared"
+    );
+    // Another configuration selects and keys by its own rules, from the same claims kept.
+    let other = Gate::new(config(limits("client_id")));
+    let theirs = allowed(&other);
+    assert_eq!(theirs.policy, Some(1));
+    assert_eq!(
+        theirs.charges[0],
+        BudgetKey::identity("client:orders-app".into())
+    );
+    assert!(Rc::ptr_eq(&allowed(&other).charges, &theirs.charges));
+    assert_eq!(*allowed(&gate).charges, *hit.charges);
+}
+
 // One SHA-256 pass for the token and its signing input.
 
 #[test]

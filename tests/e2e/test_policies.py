@@ -465,7 +465,8 @@ def test_a_batched_quota_spares_the_shared_counter_and_never_grants_more_than_it
         time.sleep(0.1)
     print(f"\nquota {budget} with batch {batch}, {total} requests over workers {workers}: "
           f"{allowed} allowed, {batches:g} batches taken")
-    assert 0 < batches <= allowed / 5, f"{batches} counter updates for {allowed} requests"
+    # ~110: batches double to 40, then shrink to a sixteenth of what is left as the quota runs out.
+    assert 0 < batches <= allowed / 8, f"{batches} counter updates for {allowed} requests"
 
 
 # --------------------------------------------------------------------------------------------
