@@ -447,7 +447,7 @@ impl Gate {
             Derivation {
                 headers: identity.map(|i| self.identity_headers(i)),
                 policy: selected.map(|(i, _)| i),
-                charges: selected.map_or_else(Rc::default, |(_, p)| charges(p, identity)),
+                charges: selected.map_or_else(no_charges, |(_, p)| charges(p, identity)),
             }
         };
         match identity {
@@ -722,6 +722,15 @@ impl Gate {
 /// from the providers' own lists), then by value (the same place, listed by another provider).
 fn reads(provider: &Provider, source: &TokenSource) -> bool {
     provider.sources.iter().any(|s| std::ptr::eq(s, source)) || provider.sources.contains(source)
+}
+
+/// No budget to charge, shared: an anonymous request without a policy allocates nothing (an
+/// empty `Rc<[T]>` is an allocation of its own).
+fn no_charges() -> Rc<[BudgetKey]> {
+    thread_local! {
+        static NONE: Rc<[BudgetKey]> = Rc::from([]);
+    }
+    NONE.with(Rc::clone)
 }
 
 /// For each limit of the policy: whose budget this request spends.
