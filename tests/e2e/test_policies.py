@@ -129,6 +129,20 @@ def tollgate_metrics(gate: harness.Envoy) -> dict[str, float]:
     return out
 
 
+def settled_metric(gate: harness.Envoy, series: str) -> float:
+    """A tollgate metric once it stops moving (workers hand their counts to Envoy at their next
+    tick); 0 if it does not appear within 5 s."""
+    deadline, value = time.monotonic() + 5, 0.0
+    while time.monotonic() < deadline:
+        value = tollgate_metrics(gate).get(series, 0.0)
+        if value:
+            time.sleep(0.3)
+            if tollgate_metrics(gate).get(series, 0.0) == value:
+                break
+        time.sleep(0.1)
+    return value
+
+
 def concurrently(n: int, threads: int, call) -> list[Any]:
     """``call(i)`` for i in range(n) on ``threads`` threads, released together."""
     start = threading.Barrier(min(n, threads))
@@ -453,20 +467,37 @@ def test_a_batched_quota_spares_the_shared_counter_and_never_grants_more_than_it
     assert budget - 2 * batch <= allowed <= budget, allowed
     assert gate.request("GET", "/orders", bearer(token)).status == 429, "the quota stays spent"
 
-    # Metrics reach Envoy at the workers' next tick.
-    series = 'tollgate_ratelimit_batches{policy="partners",limit="monthly"}'
-    deadline, batches = time.monotonic() + 5, 0.0
-    while time.monotonic() < deadline:
-        batches = tollgate_metrics(gate).get(series, 0.0)
-        if batches:
-            time.sleep(0.3)
-            if tollgate_metrics(gate).get(series, 0.0) == batches:
-                break
-        time.sleep(0.1)
+    batches = settled_metric(gate, 'tollgate_ratelimit_batches{policy="partners",limit="monthly"}')
     print(f"\nquota {budget} with batch {batch}, {total} requests over workers {workers}: "
           f"{allowed} allowed, {batches:g} batches taken")
     # ~110: batches double to 40, then shrink to a sixteenth of what is left as the quota runs out.
     assert 0 < batches <= allowed / 8, f"{batches} counter updates for {allowed} requests"
+
+
+def test_a_batched_rate_limit_stays_within_a_batch_per_worker_of_its_budget(envoy_with, idp):
+    # A rate of 1000 a minute (bursts of 1000) with `batch: 50`: 1300 requests at once over both
+    # workers. GCRA alone would pass the burst plus what refills meanwhile; batches may lose or
+    # add at most a batch per worker (and no batch exceeds a sixteenth of what is left).
+    budget, batch, total = 1000, 50, 1300
+    config = rate_limited_config(idp, budget)
+    config["policies"][0]["rate_limits"][0]["batch"] = batch
+    gate = start_gate(envoy_with, config, idp)
+    token = idp.token("orders-app", scope="orders:read")
+
+    started = time.monotonic()
+    statuses = concurrently(total, 32, lambda i: gate.request("GET", "/orders", bearer(token)).status)
+    elapsed = time.monotonic() - started
+    allowed = statuses.count(200)
+    workers = per_worker_connections(gate)
+    refill = int(elapsed * budget / 60) + 1
+    batches = settled_metric(gate, 'tollgate_ratelimit_batches{policy="partners",limit="per-minute"}')
+    print(f"\nrate {budget}/min with batch {batch}, {total} requests in {elapsed:.2f}s over workers {workers}: "
+          f"{allowed} allowed, {batches:g} batches taken")
+    assert set(statuses) <= {200, 429}, sorted(set(statuses))
+    assert len([w for w, n in workers.items() if n > 0]) == 2, f"both workers must serve: {workers}"
+    assert budget - 2 * batch <= allowed <= budget + refill + 2 * batch, (allowed, refill)
+    # ~100 here; what refills while the requests last comes a request at a time.
+    assert 0 < batches <= allowed / 3, f"{batches} counter updates for {allowed} requests"
 
 
 # --------------------------------------------------------------------------------------------
