@@ -149,6 +149,7 @@ fn batch_size(available: u64, wanted: u64) -> u64 {
 /// How long a worker may spend a rate limit's batch: beyond it, what is left is dropped, so
 /// requests counted at the batch's moment are never spent much later (which could exceed a
 /// burst). A quota's batch lasts until its window ends: a count has no moments to respect.
+/// Also how long a spent batch is kept to size the next one.
 pub const RATE_BATCH_HOLD_MS: u64 = 1000;
 
 /// A batch one worker holds and spends without the shared counter.
@@ -167,6 +168,8 @@ pub struct HeldBatch {
     size: u64,
     /// The end of its time to be spent (ms).
     until_ms: u64,
+    /// When it was taken or last spent from (ms).
+    used_ms: u64,
     /// What the counter had left when it was taken, and when it would be fully restored:
     /// what the `RateLimit` header reports.
     remaining: u64,
@@ -191,6 +194,7 @@ impl HeldBatch {
             left: batch.requests,
             size: batch.requests,
             until_ms,
+            used_ms: now_ms,
             remaining,
             reset_at_ms: now_ms.saturating_add(reset_ms),
         })
@@ -203,6 +207,7 @@ impl HeldBatch {
             return None;
         }
         self.left -= 1;
+        self.used_ms = now_ms;
         Some(Charge::Allowed {
             remaining: self.remaining.saturating_add(self.left),
             reset_ms: self.reset_at_ms.saturating_sub(now_ms),
@@ -219,10 +224,12 @@ impl HeldBatch {
         wanted.clamp(1, most.max(1))
     }
 
-    /// Whether it is worth keeping at `now_ms`: still spendable, or recent enough that the
-    /// next batch's size should follow from it.
+    /// Whether it is worth keeping at `now_ms`: it still holds requests to spend (dropping them
+    /// would lose them), or it was used within a hold, so that the next batch's size follows
+    /// from it. A spent quota batch is not kept for the rest of its window.
     pub fn worth_keeping(&self, now_ms: u64) -> bool {
-        now_ms < self.until_ms.saturating_add(RATE_BATCH_HOLD_MS)
+        (self.left > 0 && now_ms < self.until_ms)
+            || now_ms < self.used_ms.saturating_add(RATE_BATCH_HOLD_MS)
     }
 }
 
@@ -1352,8 +1359,9 @@ mod tests {
             "its time is over"
         );
         assert_eq!(held.next_size(64), 3);
-        assert!(held.worth_keeping(BASE + RATE_BATCH_HOLD_MS));
-        assert!(!held.worth_keeping(BASE + 2 * RATE_BATCH_HOLD_MS));
+        // Kept for a hold after its last use (BASE + 10), for the next one's size.
+        assert!(held.worth_keeping(BASE + RATE_BATCH_HOLD_MS + 9));
+        assert!(!held.worth_keeping(BASE + RATE_BATCH_HOLD_MS + 10));
     }
 
     #[test]
@@ -1368,6 +1376,23 @@ mod tests {
             Some(allowed(999_999, 1))
         );
         assert_eq!(held.spend(start + MS_PER_HOUR), None, "the next window");
+    }
+
+    #[test]
+    fn a_quota_batch_is_kept_while_it_holds_requests_and_briefly_once_spent() {
+        let kind = quota(1_000_000, CalendarWindow::Hour);
+        let start = utc(JAN_1_2028);
+        let mut s = None;
+        let batch = take(&kind, &mut s, start, 2);
+        let mut held = HeldBatch::new(&kind, &batch, start).unwrap();
+        assert!(held.spend(start).is_some());
+        // One request left: kept however long its identity stays away, within the window.
+        assert!(held.worth_keeping(start + MS_PER_HOUR - 1));
+        assert!(!held.worth_keeping(start + MS_PER_HOUR));
+        assert!(held.spend(start + 5000).is_some());
+        // Spent: kept for a hold after its last use, not for the rest of the window.
+        assert!(held.worth_keeping(start + 5000 + RATE_BATCH_HOLD_MS - 1));
+        assert!(!held.worth_keeping(start + 5000 + RATE_BATCH_HOLD_MS));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::shared;
 use crate::worker::Worker;
 use tollgate::config::Limit;
 use tollgate::denial::{Denial, RateLimitDenial};
-use tollgate::ratelimit::{self, BudgetKey, Charge, HeldBatch};
+use tollgate::ratelimit::{self, BudgetKey, Charge, HeldBatch, RATE_BATCH_HOLD_MS};
 
 /// Retry-After when a counter could not be updated at all.
 const UNCOUNTED_RETRY_MS: u64 = 1000;
@@ -154,14 +154,17 @@ impl Worker {
         outcome
     }
 
-    /// Forgets batches that are neither spendable nor recent (called at ticks): a rate's a
-    /// second after its time is over, a quota's when its window ends. The map is bounded by the
-    /// limits' `max_keys`.
+    /// Forgets batches that hold nothing to spend and were not used for a hold
+    /// (`HeldBatch::worth_keeping`), at most once per hold (called at ticks): what remains is
+    /// the counters this worker is busy with and the quota batches it still holds requests of,
+    /// at most the limits' `max_keys` each.
     pub fn drop_old_batches(&mut self) {
         let now = self.now_ms;
-        if !self.batches.is_empty() {
-            self.batches.retain(|_, held| held.worth_keeping(now));
+        if self.batches.is_empty() || now < self.batches_pruned_ms + RATE_BATCH_HOLD_MS {
+            return;
         }
+        self.batches_pruned_ms = now;
+        self.batches.retain(|_, held| held.worth_keeping(now));
     }
 }
 

@@ -143,6 +143,8 @@ pub struct Worker {
     /// The rate-limit batches this worker holds, by counter (see `limits`). Replaced with
     /// the gate, as the counters' names depend on it.
     pub batches: HashMap<u64, HeldBatch>,
+    /// When `batches` was last pruned (ms).
+    pub batches_pruned_ms: u64,
 }
 
 impl Worker {
@@ -166,6 +168,7 @@ impl Worker {
             introspected: RefCell::new(TokenCache::new(0)),
             config_tag: 0,
             batches: HashMap::default(),
+            batches_pruned_ms: 0,
         }
     }
 
