@@ -214,17 +214,13 @@ pub fn project(claims: Map<String, Value>, config: &Config) -> Claims {
             }
         }
     }
-    claims
-        .into_iter()
-        .filter(|(name, _)| {
-            paths.iter().any(|p| {
-                p == name
-                    || p.strip_prefix(name.as_str())
-                        .is_some_and(|rest| rest.starts_with('.'))
-            })
+    Claims::from_ordered(claims.into_iter().filter(|(name, _)| {
+        paths.iter().any(|p| {
+            p == name
+                || p.strip_prefix(name.as_str())
+                    .is_some_and(|rest| rest.starts_with('.'))
         })
-        .collect::<Map<String, Value>>()
-        .into()
+    }))
 }
 
 /// A worker's bounded map of what it knows of tokens, keyed by the token itself: a hit costs

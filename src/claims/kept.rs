@@ -75,9 +75,29 @@ impl Claims {
 
     /// The claims as a JSON object again.
     pub fn to_map(&self) -> Map<String, Value> {
-        self.iter()
-            .map(|(name, value)| (name.to_string(), value.clone()))
-            .collect()
+        // Inserted one by one: collecting would sort them again (and link a sort into the module).
+        let mut map = Map::new();
+        for (name, value) in self.iter() {
+            map.insert(name.to_string(), value.clone());
+        }
+        map
+    }
+
+    /// Claims from members given in name order, each name once (as a `Map` iterates): the
+    /// order [`Claims::get`] searches.
+    pub fn from_ordered(members: impl IntoIterator<Item = (String, Value)>) -> Claims {
+        let mut names = String::new();
+        let mut kept = Vec::new();
+        for (name, value) in members {
+            names.push_str(&name);
+            // A name longer than 4 GiB cannot come out of a bounded token.
+            let end = u32::try_from(names.len()).unwrap_or(u32::MAX);
+            kept.push((end, value));
+        }
+        Claims {
+            names: names.into_boxed_str(),
+            members: kept.into_boxed_slice(),
+        }
     }
 
     fn name_at(&self, i: usize) -> &str {
@@ -88,20 +108,8 @@ impl Claims {
 }
 
 impl From<Map<String, Value>> for Claims {
-    /// A `Map` iterates in name order, each name once: the order [`Claims::get`] searches.
     fn from(map: Map<String, Value>) -> Claims {
-        let mut names = String::with_capacity(map.keys().map(String::len).sum());
-        let mut members = Vec::with_capacity(map.len());
-        for (name, value) in map {
-            names.push_str(&name);
-            // A name longer than 4 GiB cannot come out of a bounded token.
-            let end = u32::try_from(names.len()).unwrap_or(u32::MAX);
-            members.push((end, value));
-        }
-        Claims {
-            names: names.into_boxed_str(),
-            members: members.into_boxed_slice(),
-        }
+        Claims::from_ordered(map)
     }
 }
 
