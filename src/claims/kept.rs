@@ -85,7 +85,7 @@ impl Claims {
 
     /// Claims from members given in name order, each name once (as a `Map` iterates): the
     /// order [`Claims::get`] searches.
-    pub fn from_ordered(members: impl IntoIterator<Item = (String, Value)>) -> Claims {
+    pub(crate) fn from_ordered(members: impl IntoIterator<Item = (String, Value)>) -> Claims {
         let mut names = String::new();
         let mut kept = Vec::new();
         for (name, value) in members {
