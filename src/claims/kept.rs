@@ -86,8 +86,10 @@ impl Claims {
     /// Claims from members given in name order, each name once (as a `Map` iterates): the
     /// order [`Claims::get`] searches.
     pub(crate) fn from_ordered(members: impl IntoIterator<Item = (String, Value)>) -> Claims {
+        let members = members.into_iter();
         let mut names = String::new();
-        let mut kept = Vec::new();
+        // Exact for a whole `Map` (its length is known), so the slice is not reallocated.
+        let mut kept = Vec::with_capacity(members.size_hint().0);
         for (name, value) in members {
             names.push_str(&name);
             // A name longer than 4 GiB cannot come out of a bounded token.
