@@ -890,14 +890,23 @@ def summarize(runs: list[dict[str, Any]], memory: list[dict[str, Any]],
         empty_over = per_round(lambda n: over_bare(n, scenario, "empty-wasm"))
         if tg_over is None or empty_over is None:
             return  # the scenario did not run
-        factor = per_round(lambda n: ratio(over_bare(n, scenario, config),
-                                           over_bare(n, scenario, "empty-wasm")))
+        factors = [ratio(over_bare(n, scenario, config), over_bare(n, scenario, "empty-wasm"))
+                   for n in rounds]
+        factor = median(factors)
         whole = per_round(lambda n: ratio(cpu(n, scenario, config),
                                           cpu(n, scenario, "empty-wasm")))
+        # A ratio of two small differences of noisy figures: the rounds show how far to trust
+        # its median, and when they fall on both sides of the limit, the counted target decides.
+        known = sorted(f for f in factors if f is not None)
+        spread = ""
+        if len(known) > 1:
+            spread = "; rounds " + " / ".join(fmt(f, 2) for f in known)
+            if known[0] <= HOT_PATH_FACTOR < known[-1]:
+                spread += ", on both sides of the limit"
         targets.append({
             "target": f"hot path, {what}: {config}'s CPU/request over bare <= "
                       f"{HOT_PATH_FACTOR} x the empty wasm filter's",
-            "value": f"{tg_over:.1f} us vs {empty_over:.1f} us: {fmt(factor, 2)} x (whole "
+            "value": f"{tg_over:.1f} us vs {empty_over:.1f} us: {fmt(factor, 2)} x{spread} (whole "
                      f"CPU/request, {config} / empty-wasm: {fmt(whole, 2)} x)",
             "limit": f"{HOT_PATH_FACTOR} x",
             "met": factor is not None and factor <= HOT_PATH_FACTOR,
