@@ -58,6 +58,12 @@ pub struct ConfigFile {
     /// Default: 10000; 0 turns the cache off; at most 200000.
     #[serde(default)]
     pub token_cache_entries: Option<u32>,
+    /// The memory each worker may spend on remembered tokens, in bytes, for verified JWTs and
+    /// for introspection answers each: the tokens' text, the claims kept with them and a few
+    /// hundred bytes an entry. A token heavier than an eighth of it is not remembered (it is verified
+    /// on every request). Default: 33554432 (32 MiB); from 1048576 (1 MiB) to 1073741824 (1 GiB).
+    #[serde(default)]
+    pub token_cache_bytes: Option<u64>,
 }
 
 /// A named policy: who it applies to and what it grants and limits.
@@ -507,6 +513,7 @@ pub struct Config {
     pub default_policy: Option<usize>,
     pub rate_limit_headers: bool,
     pub token_cache_entries: u32,
+    pub token_cache_bytes: u32,
     /// Every header the filter may set (claim, payload and policy headers), lower case: removed
     /// from each incoming request before anything else.
     pub owned_headers: Vec<String>,
@@ -889,6 +896,14 @@ impl Config {
             0,
             200_000,
         );
+        let token_cache_bytes = bounded(
+            &mut errs,
+            "token_cache_bytes",
+            file.token_cache_bytes,
+            32 << 20,
+            1 << 20,
+            1 << 30,
+        );
         let keys_wait_timeout_ms = bounded(
             &mut errs,
             "keys_wait_timeout_ms",
@@ -909,6 +924,7 @@ impl Config {
             default_policy,
             rate_limit_headers: file.rate_limit_headers.unwrap_or(false),
             token_cache_entries: token_cache_entries as u32,
+            token_cache_bytes: token_cache_bytes as u32,
             owned_headers,
         })
     }
@@ -1909,6 +1925,24 @@ mod tests {
             errors(two),
             vec!["providers.a: give only one of jwks, discovery, inline_jwks"]
         );
+    }
+
+    #[test]
+    fn the_token_caches_are_bounded_in_entries_and_bytes() {
+        let with = |extra: &str| GOOD.replacen('{', &format!("{{{extra},"), 1);
+        let c = Config::from_json(GOOD.as_bytes()).unwrap();
+        assert_eq!(
+            (c.token_cache_entries, c.token_cache_bytes),
+            (10_000, 32 << 20)
+        );
+        let c = Config::from_json(with(r#""token_cache_bytes": 1048576"#).as_bytes()).unwrap();
+        assert_eq!(c.token_cache_bytes, 1 << 20);
+        for bad in ["1048575", "1073741825"] {
+            assert_eq!(
+                errors(&with(&format!(r#""token_cache_bytes": {bad}"#))),
+                vec!["token_cache_bytes: must be between 1048576 and 1073741824"]
+            );
+        }
     }
 
     #[test]

@@ -228,6 +228,11 @@ pub fn project(claims: Map<String, Value>, config: &Config) -> Claims {
 /// go in (verified ones, or ones the introspection endpoint called active), so a client cannot
 /// choose the keys: a crafted colliding token can slow a lookup, never pass for another.
 ///
+/// Bounded in entries and in bytes: the tokens' text plus what their values [`Weigh`]. The
+/// entry bound alone let tokens of an IdP that puts every group in them (16 KiB each, and
+/// their claims) take hundreds of MiB per worker; the byte bound keeps that predictable, and
+/// an entry heavier than an eighth of it is not kept at all (its token is verified each time).
+///
 /// Why not `HashMap<Box<str>, _>`: its key comparison is `memcmp`, which in wasm32-wasip1 is
 /// wasi-libc's byte loop, and for a 700-byte token that loop was a quarter of a cache hit under
 /// V8. Entries are grouped by the token's hash instead, and compared by [`same_text`].
@@ -236,6 +241,40 @@ pub struct TokenCache<T> {
     by_hash: FxHashMap<u64, Entries<T>>,
     len: usize,
     capacity: usize,
+    /// The entries' weights ([`Weigh`]), summed.
+    bytes: usize,
+    max_bytes: usize,
+}
+
+/// What a remembered value keeps in a worker's memory beyond its token's text, estimated
+/// (wasm32 sizes, allocation overhead included).
+pub trait Weigh {
+    fn weight(&self) -> usize;
+}
+
+impl<T: Weigh> Weigh for Rc<T> {
+    fn weight(&self) -> usize {
+        T::weight(self)
+    }
+}
+
+/// A table slot and the allocation headers of an entry's token and value.
+const ENTRY_BYTES: usize = 64;
+
+/// What an entry counts against a [`TokenCache`]'s byte bound.
+fn entry_weight<T: Weigh>(token: &str, value: &T) -> usize {
+    ENTRY_BYTES + token.len() + value.weight()
+}
+
+/// A remembered identity's fixed part: the identity, its fingerprint and what is derived from
+/// its claims (identity headers, policy, budget keys), over its claims' own weight. With the
+/// bench's RS256 tokens this puts an entry at ~1.2 KB, as measured in Envoy.
+const IDENTITY_BYTES: usize = 256;
+
+impl Weigh for VerifiedIdentity {
+    fn weight(&self) -> usize {
+        IDENTITY_BYTES + self.claims.weight() + self.payload_segment.as_ref().map_or(0, String::len)
+    }
 }
 
 /// The tokens sharing one hash: almost always exactly one, kept without a second allocation.
@@ -245,17 +284,17 @@ struct Entries<T> {
     more: Vec<(Box<str>, Rc<T>)>,
 }
 
-impl<T> Entries<T> {
+impl<T: Weigh> Entries<T> {
+    fn weight(&self) -> usize {
+        std::iter::once(&self.first)
+            .chain(&self.more)
+            .map(|(token, value)| entry_weight(token, value))
+            .sum()
+    }
+
     fn find(&self, token: &str) -> Option<&Rc<T>> {
         std::iter::once(&self.first)
             .chain(&self.more)
-            .find(|(known, _)| same_text(known, token))
-            .map(|(_, value)| value)
-    }
-
-    fn find_mut(&mut self, token: &str) -> Option<&mut Rc<T>> {
-        std::iter::once(&mut self.first)
-            .chain(&mut self.more)
             .find(|(known, _)| same_text(known, token))
             .map(|(_, value)| value)
     }
@@ -294,12 +333,15 @@ fn text_hash(token: &str) -> u64 {
 /// Verified tokens' identities.
 pub type VerifiedCache = TokenCache<VerifiedIdentity>;
 
-impl<T> TokenCache<T> {
-    pub fn new(capacity: usize) -> TokenCache<T> {
+impl<T: Weigh> TokenCache<T> {
+    /// A cache of at most `capacity` entries weighing at most `max_bytes` together.
+    pub fn new(capacity: usize, max_bytes: usize) -> TokenCache<T> {
         TokenCache {
             by_hash: FxHashMap::default(),
             len: 0,
             capacity,
+            bytes: 0,
+            max_bytes,
         }
     }
 
@@ -311,8 +353,8 @@ impl<T> TokenCache<T> {
         self.by_hash.get(&hash)?.find(token).cloned()
     }
 
-    /// Remembers a value; when full, an eighth of the entries (arbitrary ones) make room, so
-    /// inserting stays cheap and a flood of new tokens only evicts.
+    /// Remembers a value; when full (in entries or bytes), an eighth of the entries (arbitrary
+    /// ones) make room, so inserting stays cheap and a flood of new tokens only evicts.
     pub fn insert(&mut self, token: &str, value: Rc<T>) {
         if self.capacity == 0 {
             return;
@@ -322,24 +364,17 @@ impl<T> TokenCache<T> {
 
     /// [`TokenCache::insert`] with the hash given (tests force collisions with it).
     fn insert_hashed(&mut self, hash: u64, token: &str, value: Rc<T>) {
-        if let Some(old) = self
-            .by_hash
-            .get_mut(&hash)
-            .and_then(|entries| entries.find_mut(token))
-        {
-            *old = value;
+        // A value learned again replaces the old one (which is stale even if this one is not
+        // kept).
+        self.remove_hashed(hash, token);
+        let weight = entry_weight(token, &value);
+        if weight > self.max_bytes / 8 {
             return;
         }
-        if self.len >= self.capacity {
-            let (mut freed, wanted) = (0, (self.capacity / 8).max(1));
-            self.by_hash.retain(|_, entries| {
-                let evict = freed < wanted;
-                if evict {
-                    freed += entries.len();
-                }
-                !evict
-            });
-            self.len = self.len.saturating_sub(freed);
+        while self.len > 0
+            && (self.len >= self.capacity || self.bytes.saturating_add(weight) > self.max_bytes)
+        {
+            self.evict_an_eighth();
         }
         let entry = (token.into(), value);
         match self.by_hash.entry(hash) {
@@ -354,10 +389,60 @@ impl<T> TokenCache<T> {
             }
         }
         self.len += 1;
+        self.bytes += weight;
+    }
+
+    /// Drops an eighth of the entries (at least one), arbitrary ones.
+    fn evict_an_eighth(&mut self) {
+        let wanted = (self.len / 8).max(1);
+        let (mut freed, mut freed_bytes) = (0, 0);
+        self.by_hash.retain(|_, entries| {
+            let evict = freed < wanted;
+            if evict {
+                freed += entries.len();
+                freed_bytes += entries.weight();
+            }
+            !evict
+        });
+        self.len = self.len.saturating_sub(freed);
+        self.bytes = self.bytes.saturating_sub(freed_bytes);
+    }
+
+    /// Forgets `token`, filed under `hash`, if it is there.
+    fn remove_hashed(&mut self, hash: u64, token: &str) {
+        let std::collections::hash_map::Entry::Occupied(mut group) = self.by_hash.entry(hash)
+        else {
+            return;
+        };
+        let entries = group.get_mut();
+        let removed = if same_text(&entries.first.0, token) {
+            match entries.more.pop() {
+                Some(last) => std::mem::replace(&mut entries.first, last),
+                None => group.remove().first,
+            }
+        } else {
+            let Some(at) = entries
+                .more
+                .iter()
+                .position(|(known, _)| same_text(known, token))
+            else {
+                return;
+            };
+            entries.more.swap_remove(at)
+        };
+        self.len = self.len.saturating_sub(1);
+        self.bytes = self
+            .bytes
+            .saturating_sub(entry_weight(&removed.0, &removed.1));
     }
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// The entries' weight: what the byte bound counts.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -447,9 +532,15 @@ mod tests {
         );
     }
 
+    impl Weigh for u32 {
+        fn weight(&self) -> usize {
+            *self as usize
+        }
+    }
+
     #[test]
     fn the_cache_is_bounded() {
-        let mut cache = VerifiedCache::new(64);
+        let mut cache = VerifiedCache::new(64, 1 << 20);
         let id = Rc::new(VerifiedIdentity {
             provider: 0,
             keys_generation: 0,
@@ -464,9 +555,65 @@ mod tests {
             assert!(cache.len() <= 64);
         }
         assert!(cache.get("t999").is_some(), "the newest entry is kept");
-        let mut off = VerifiedCache::new(0);
+        let mut off = VerifiedCache::new(0, 1 << 20);
         off.insert("t", id);
         assert!(off.is_empty());
+    }
+
+    #[test]
+    fn the_cache_is_bounded_in_bytes_too() {
+        // Here a value weighs its number: each entry is 64 + 10 + 100 = 174 bytes.
+        let (budget, each) = (8 * 1024, 174);
+        let mut cache: TokenCache<u32> = TokenCache::new(1000, budget);
+        for i in 0..200u32 {
+            cache.insert(&format!("token-{i:04}"), Rc::new(100));
+            assert!(cache.bytes() <= budget, "{} bytes", cache.bytes());
+            assert_eq!(cache.bytes(), cache.len() * each);
+        }
+        assert!(
+            (40..=budget / each).contains(&cache.len()),
+            "{}",
+            cache.len()
+        );
+        assert!(
+            cache.get("token-0199").is_some(),
+            "the newest entry is kept"
+        );
+        // Heavier than an eighth of the budget: not kept, and the token's old value goes too.
+        cache.insert("token-0199", Rc::new(2000));
+        assert!(cache.get("token-0199").is_none());
+        assert_eq!(cache.bytes(), cache.len() * each);
+        // A value learned again is weighed again.
+        cache.insert("token-0198", Rc::new(50));
+        assert_eq!(cache.get("token-0198").as_deref(), Some(&50));
+        assert_eq!(cache.bytes(), (cache.len() - 1) * each + 124);
+    }
+
+    #[test]
+    fn an_identity_weighs_its_token_and_claims() {
+        // Shaped like the bench's RS256 tokens, whose entries measure ~1.2 KB each in Envoy.
+        let claims = claims(json!({
+            "iss": "https://idp.bench.local", "sub": "many-user-1234", "client_id": "bench-client",
+            "scope": "orders:read", "iat": 1_700_000_000, "exp": 1_700_003_600
+        }));
+        let id = VerifiedIdentity {
+            provider: 0,
+            keys_generation: 1,
+            dates: Dates::read(&claims).unwrap(),
+            claims: Rc::new(Claims::from(claims)),
+            payload_segment: None,
+            fingerprint: "0011223344556677".into(),
+            derived: Derived::default(),
+        };
+        let token = "t".repeat(650);
+        assert!(
+            (1100..1300).contains(&entry_weight(&token, &id)),
+            "{}",
+            entry_weight(&token, &id)
+        );
+        let mut more = id.clone();
+        more.payload_segment = Some("p".repeat(300));
+        assert_eq!(more.weight(), id.weight() + 300);
     }
 
     #[test]
@@ -491,7 +638,7 @@ mod tests {
         let (a, b) = (format!("header.one.{tail}"), format!("header.two.{tail}"));
         assert_eq!(text_hash(&a), text_hash(&b), "only the tail is hashed");
         assert_ne!(text_hash(&a), text_hash(&format!("header.one.{tail}x")));
-        let mut cache: TokenCache<u32> = TokenCache::new(8);
+        let mut cache: TokenCache<u32> = TokenCache::new(8, 1 << 20);
         cache.insert(&a, Rc::new(1));
         assert!(cache.get(&b).is_none(), "same tail, another token");
         cache.insert(&b, Rc::new(2));
@@ -504,7 +651,7 @@ mod tests {
 
     #[test]
     fn tokens_with_the_same_hash_stay_apart() {
-        let mut cache: TokenCache<u32> = TokenCache::new(8);
+        let mut cache: TokenCache<u32> = TokenCache::new(8, 1 << 20);
         for (i, token) in ["a.b.c", "a.b.d", "x"].into_iter().enumerate() {
             cache.insert_hashed(7, token, Rc::new(i as u32));
         }

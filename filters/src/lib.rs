@@ -105,14 +105,17 @@ impl RootContext for Root {
                     .iter()
                     .map(|_| ProviderKeys::default())
                     .collect();
-                worker.verified =
-                    RefCell::new(VerifiedCache::new(config.token_cache_entries as usize));
+                let cache_bytes = config.token_cache_bytes as usize;
+                worker.verified = RefCell::new(VerifiedCache::new(
+                    config.token_cache_entries as usize,
+                    cache_bytes,
+                ));
                 let introspected = config
                     .providers
                     .iter()
                     .filter_map(|p| p.introspection.as_ref());
                 let entries = introspected.map(|i| i.cache_entries).max().unwrap_or(0);
-                worker.introspected = RefCell::new(TokenCache::new(entries as usize));
+                worker.introspected = RefCell::new(TokenCache::new(entries as usize, cache_bytes));
                 worker.config_tag = shared::fingerprint(&String::from_utf8_lossy(&bytes));
                 worker.gate = Some(Rc::new(Gate::new(config)));
                 worker.batches.clear();

@@ -25,7 +25,7 @@ use tollgate::keys::{Availability, KeysRecord};
 use tollgate::ratelimit::HeldBatch;
 use tollgate::request::HeaderEdit;
 use tollgate::slots::{slot_choices, CHOICES};
-use tollgate::verified::{key_of, TokenCache, TokenKey, VerifiedCache, VerifiedIdentity};
+use tollgate::verified::{key_of, TokenCache, TokenKey, VerifiedCache, VerifiedIdentity, Weigh};
 
 /// Requests a worker keeps paused; more are refused with 503.
 pub const MAX_WAITING: usize = 4096;
@@ -164,8 +164,8 @@ impl Worker {
             final_attempt: false,
             logs_info: true,
             known: None,
-            verified: RefCell::new(VerifiedCache::new(0)),
-            introspected: RefCell::new(TokenCache::new(0)),
+            verified: RefCell::new(VerifiedCache::new(0, 0)),
+            introspected: RefCell::new(TokenCache::new(0, 0)),
             config_tag: 0,
             batches: HashMap::default(),
             batches_pruned_ms: 0,
@@ -706,6 +706,15 @@ pub struct KeptAnswer {
     pub provider: ProviderId,
     pub answer: CachedAnswer,
     pub checked: Result<CheckedAnswer, Denial>,
+}
+
+/// A kept answer's fixed part (the answer, its checked dates and the entry), over its claims.
+const KEPT_ANSWER_BYTES: usize = 160;
+
+impl Weigh for KeptAnswer {
+    fn weight(&self) -> usize {
+        KEPT_ANSWER_BYTES + self.answer.claims.weight()
+    }
 }
 
 /// Whether a token has the two dots of a compact JWS (what the engine verifies and remembers).

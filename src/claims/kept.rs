@@ -102,11 +102,36 @@ impl Claims {
         }
     }
 
+    /// The memory these claims hold, estimated for wasm32: the names and strings at their
+    /// length, 32 bytes for each value, and a B-tree leaf for each nested object.
+    pub fn weight(&self) -> usize {
+        let members: usize = self.members.iter().map(|(_, v)| 4 + value_weight(v)).sum();
+        self.names.len() + members
+    }
+
     fn name_at(&self, i: usize) -> &str {
         let end = |i: usize| self.members.get(i).map_or(0, |(end, _)| *end as usize);
         let start = i.checked_sub(1).map_or(0, end);
         self.names.get(start..end(i)).unwrap_or_default()
     }
+}
+
+/// A `Value` in wasm32 (24 bytes), with the allocation header of what it points to.
+const VALUE_BYTES: usize = 32;
+
+/// A `Map`'s B-tree leaf in wasm32: eleven slots of a name and a value.
+const LEAF_BYTES: usize = 11 * (12 + 24) + 16;
+
+fn value_weight(value: &Value) -> usize {
+    VALUE_BYTES
+        + match value {
+            Value::String(s) => s.len(),
+            Value::Array(items) => items.iter().map(value_weight).sum(),
+            Value::Object(members) => members.iter().fold(LEAF_BYTES, |sum, (name, v)| {
+                sum + name.len() + value_weight(v)
+            }),
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        }
 }
 
 impl From<Map<String, Value>> for Claims {
@@ -157,6 +182,21 @@ mod tests {
         }
         assert_eq!(kept.to_map(), whole);
         assert_eq!(serde_json::to_value(&kept).unwrap(), Value::Object(whole));
+    }
+
+    #[test]
+    fn claims_weigh_what_they_hold() {
+        let small = Claims::from(map(json!({"sub": "alice"})));
+        assert_eq!(
+            small.weight(),
+            "sub".len() + 4 + VALUE_BYTES + "alice".len()
+        );
+        let groups: Vec<String> = (0..100).map(|i| format!("group-{i:04}")).collect();
+        let big = Claims::from(map(json!({"sub": "alice", "groups": groups})));
+        assert!(big.weight() > small.weight() + 100 * (VALUE_BYTES + 10));
+        let nested = Claims::from(map(json!({"sub": "alice", "realm": {"roles": []}})));
+        assert!(nested.weight() > small.weight() + LEAF_BYTES);
+        assert_eq!(Claims::default().weight(), 0);
     }
 
     #[test]

@@ -7,7 +7,8 @@ oidc-provider): what an attacker can make the gateway spend by volume alone.
 - Thousands of distinct valid tokens, each its own rate-limit identity: Envoy's resident memory
   grows by a bounded amount, and a second flood of as many new tokens does not make it grow again.
   Every store that grows with distinct tokens is bounded: the verified-token cache by
-  ``token_cache_entries`` (per worker, and as many slots in shared data), rate-limit counters by
+  ``token_cache_entries`` (per worker, and as many slots in shared data) and, for tokens that
+  carry a lot, ``token_cache_bytes`` (per worker), rate-limit counters by
   ``max_keys``, metrics by their names. The flood's configuration sets both bounds below the
   size of one flood, so that the first flood fills every store and the second can only replace.
 
@@ -200,3 +201,51 @@ def test_floods_of_distinct_tokens_keep_memory_bounded(envoy_with, idp, idp_keys
     assert second < max(first // 10, 1024), f"the second flood grew Envoy by {second} KiB (first: {first})"
     assert gate.service.pid == pid
     assert not gate.wasm_failures(), gate.wasm_failures()[:10]
+
+
+def test_fat_tokens_are_remembered_only_within_token_cache_bytes(envoy_with, idp, idp_keys):
+    """An IdP that puts two hundred groups in every token (~12 KB each, and the groups kept with
+    the identity because a policy reads them): a worker remembers as many as fit in
+    ``token_cache_bytes``, not ``token_cache_entries`` of them. With a 1 MiB budget a second
+    pass over the same tokens verifies most of them again; with the default budget (32 MiB)
+    none. One worker, so that a token always meets the same cache."""
+    count = 300
+    groups = [f"cn=team-{g:03},ou=groups,dc=example,dc=com" for g in range(200)]
+    key = idp_keys["keys"][0]
+    now = int(time.time())
+    tokens = mint_many(key, [{"iss": idp.issuer, "aud": AUDIENCE, "sub": f"fat-{i}", "groups": groups,
+                              "iat": now, "exp": now + 900} for i in range(count)], {"typ": "at+jwt"})
+    assert all(10_000 < len(t) < 16 * 1024 for t in tokens), len(tokens[0])
+
+    def verifications(gate: harness.Envoy) -> int:
+        return int(sum(float(line.rsplit(" ", 1)[1]) for line in gate.stats().splitlines()
+                       if line.startswith("tollgate_jwt_verifications{")))
+
+    results = {}
+    for budget in (1 << 20, None):
+        config = gate_config(idp)
+        config["policies"] = [{"name": "staff", "when": [{"claim": "groups", "contains": groups[0]}]}]
+        if budget is not None:
+            config["token_cache_bytes"] = budget
+        gate = envoy_with(config, concurrency=1, name=f"envoy-{budget or 'default'}",
+                          bootstrap_hook=direct_response_route, log_level="warning",
+                          component_log_level="wasm:warning")
+        assert keep_alive_flood(gate.port, "/flood", tokens[:20], connections=1) == Counter({200: 20})
+        rss0 = harness.rss_kib(gate.service.pid)
+        assert keep_alive_flood(gate.port, "/flood", tokens, connections=1) == Counter({200: count})
+        first = verifications(gate)
+        growth = harness.rss_kib(gate.service.pid) - rss0
+        assert keep_alive_flood(gate.port, "/flood", tokens, connections=1) == Counter({200: count})
+        again = verifications(gate) - first
+        results[budget or "default"] = (again, growth)
+        assert not gate.wasm_failures(), gate.wasm_failures()[:10]
+        gate.stop()
+    print(f"\n{count} tokens of {len(tokens[0])} bytes, each pass once over them: verified again in the "
+          f"second pass, and Envoy's growth over the first: {results}")
+    # An entry weighs ~28 KB here (the token, 200 kept groups, the rest): ~37 fit in 1 MiB.
+    again, growth = results[1 << 20]
+    assert again >= count - 64, f"only {again} of {count} verified again: more than 1 MiB was kept"
+    assert growth < 4 * 1024, f"Envoy grew by {growth} KiB with a 1 MiB budget"
+    again, growth = results["default"]
+    assert again == 0, f"{again} verified again with the default budget"
+    assert growth > 6 * 1024, f"Envoy grew by only {growth} KiB holding {count} fat tokens"

@@ -235,7 +235,7 @@ fn errors_at_the_root() {
         (
             "[]",
             "",
-            "invalid length 0, expected struct ConfigFile with 10 elements",
+            "invalid length 0, expected struct ConfigFile with 11 elements",
         ),
         ("{\"providers\" {}}", "", "expected `:`"),
         ("{", "?", "EOF while parsing an object"),
