@@ -322,7 +322,7 @@ impl Gate {
         };
         let rule = rule.map(|(_, r)| r);
         if rule.is_some_and(|r| r.anonymous) {
-            return self.allow(req, &path, None, None, facts);
+            return self.allow(req, &path, None, None, None, facts);
         }
         let sources = sources.map_or(&[][..], Vec::as_slice).iter();
         let places = sources.filter_map(|&(p, at)| self.config.provider(p)?.sources.get(at));
@@ -357,7 +357,10 @@ impl Gate {
                 return Err(Denial::ClaimMismatch(claim.clone()).into());
             }
         }
-        self.allow(req, &path, Some(&identity), Some(token), facts)
+        // What a token verified just now derives goes with the identity the worker remembers,
+        // so that its next request (not only the ones after) derives nothing.
+        let keep = learned.as_ref().map(|l| &l.identity.derived);
+        self.allow(req, &path, Some(&identity), Some(token), keep, facts)
     }
 
     /// A token this worker does not remember: classified, then verified by signature or by
@@ -396,9 +399,10 @@ impl Gate {
         path: &str,
         identity: Option<&Identity>,
         token: Option<&FoundToken<'_>>,
+        keep: Option<&Derived>,
         facts: &mut AuditFacts,
     ) -> Result<Allowed, Step> {
-        let derived = self.derivation(identity);
+        let derived = self.derivation(identity, keep);
         let selected = derived
             .policy
             .and_then(|i| Some((i, self.config.policies.get(i)?)));
@@ -439,9 +443,10 @@ impl Gate {
         })
     }
 
-    /// What this gate derives from an identity's claims: kept with a remembered identity, made
-    /// anew for a fresh one or an anonymous request.
-    fn derivation(&self, identity: Option<&Identity>) -> Derivation {
+    /// What this gate derives from an identity's claims: kept with a remembered identity, and
+    /// in `keep` for one verified just now (the identity the worker will remember); made anew
+    /// otherwise (an anonymous request, an introspected token).
+    fn derivation(&self, identity: Option<&Identity>, keep: Option<&Derived>) -> Derivation {
         let derive = || {
             let selected = policy::select(&self.config, identity.map(Identity::claims));
             Derivation {
@@ -450,8 +455,9 @@ impl Gate {
                 charges: selected.map_or_else(no_charges, |(_, p)| charges(p, identity)),
             }
         };
-        match identity {
-            Some(Identity::Remembered(kept)) => kept.derived.get_or_derive(self.tag, derive),
+        match (identity, keep) {
+            (Some(Identity::Remembered(kept)), _) => kept.derived.get_or_derive(self.tag, derive),
+            (Some(Identity::Fresh { .. }), Some(keep)) => keep.get_or_derive(self.tag, derive),
             _ => derive(),
         }
     }

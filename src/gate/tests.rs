@@ -1112,10 +1112,16 @@ fn a_remembered_identity_keeps_its_headers_for_the_gate_that_derived_them() {
         edits(&first),
         "a hit forwards what the verifying request did"
     );
-    let (Some(a), Some(b)) = (hit.identity, again.identity) else {
+    let (Some(verifying), Some(a), Some(b)) =
+        (edits(&first).identity, hit.identity, again.identity)
+    else {
         panic!("identity headers expected")
     };
     assert!(Rc::ptr_eq(&a, &b), "derived once, then shared");
+    assert!(
+        Rc::ptr_eq(&verifying, &a),
+        "derived by the verifying request, and kept with the identity it learned"
+    );
     assert!(a.contains(&HeaderEdit::Set("x-plan".into(), "gold".into())));
     // Another configuration reads the same identity its own way, with the same claims kept.
     let other = Gate::new(config(
@@ -1169,8 +1175,8 @@ fn a_remembered_identity_keeps_its_policy_and_budget_keys_for_the_gate_that_deri
         ]
     );
     assert!(
-        Rc::ptr_eq(&hit.charges, &again.charges),
-        "derived once, then shared"
+        Rc::ptr_eq(&hit.charges, &again.charges) && Rc::ptr_eq(&fresh.charges, &hit.charges),
+        "derived once by the verifying request, then shared"
     );
     // Another configuration selects and keys by its own rules, from the same claims kept.
     let other = Gate::new(config(limits("client_id")));
