@@ -19,6 +19,7 @@ help:
 	@echo "make wasm   - build $(WASM)"
 	@echo "make schema - regenerate docs/config.schema.json from the Rust types"
 	@echo "make bench  - bare Envoy vs jwt_authn vs tollgate: bench/results/<time>/results.md"
+	@echo "make bench-profile - where a request's instructions go inside the module, by function"
 	@echo "make oci    - $(WASM) as an OCI image layout in dist/oci (image and Wasm artifact)"
 	@echo "make push REGISTRY=host:port/repo:tag - push both OCI forms with skopeo"
 	@echo "make release - dist/: the .wasm, its .sha256, the OCI layout, the tollgate CLI"
@@ -195,12 +196,16 @@ test-compat: wasm
 # .json and .png; BENCH_OPTS passes options to tests/bench/bench.py, e.g. BENCH_OPTS="--rounds 5"
 # or "--only hot,memory". `make bench-smoke` (part of `make test`) is a tiny run of every
 # configuration and scenario, into bench/results/smoke, so that the benchmark cannot rot.
+# `make bench-profile` (tests/bench/module_profile.py): where a request's instructions go inside
+# the module, by function, for one token repeated and for 10,000 tokens; a build that keeps the
+# module's function names (the `profiling` profile). bench-smoke runs it briefly too.
 MATPLOTLIB_VERSION := 3.10.9
+PROFILE_WASM       := target/$(WASM_TARGET)/profiling/tollgate_filter.wasm
 EMPTY_FILTER_DIR   := tests/bench/empty-filter
 EMPTY_WASM         := $(EMPTY_FILTER_DIR)/target/$(WASM_TARGET)/release/bench_empty_filter.wasm
 BENCH_OPTS ?=
 
-.PHONY: bench-tools bench-empty-filter bench bench-smoke
+.PHONY: bench-tools bench-empty-filter bench bench-smoke profile-wasm bench-profile
 
 # wrk, openssl (native verification, for scale) and valgrind (instructions per request, counted
 # by callgrind) from Debian (root, or sudo), matplotlib for the plot; each skipped when already
@@ -222,8 +227,16 @@ bench-empty-filter: tools
 bench: wasm bench-tools bench-empty-filter
 	TOLLGATE_WASM=$(CURDIR)/$(WASM) $(PY) tests/bench/bench.py --empty-wasm $(CURDIR)/$(EMPTY_WASM) $(BENCH_OPTS)
 
-bench-smoke: wasm bench-tools bench-empty-filter
+bench-smoke: wasm bench-tools bench-empty-filter profile-wasm
 	TOLLGATE_WASM=$(CURDIR)/$(WASM) $(PY) tests/bench/bench.py --smoke --empty-wasm $(CURDIR)/$(EMPTY_WASM) --out $(CURDIR)/bench/results/smoke
+	$(PY) tests/bench/module_profile.py --wasm $(CURDIR)/$(PROFILE_WASM) --requests 100 --top 8 --at-least 2000 --expect Gate::decide
+
+profile-wasm: tools
+	cargo build --profile profiling --quiet --target $(WASM_TARGET) -p tollgate-filter
+
+bench-profile: profile-wasm bench-tools bench-empty-filter
+	$(PY) tests/bench/module_profile.py --wasm $(CURDIR)/$(PROFILE_WASM) --scenario hot
+	$(PY) tests/bench/module_profile.py --wasm $(CURDIR)/$(PROFILE_WASM) --scenario many
 
 e2e: wasm oci-tools
 	TOLLGATE_WASM=$(CURDIR)/$(WASM) $(PY) -m pytest -q tests/e2e

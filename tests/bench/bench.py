@@ -764,9 +764,10 @@ COUNTED_BASELINE = {"ratelimit": "hot"}
 
 
 def measure_instructions(ctx: Context, scenario: str, config: Configuration,
-                         tokens: TokenSet) -> dict[str, Any]:
+                         tokens: TokenSet, **count: Any) -> dict[str, Any]:
     """Instructions per request of one configuration, Envoy under callgrind: every token sent
-    once (at least `counted_warm` requests), then `counted_requests` counted."""
+    once (at least `counted_warm` requests), then `counted_requests` counted (`count`: more
+    arguments of `instructions.count`)."""
     p = ctx.params
 
     def start(envoy_class: type) -> harness.Envoy:
@@ -781,7 +782,7 @@ def measure_instructions(ctx: Context, scenario: str, config: Configuration,
 
     headers = [{"authorization": f"Bearer {t}"} for t in tokens.tokens]
     rec = instructions.count(start, headers, warm=max(p.counted_warm, len(headers)),
-                             requests=p.counted_requests)
+                             requests=p.counted_requests, **count)
     rec.update(scenario=scenario, config=config.key)
     return rec
 

@@ -57,13 +57,15 @@ class CountedEnvoy(harness.Envoy):
     """An Envoy whose process is Valgrind's callgrind running Envoy: same PID, same stop."""
 
     out_file: Path
+    # More of callgrind's options (module_profile.py: costs per instruction address).
+    callgrind_options: tuple[str, ...] = ()
 
     def _argv(self, mode: str = "serve") -> list[str]:
         self.out_file = self.log_dir / f"{self.name}.callgrind"
         return [
             "valgrind", "--tool=callgrind", "--smc-check=all-non-file", "--instr-atstart=no",
             f"--callgrind-out-file={self.out_file}", "--dump-line=no",
-            "--compress-strings=no", "--compress-pos=no",
+            "--compress-strings=no", "--compress-pos=no", *self.callgrind_options,
         ] + super()._argv(mode)
 
 
@@ -104,10 +106,13 @@ def dumped_total(out_file: Path, number: int, timeout: float = 60.0) -> int:
 
 
 def count(start_envoy: Callable[[type], harness.Envoy], headers: Sequence[dict[str, str]], *,
-          warm: int, requests: int) -> dict[str, Any]:
+          warm: int, requests: int, envoy_class: type = CountedEnvoy,
+          inspect: Optional[Callable[[CountedEnvoy, Path], Any]] = None) -> dict[str, Any]:
     """Instructions per request of one configuration: `warm` requests, then `requests` counted
-    (the requests continue round robin through `headers` where the warm-up stopped)."""
-    envoy = start_envoy(CountedEnvoy)
+    (the requests continue round robin through `headers` where the warm-up stopped).
+    `inspect(envoy, dump)` looks at the running Envoy and the requests' dump before it stops;
+    what it returns is the record's `inspected`."""
+    envoy = start_envoy(envoy_class)
     assert isinstance(envoy, CountedEnvoy) and envoy.service is not None
     pid = envoy.service.pid
     try:
@@ -127,6 +132,7 @@ def count(start_envoy: Callable[[type], harness.Envoy], headers: Sequence[dict[s
         busy_seconds = time.monotonic() - started
         total = dumped_total(envoy.out_file, 2)
         running = envoy.running
+        inspected = inspect(envoy, envoy.out_file.parent / f"{envoy.out_file.name}.2") if inspect else None
     finally:
         envoy.stop()
         for f in envoy.log_dir.glob(envoy.out_file.name + "*"):
@@ -143,4 +149,5 @@ def count(start_envoy: Callable[[type], harness.Envoy], headers: Sequence[dict[s
         "idle_per_second": round(idle_per_second),
         "per_request_with_timers": round(total / requests),
         "per_request": round(max(total - timers, 0) / requests),
+        **({"inspected": inspected} if inspect else {}),
     }

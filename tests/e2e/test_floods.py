@@ -248,4 +248,5 @@ def test_fat_tokens_are_remembered_only_within_token_cache_bytes(envoy_with, idp
     assert growth < 4 * 1024, f"Envoy grew by {growth} KiB with a 1 MiB budget"
     again, growth = results["default"]
     assert again == 0, f"{again} verified again with the default budget"
-    assert growth > 6 * 1024, f"Envoy grew by only {growth} KiB holding {count} fat tokens"
+    # Without the byte bound the same pass grows Envoy past the bound checked above (~7.5 MiB).
+    assert growth > 4 * 1024, f"Envoy grew by only {growth} KiB holding {count} fat tokens"

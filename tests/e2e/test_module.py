@@ -6,12 +6,17 @@ such code out of line took ~5 MiB off Envoy's idle memory."""
 
 from __future__ import annotations
 
+import struct
+import sys
 from pathlib import Path
 
 import pytest
 
 import harness
 import wasm_code
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import module_profile  # noqa: E402
 
 # The largest bodies are 13 KB now (a serde-derived reader of the configuration).
 MAX_FUNCTION_BYTES = 16 * 1024
@@ -29,16 +34,17 @@ def test_no_function_of_the_filter_is_large_enough_to_swell_envoys_compile():
         "helpers out of line with #[inline(never)]")
 
 
+def leb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def test_the_code_section_reader_reads_a_module_it_builds():
     # A module of two functions, bodies of 4 and 130 bytes (130 needs a two-byte LEB128 size).
-    def leb(n: int) -> bytes:
-        out = bytearray()
-        while True:
-            byte, n = n & 0x7F, n >> 7
-            out.append(byte | (0x80 if n else 0))
-            if not n:
-                return bytes(out)
-
     bodies = [bytes([0, 0x41, 0, 0x0B]), bytes([0]) + bytes([0x01] * 128) + bytes([0x0B])]
     code = leb(len(bodies)) + b"".join(leb(len(b)) + b for b in bodies)
     custom = b"\x04name"  # a custom section before it, skipped
@@ -47,3 +53,40 @@ def test_the_code_section_reader_reads_a_module_it_builds():
     assert wasm_code.function_body_sizes(module) == [4, 130]
     with pytest.raises(ValueError):
         wasm_code.function_body_sizes(module[:-3])
+
+
+def test_the_name_reader_numbers_functions_after_the_imports():
+    def name(text: str) -> bytes:
+        return leb(len(text)) + text.encode()
+
+    # Imports: a function, a memory (limits with a maximum), another function.
+    imports = (leb(3) + name("env") + name("log") + b"\x00" + leb(0)
+               + name("env") + name("memory") + b"\x02\x01" + leb(1) + leb(2)
+               + name("env") + name("tick") + b"\x00" + leb(1))
+    names = leb(2) + leb(2) + name("first") + leb(4) + name("third")
+    custom = name("name") + b"\x00" + leb(4) + name("mod") + b"\x01" + leb(len(names)) + names
+    module = (b"\0asm\x01\0\0\0" + bytes([2]) + leb(len(imports)) + imports
+              + bytes([0]) + leb(len(custom)) + custom)
+    assert wasm_code.function_names(module) == (2, {2: "first", 4: "third"})
+
+
+def test_the_profile_finds_each_function_through_v8s_jump_table():
+    # Three functions at 0x1040, 0x1100 and 0x1080 of a code space mapped at 0x1000, behind a
+    # table of 8-byte slots that starts 16 bytes in: a `jmp rel32` each, padded.
+    base, starts = 0x1000, [0x1040, 0x1100, 0x1080]
+    code = bytearray(b"\xcc" * 0x200)
+    for k, target in enumerate(starts):
+        at = 16 + 8 * k
+        code[at] = 0xE9
+        struct.pack_into("<i", code, at + 1, target - (base + at + 5))
+    assert module_profile.jump_table(base, bytes(code), 3) == starts
+    assert module_profile.jump_table(base, bytes(code), 4) is None, "a fourth slot is not there"
+    costs = {0x1041: 5, 0x1050: 1, 0x1099: 7, 0x1100: 2, 0x1180: 3}
+    names = {10: "a", 11: "b", 12: "c"}
+    assert module_profile.attribute(costs, starts, names, imported=10) == {"a": 6, "c": 7, "b": 5}
+    assert (module_profile.demangle("_ZN8tollgate4gate4Gate6decide17h436af81a77d86aa5E")
+            == "tollgate::gate::Gate::decide")
+    assert (module_profile.demangle("_ZN72_$LT$tollgate_filter..worker..Worker$u20$as$u20$tollgate.."
+                                    "gate..Host$GT$8verified17h2d29e535e79fd894E")
+            == "<tollgate_filter::worker::Worker as tollgate::gate::Host>::verified")
+    assert module_profile.demangle("dlmalloc") == "dlmalloc"

@@ -1,4 +1,5 @@
-"""The sizes of a wasm module's function bodies, read from its code section.
+"""The sizes of a wasm module's function bodies, read from its code section (and the names its
+name section gives them, for `tests/bench/module_profile.py`).
 
 Envoy compiles every function with V8's optimizing compiler when it loads the filter, and keeps
 the peak memory that took; that peak grows faster than the largest function's size (see
@@ -50,6 +51,72 @@ def function_body_sizes(module: bytes) -> list[int]:
             return sizes
         pos = end
     return []
+
+
+IMPORT_SECTION = 2
+CUSTOM_SECTION = 0
+
+
+def _sections(module: bytes) -> list[tuple[int, int, int]]:
+    """Each section: (id, start of its content, end)."""
+    if module[:4] != b"\0asm":
+        raise ValueError("not a wasm module")
+    out, pos = [], 8
+    while pos < len(module):
+        section, pos = module[pos], pos + 1
+        size, pos = _leb_u32(module, pos)
+        if pos + size > len(module):
+            raise ValueError("a section runs past the end of the module")
+        out.append((section, pos, pos + size))
+        pos += size
+    return out
+
+
+def _name(data: bytes, pos: int) -> tuple[str, int]:
+    length, pos = _leb_u32(data, pos)
+    return data[pos:pos + length].decode("utf-8", "replace"), pos + length
+
+
+def function_names(module: bytes) -> tuple[int, dict[int, str]]:
+    """How many functions the module imports, and the names its name section gives functions,
+    by function index (imports first, then the code section's bodies in order)."""
+    imported, names = 0, {}
+    for section, pos, end in _sections(module):
+        if section == IMPORT_SECTION:
+            count, pos = _leb_u32(module, pos)
+            for _ in range(count):
+                _, pos = _name(module, pos)
+                _, pos = _name(module, pos)
+                kind, pos = module[pos], pos + 1
+                if kind == 0:  # function: its type index
+                    _, pos = _leb_u32(module, pos)
+                    imported += 1
+                elif kind == 1:  # table: element type, limits
+                    flags = module[pos + 1]
+                    _, pos = _leb_u32(module, pos + 2)
+                    if flags & 1:
+                        _, pos = _leb_u32(module, pos)
+                elif kind == 2:  # memory: limits
+                    flags = module[pos]
+                    _, pos = _leb_u32(module, pos + 1)
+                    if flags & 1:
+                        _, pos = _leb_u32(module, pos)
+                elif kind == 3:  # global: type, mutability
+                    pos += 2
+                else:
+                    raise ValueError(f"unknown import kind {kind}")
+        elif section == CUSTOM_SECTION:
+            title, pos = _name(module, pos)
+            while title == "name" and pos < end:
+                sub, size = module[pos], 0
+                size, pos = _leb_u32(module, pos + 1)
+                if sub == 1:  # function names
+                    count, at = _leb_u32(module, pos)
+                    for _ in range(count):
+                        index, at = _leb_u32(module, at)
+                        names[index], at = _name(module, at)
+                pos += size
+    return imported, names
 
 
 def largest_bodies(path: Path, n: int = 3) -> list[int]:

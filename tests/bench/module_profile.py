@@ -1,0 +1,216 @@
+"""Where a request's instructions go inside the module: `make bench-profile`.
+
+`instructions.py` counts what Envoy executes per request, V8's generated code included, but
+callgrind sees that code as anonymous memory: it says how much the module costs, not where.
+V8 compiles every function of a module into one code space that starts with a jump table, one
+slot per function in the order of the module's function indices (Envoy 1.40's V8: a 5-byte
+`jmp rel32` padded to 8 bytes; the layouts of other versions are tried too). This reads that
+table from the counted process's memory (Valgrind runs Envoy's code at its own addresses), so
+each function's start is known; each counted instruction belongs to the function that starts
+at or before it, and the module's name section names it. The module profiled is a build that
+keeps its name section (`make bench-profile` builds one); names do not change the code V8 runs.
+
+It counts as `make bench` does (the same route, tokens and counted requests: `hot` is one token
+repeated, `many` 10,000 tokens each sent once, then 2,000 counted), and prints the functions by
+instructions per request, and what the module's code took in all. A hint, not a figure: the
+attributed instructions are V8's code for a function, which includes what it inlined.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import os
+import re
+import shutil
+import struct
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402
+import harness  # noqa: E402
+import instructions  # noqa: E402
+import wasm_code  # noqa: E402
+
+# (line size, slot size): slots fill lines of `line` bytes (a line of one slot: plain slots).
+JUMP_TABLE_LAYOUTS = [(8, 8), (64, 5), (5, 5), (16, 16)]
+# Mappings larger than this are not V8's code space for one module (Valgrind's own are).
+MAX_CODE_SPACE = 64 << 20
+
+
+class ProfiledEnvoy(instructions.CountedEnvoy):
+    """Callgrind also writes the cost of every instruction address."""
+
+    callgrind_options = ("--dump-instr=yes",)
+
+
+def jump_table(base: int, code: bytes, functions: int) -> Optional[list[int]]:
+    """The start address of each of `functions` functions, from a jump table at the start of
+    `code` (mapped at `base`): every slot a `jmp rel32` into `code`. `None` when there is none."""
+    for line, slot in JUMP_TABLE_LAYOUTS:
+        per_line = line // slot
+        for start in range(0, min(len(code), 1 << 16)):
+            targets = []
+            for k in range(functions):
+                at = start + (k // per_line) * line + (k % per_line) * slot
+                if at + 5 > len(code) or code[at] != 0xE9:
+                    break
+                target = base + at + 5 + struct.unpack_from("<i", code, at + 1)[0]
+                if not base <= target < base + len(code):
+                    break
+                targets.append(target)
+            if len(targets) == functions:
+                return targets
+    return None
+
+
+def code_spaces(pid: int) -> list[tuple[int, bytes]]:
+    """The process's anonymous executable mappings small enough to be a module's code space."""
+    spaces = []
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb") as mem:
+        for line in maps:
+            fields = line.split()
+            if len(fields) > 5 or "x" not in fields[1]:
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if end - start > MAX_CODE_SPACE:
+                continue
+            try:
+                mem.seek(start)
+                spaces.append((start, mem.read(end - start)))
+            except OSError:
+                continue
+    return spaces
+
+
+def costs_by_address(dump: Path) -> Counter:
+    """Instructions executed at each address, from a callgrind dump written with
+    `--dump-instr=yes --compress-pos=no` (a call's line is followed by the call's inclusive
+    cost at the call site, which is not the caller's own)."""
+    costs: Counter = Counter()
+    after_call = False
+    with dump.open(errors="replace") as lines:
+        for line in lines:
+            if after_call:
+                after_call = False
+                continue
+            if line.startswith("calls="):
+                after_call = True
+            elif line.startswith("0x"):
+                fields = line.split()
+                if len(fields) >= 2:
+                    costs[int(fields[0], 16)] += int(fields[1])
+    return costs
+
+
+def attribute(costs: Counter, starts: list[int], names: dict[int, str], imported: int) -> Counter:
+    """The costs inside the module's code (from its first function's start to the end of its
+    code space) by function name."""
+    order = sorted(range(len(starts)), key=starts.__getitem__)
+    firsts = [starts[i] for i in order]
+    by_name: Counter = Counter()
+    for address, cost in costs.items():
+        at = bisect.bisect_right(firsts, address) - 1
+        if at >= 0:
+            index = imported + order[at]
+            by_name[names.get(index, f"function {index}")] += cost
+    return by_name
+
+
+def inspect_module(module: Path):
+    """An `instructions.count` inspection: the module's functions' costs in the requests' dump."""
+    imported, names = wasm_code.function_names(module.read_bytes())
+    functions = len(wasm_code.function_body_sizes(module.read_bytes()))
+
+    def inspect(envoy: instructions.CountedEnvoy, dump: Path) -> dict[str, Any]:
+        assert envoy.service is not None
+        for base, code in code_spaces(envoy.service.pid):
+            starts = jump_table(base, code, functions)
+            if starts is None:
+                continue
+            costs = costs_by_address(dump)
+            inside = Counter({a: c for a, c in costs.items() if base <= a < base + len(code)})
+            return {"functions": attribute(inside, starts, names, imported),
+                    "code_space": sum(inside.values())}
+        raise harness.ServiceError(f"no jump table of {functions} functions in Envoy's code")
+
+    return inspect
+
+
+def demangle(name: str) -> str:
+    """A Rust symbol, shortened for reading: `_ZN8tollgate4gate4Gate6decide17h...E` ->
+    `tollgate::gate::Gate::decide` (v0 and other names are left as they are)."""
+    if not name.startswith("_ZN"):
+        return name
+    parts, pos = [], 3
+    while pos < len(name) and name[pos].isdigit():
+        digits = re.match(r"\d+", name[pos:])
+        assert digits is not None
+        length = int(digits.group())
+        pos += len(digits.group())
+        parts.append(name[pos:pos + length])
+        pos += length
+    if parts and re.fullmatch(r"h[0-9a-f]{16}", parts[-1]):
+        parts.pop()
+    text = "::".join(parts)
+    for code, char in (("$LT$", "<"), ("$GT$", ">"), ("$u20$", " "), ("$RF$", "&"), ("$C$", ","),
+                       ("$u7b$", "{"), ("$u7d$", "}"), ("..", "::")):
+        text = text.replace(code, char)
+    # A path segment that starts with `$` or `{` is mangled with a `_` in front.
+    return re.sub(r"(^|::)_(?=[<{])", r"\1", text)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--wasm", type=Path, required=True, help="the module, with its name section")
+    ap.add_argument("--scenario", choices=("hot", "many"), default="hot")
+    ap.add_argument("--many", type=int, default=bench.Params.many, help="tokens of `many`")
+    ap.add_argument("--requests", type=int, default=bench.Params.counted_requests)
+    ap.add_argument("--top", type=int, default=25, help="functions listed")
+    ap.add_argument("--at-least", type=float, default=0.0,
+                    help="fail unless the module's code took this many instructions a request")
+    ap.add_argument("--expect", default="",
+                    help="fail unless a function listed has this in its name")
+    args = ap.parse_args(argv)
+    missing = instructions.tools_missing()
+    if missing:
+        print(f"profile: {missing}", file=sys.stderr)
+        return 2
+    params = bench.Params(counted_requests=args.requests)
+    work = Path(tempfile.mkdtemp(prefix="tollgate-profile-"))
+    (work / "logs").mkdir()
+    try:
+        ctx = bench.Context(params=params, wasm=args.wasm, empty_wasm=bench.DEFAULT_EMPTY_WASM,
+                            work=work, dummy_port=harness.free_port())
+        ctx.keys = bench.Keys()
+        count = 1 if args.scenario == "hot" else args.many
+        tokens = bench.mint_tokens(ctx.keys, "RS256", count, args.scenario, int(time.time()) + 3600)
+        token_set = bench.write_tokens(work, args.scenario, tokens, bench.tamper(tokens[0]))
+        rec = bench.measure_instructions(ctx, args.scenario, bench.CONFIGURATIONS["tollgate"],
+                                         token_set, envoy_class=ProfiledEnvoy,
+                                         inspect=inspect_module(args.wasm))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    found = rec["inspected"]
+    requests = rec["requests"]
+    in_module = found["code_space"] / requests
+    print(f"tollgate, {args.scenario}: {rec['per_request']:,} instructions a request in Envoy "
+          f"(bare Envoy: ~105k), {in_module:,.0f} in the module's code ({rec['not_ok']} not 2xx)")
+    listed = [(demangle(name), cost) for name, cost in found["functions"].most_common(args.top)]
+    for name, cost in listed:
+        print(f"{cost / requests:10,.1f}  {name}")
+    if rec["not_ok"] or in_module < args.at_least or not any(args.expect in n for n, _ in listed):
+        print(f"profile: expected every answer 2xx, at least {args.at_least:,.0f} instructions a "
+              f"request in the module and {args.expect!r} among its functions", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
