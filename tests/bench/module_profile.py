@@ -108,15 +108,29 @@ def costs_by_address(dump: Path) -> Counter:
     return costs
 
 
-def attribute(costs: Counter, starts: list[int], names: dict[int, str], imported: int) -> Counter:
-    """The costs inside the module's code (from its first function's start to the end of its
-    code space) by function name."""
+# V8's code for a function is a few times its wasm body at most; what lies further after the
+# last function is V8's own (the wrappers that call the host, compiled at instantiation).
+MACHINE_CODE_PER_WASM_BYTE = 8
+BEFORE = "(V8: the jump table, before the module's functions)"
+AFTER = "(V8: wrappers and stubs, after the module's functions)"
+
+
+def attribute(costs: Counter, starts: list[int], sizes: list[int], names: dict[int, str],
+              imported: int) -> Counter:
+    """The costs inside the module's code space by function name: an address belongs to the
+    function that starts at or before it, the last one within its estimated length."""
     order = sorted(range(len(starts)), key=starts.__getitem__)
     firsts = [starts[i] for i in order]
+    last = order[-1] if order else 0
+    last_end = firsts[-1] + MACHINE_CODE_PER_WASM_BYTE * sizes[last] + 256 if order else 0
     by_name: Counter = Counter()
     for address, cost in costs.items():
         at = bisect.bisect_right(firsts, address) - 1
-        if at >= 0:
+        if at < 0:
+            by_name[BEFORE] += cost
+        elif at == len(order) - 1 and address >= last_end:
+            by_name[AFTER] += cost
+        else:
             index = imported + order[at]
             by_name[names.get(index, f"function {index}")] += cost
     return by_name
@@ -125,19 +139,19 @@ def attribute(costs: Counter, starts: list[int], names: dict[int, str], imported
 def inspect_module(module: Path):
     """An `instructions.count` inspection: the module's functions' costs in the requests' dump."""
     imported, names = wasm_code.function_names(module.read_bytes())
-    functions = len(wasm_code.function_body_sizes(module.read_bytes()))
+    sizes = wasm_code.function_body_sizes(module.read_bytes())
 
     def inspect(envoy: instructions.CountedEnvoy, dump: Path) -> dict[str, Any]:
         assert envoy.service is not None
         for base, code in code_spaces(envoy.service.pid):
-            starts = jump_table(base, code, functions)
+            starts = jump_table(base, code, len(sizes))
             if starts is None:
                 continue
             costs = costs_by_address(dump)
             inside = Counter({a: c for a, c in costs.items() if base <= a < base + len(code)})
-            return {"functions": attribute(inside, starts, names, imported),
+            return {"functions": attribute(inside, starts, sizes, names, imported),
                     "code_space": sum(inside.values())}
-        raise harness.ServiceError(f"no jump table of {functions} functions in Envoy's code")
+        raise harness.ServiceError(f"no jump table of {len(sizes)} functions in Envoy's code")
 
     return inspect
 
@@ -169,6 +183,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--wasm", type=Path, required=True, help="the module, with its name section")
     ap.add_argument("--scenario", choices=("hot", "many"), default="hot")
+    ap.add_argument("--config", default="tollgate",
+                    choices=("tollgate", "tollgate-nocache", "tollgate-ratelimit",
+                             "tollgate-ratelimit-exact"),
+                    help="the bench's configuration (default: tollgate)")
     ap.add_argument("--many", type=int, default=bench.Params.many, help="tokens of `many`")
     ap.add_argument("--requests", type=int, default=bench.Params.counted_requests)
     ap.add_argument("--top", type=int, default=25, help="functions listed")
@@ -191,7 +209,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         count = 1 if args.scenario == "hot" else args.many
         tokens = bench.mint_tokens(ctx.keys, "RS256", count, args.scenario, int(time.time()) + 3600)
         token_set = bench.write_tokens(work, args.scenario, tokens, bench.tamper(tokens[0]))
-        rec = bench.measure_instructions(ctx, args.scenario, bench.CONFIGURATIONS["tollgate"],
+        rec = bench.measure_instructions(ctx, args.scenario, bench.CONFIGURATIONS[args.config],
                                          token_set, envoy_class=ProfiledEnvoy,
                                          inspect=inspect_module(args.wasm))
     finally:
@@ -199,7 +217,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     found = rec["inspected"]
     requests = rec["requests"]
     in_module = found["code_space"] / requests
-    print(f"tollgate, {args.scenario}: {rec['per_request']:,} instructions a request in Envoy "
+    print(f"{args.config}, {args.scenario}: {rec['per_request']:,} instructions a request in Envoy "
           f"(bare Envoy: ~105k), {in_module:,.0f} in the module's code ({rec['not_ok']} not 2xx)")
     listed = [(demangle(name), cost) for name, cost in found["functions"].most_common(args.top)]
     for name, cost in listed:

@@ -81,9 +81,12 @@ def test_the_profile_finds_each_function_through_v8s_jump_table():
         struct.pack_into("<i", code, at + 1, target - (base + at + 5))
     assert module_profile.jump_table(base, bytes(code), 3) == starts
     assert module_profile.jump_table(base, bytes(code), 4) is None, "a fourth slot is not there"
-    costs = {0x1041: 5, 0x1050: 1, 0x1099: 7, 0x1100: 2, 0x1180: 3}
+    # Wasm bodies of 16 bytes: the last function (b, at 0x1100) may span 8 * 16 + 256 bytes;
+    # past that is V8's, as is what lies before the first function.
+    costs = {0x1010: 4, 0x1041: 5, 0x1050: 1, 0x1099: 7, 0x1100: 2, 0x1180: 3, 0x1300: 9}
     names = {10: "a", 11: "b", 12: "c"}
-    assert module_profile.attribute(costs, starts, names, imported=10) == {"a": 6, "c": 7, "b": 5}
+    assert module_profile.attribute(costs, starts, [16, 16, 16], names, imported=10) == {
+        "a": 6, "c": 7, "b": 5, module_profile.BEFORE: 4, module_profile.AFTER: 9}
     assert (module_profile.demangle("_ZN8tollgate4gate4Gate6decide17h436af81a77d86aa5E")
             == "tollgate::gate::Gate::decide")
     assert (module_profile.demangle("_ZN72_$LT$tollgate_filter..worker..Worker$u20$as$u20$tollgate.."
