@@ -132,7 +132,8 @@ def count(start_envoy: Callable[[type], harness.Envoy], headers: Sequence[dict[s
         busy_seconds = time.monotonic() - started
         total = dumped_total(envoy.out_file, 2)
         running = envoy.running
-        inspected = inspect(envoy, envoy.out_file.parent / f"{envoy.out_file.name}.2") if inspect else None
+        dump = envoy.out_file.parent / f"{envoy.out_file.name}.2"
+        inspected = inspect(envoy, dump) if inspect else None
     finally:
         envoy.stop()
         for f in envoy.log_dir.glob(envoy.out_file.name + "*"):

@@ -138,8 +138,9 @@ def attribute(costs: Counter, starts: list[int], sizes: list[int], names: dict[i
 
 def inspect_module(module: Path):
     """An `instructions.count` inspection: the module's functions' costs in the requests' dump."""
-    imported, names = wasm_code.function_names(module.read_bytes())
-    sizes = wasm_code.function_body_sizes(module.read_bytes())
+    wasm = module.read_bytes()
+    imported, names = wasm_code.function_names(wasm)
+    sizes = wasm_code.function_body_sizes(wasm)
 
     def inspect(envoy: instructions.CountedEnvoy, dump: Path) -> dict[str, Any]:
         assert envoy.service is not None

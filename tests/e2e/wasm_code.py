@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 CODE_SECTION = 10
+IMPORT_SECTION = 2
+CUSTOM_SECTION = 0
 
 
 def _leb_u32(data: bytes, pos: int) -> tuple[int, int]:
@@ -28,35 +30,6 @@ def _leb_u32(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def function_body_sizes(module: bytes) -> list[int]:
-    """The size in bytes of each function body, in the module's order (imports have none)."""
-    if module[:4] != b"\0asm":
-        raise ValueError("not a wasm module")
-    pos = 8
-    while pos < len(module):
-        section, pos = module[pos], pos + 1
-        size, pos = _leb_u32(module, pos)
-        end = pos + size
-        if end > len(module):
-            raise ValueError("a section runs past the end of the module")
-        if section == CODE_SECTION:
-            count, pos = _leb_u32(module, pos)
-            sizes = []
-            for _ in range(count):
-                body, pos = _leb_u32(module, pos)
-                sizes.append(body)
-                pos += body
-            if pos != end:
-                raise ValueError("the code section's bodies do not add up to its size")
-            return sizes
-        pos = end
-    return []
-
-
-IMPORT_SECTION = 2
-CUSTOM_SECTION = 0
-
-
 def _sections(module: bytes) -> list[tuple[int, int, int]]:
     """Each section: (id, start of its content, end)."""
     if module[:4] != b"\0asm":
@@ -70,6 +43,22 @@ def _sections(module: bytes) -> list[tuple[int, int, int]]:
         out.append((section, pos, pos + size))
         pos += size
     return out
+
+
+def function_body_sizes(module: bytes) -> list[int]:
+    """The size in bytes of each function body, in the module's order (imports have none)."""
+    for section, pos, end in _sections(module):
+        if section == CODE_SECTION:
+            count, pos = _leb_u32(module, pos)
+            sizes = []
+            for _ in range(count):
+                body, pos = _leb_u32(module, pos)
+                sizes.append(body)
+                pos += body
+            if pos != end:
+                raise ValueError("the code section's bodies do not add up to its size")
+            return sizes
+    return []
 
 
 def _name(data: bytes, pos: int) -> tuple[str, int]:
@@ -108,7 +97,7 @@ def function_names(module: bytes) -> tuple[int, dict[int, str]]:
         elif section == CUSTOM_SECTION:
             title, pos = _name(module, pos)
             while title == "name" and pos < end:
-                sub, size = module[pos], 0
+                sub = module[pos]
                 size, pos = _leb_u32(module, pos + 1)
                 if sub == 1:  # function names
                     count, at = _leb_u32(module, pos)
