@@ -16,6 +16,7 @@ use crate::config::{Config, LimitKey, ProviderId};
 use crate::json;
 use crate::ratelimit::BudgetKey;
 use crate::request::HeaderEdit;
+use crate::scan::same_bytes;
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -223,19 +224,22 @@ pub fn project(claims: Map<String, Value>, config: &Config) -> Claims {
     }))
 }
 
-/// A worker's bounded map of what it knows of tokens, keyed by the token itself: a hit costs
-/// one fast hash and one comparison of the whole token, no SHA-256. Only tokens an issuer made
-/// go in (verified ones, or ones the introspection endpoint called active), so a client cannot
-/// choose the keys: a crafted colliding token can slow a lookup, never pass for another.
+/// A worker's bounded map of what it knows of tokens, by a key of bytes: a verified JWT by its
+/// text (a hit costs one fast hash and one comparison of the whole token, no SHA-256), an
+/// introspection answer by its token's SHA-256 (an opaque token is nothing but a bearer secret:
+/// no cache keeps one, as SECURITY.md asks). Only tokens an issuer made go in (verified ones,
+/// or ones the introspection endpoint called active), so a client cannot choose the keys: a
+/// crafted colliding token can slow a lookup, never pass for another.
 ///
-/// Bounded in entries and in bytes: the tokens' text plus what their values [`Weigh`]. The
+/// Bounded in entries and in bytes: the keys plus what their values [`Weigh`]. The
 /// entry bound alone let tokens of an IdP that puts every group in them (16 KiB each, and
 /// their claims) take hundreds of MiB per worker; the byte bound keeps that predictable, and
 /// an entry heavier than an eighth of it is not kept at all (its token is verified each time).
 ///
 /// Why not `HashMap<Box<str>, _>`: its key comparison is `memcmp`, which in wasm32-wasip1 is
 /// wasi-libc's byte loop, and for a 700-byte token that loop was a quarter of a cache hit under
-/// V8. Entries are grouped by the token's hash instead, and compared by [`same_text`].
+/// V8. Entries are grouped by the key's hash instead, and compared by
+/// [`crate::scan::same_bytes`]: every byte, no early exit, 64 bytes a step.
 #[derive(Debug)]
 pub struct TokenCache<T> {
     by_hash: FxHashMap<u64, Entries<T>>,
@@ -262,8 +266,8 @@ impl<T: Weigh> Weigh for Rc<T> {
 const ENTRY_BYTES: usize = 64;
 
 /// What an entry counts against a [`TokenCache`]'s byte bound.
-fn entry_weight<T: Weigh>(token: &str, value: &T) -> usize {
-    ENTRY_BYTES + token.len() + value.weight()
+fn entry_weight<T: Weigh>(key: &[u8], value: &T) -> usize {
+    ENTRY_BYTES + key.len() + value.weight()
 }
 
 /// A remembered identity's fixed part: the identity, its fingerprint and what is derived from
@@ -280,22 +284,22 @@ impl Weigh for VerifiedIdentity {
 /// The tokens sharing one hash: almost always exactly one, kept without a second allocation.
 #[derive(Debug)]
 struct Entries<T> {
-    first: (Box<str>, Rc<T>),
-    more: Vec<(Box<str>, Rc<T>)>,
+    first: (Box<[u8]>, Rc<T>),
+    more: Vec<(Box<[u8]>, Rc<T>)>,
 }
 
 impl<T: Weigh> Entries<T> {
     fn weight(&self) -> usize {
         std::iter::once(&self.first)
             .chain(&self.more)
-            .map(|(token, value)| entry_weight(token, value))
+            .map(|(key, value)| entry_weight(key, value))
             .sum()
     }
 
-    fn find(&self, token: &str) -> Option<&Rc<T>> {
+    fn find(&self, key: &[u8]) -> Option<&Rc<T>> {
         std::iter::once(&self.first)
             .chain(&self.more)
-            .find(|(known, _)| same_text(known, token))
+            .find(|(known, _)| same_bytes(known, key))
             .map(|(_, value)| value)
     }
 
@@ -304,23 +308,15 @@ impl<T: Weigh> Entries<T> {
     }
 }
 
-/// Equality of two strings, every byte compared with no early exit ([`crate::scan`]; see
-/// [`TokenCache`] for why not `==`). A hit compares the whole token anyway, and a miss is on its
-/// way to a signature check that costs far more.
-pub fn same_text(a: &str, b: &str) -> bool {
-    crate::scan::same_bytes(a.as_bytes(), b.as_bytes())
-}
-
-/// Bytes at the end of a token that its cache hash reads.
+/// Bytes at the end of a key that its hash reads.
 const HASHED_TAIL: usize = 64;
 
-/// The hash a token is filed under: its length and its last [`HASHED_TAIL`] bytes. A JWT ends
-/// with its signature and an opaque token is short, so the tokens an issuer made (the only keys)
-/// differ there; hashing all of a 0.5-2 KB token cost as much as the rest of a cache hit. A token
-/// that shares a key's tail costs one comparison more, and is still not that key.
-fn text_hash(token: &str) -> u64 {
+/// The hash a key is filed under: its length and its last [`HASHED_TAIL`] bytes. A JWT ends
+/// with its signature (and a digest is 32 bytes), so the keys differ there; hashing all of a
+/// 0.5-2 KB token cost as much as the rest of a cache hit. A token that shares a key's tail
+/// costs one comparison more, and is still not that key.
+fn key_hash(bytes: &[u8]) -> u64 {
     use std::hash::Hasher;
-    let bytes = token.as_bytes();
     let tail = bytes
         .get(bytes.len().saturating_sub(HASHED_TAIL)..)
         .unwrap_or(bytes);
@@ -345,29 +341,31 @@ impl<T: Weigh> TokenCache<T> {
         }
     }
 
-    pub fn get(&self, token: &str) -> Option<Rc<T>> {
-        self.get_hashed(text_hash(token), token)
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Option<Rc<T>> {
+        let key = key.as_ref();
+        self.get_hashed(key_hash(key), key)
     }
 
-    fn get_hashed(&self, hash: u64, token: &str) -> Option<Rc<T>> {
-        self.by_hash.get(&hash)?.find(token).cloned()
+    fn get_hashed(&self, hash: u64, key: &[u8]) -> Option<Rc<T>> {
+        self.by_hash.get(&hash)?.find(key).cloned()
     }
 
     /// Remembers a value; when full (in entries or bytes), an eighth of the entries (arbitrary
     /// ones) make room, so inserting stays cheap and a flood of new tokens only evicts.
-    pub fn insert(&mut self, token: &str, value: Rc<T>) {
+    pub fn insert(&mut self, key: impl AsRef<[u8]>, value: Rc<T>) {
         if self.capacity == 0 {
             return;
         }
-        self.insert_hashed(text_hash(token), token, value);
+        let key = key.as_ref();
+        self.insert_hashed(key_hash(key), key, value);
     }
 
     /// [`TokenCache::insert`] with the hash given (tests force collisions with it).
-    fn insert_hashed(&mut self, hash: u64, token: &str, value: Rc<T>) {
+    fn insert_hashed(&mut self, hash: u64, key: &[u8], value: Rc<T>) {
         // A value learned again replaces the old one (which is stale even if this one is not
         // kept).
-        self.remove_hashed(hash, token);
-        let weight = entry_weight(token, &value);
+        self.remove_hashed(hash, key);
+        let weight = entry_weight(key, &value);
         if weight > self.max_bytes / 8 {
             return;
         }
@@ -376,7 +374,7 @@ impl<T: Weigh> TokenCache<T> {
         {
             self.evict_an_eighth();
         }
-        let entry = (token.into(), value);
+        let entry = (key.into(), value);
         match self.by_hash.entry(hash) {
             std::collections::hash_map::Entry::Occupied(mut same_hash) => {
                 same_hash.get_mut().more.push(entry)
@@ -408,14 +406,14 @@ impl<T: Weigh> TokenCache<T> {
         self.bytes = self.bytes.saturating_sub(freed_bytes);
     }
 
-    /// Forgets `token`, filed under `hash`, if it is there.
-    fn remove_hashed(&mut self, hash: u64, token: &str) {
+    /// Forgets `key`, filed under `hash`, if it is there.
+    fn remove_hashed(&mut self, hash: u64, key: &[u8]) {
         let std::collections::hash_map::Entry::Occupied(mut group) = self.by_hash.entry(hash)
         else {
             return;
         };
         let entries = group.get_mut();
-        let removed = if same_text(&entries.first.0, token) {
+        let removed = if same_bytes(&entries.first.0, key) {
             match entries.more.pop() {
                 Some(last) => std::mem::replace(&mut entries.first, last),
                 None => group.remove().first,
@@ -424,7 +422,7 @@ impl<T: Weigh> TokenCache<T> {
             let Some(at) = entries
                 .more
                 .iter()
-                .position(|(known, _)| same_text(known, token))
+                .position(|(known, _)| same_bytes(known, key))
             else {
                 return;
             };
@@ -551,7 +549,7 @@ mod tests {
             derived: Derived::default(),
         });
         for i in 0..1000 {
-            cache.insert(&format!("t{i}"), Rc::clone(&id));
+            cache.insert(format!("t{i}"), Rc::clone(&id));
             assert!(cache.len() <= 64);
         }
         assert!(cache.get("t999").is_some(), "the newest entry is kept");
@@ -566,7 +564,7 @@ mod tests {
         let (budget, each) = (8 * 1024, 174);
         let mut cache: TokenCache<u32> = TokenCache::new(1000, budget);
         for i in 0..200u32 {
-            cache.insert(&format!("token-{i:04}"), Rc::new(100));
+            cache.insert(format!("token-{i:04}"), Rc::new(100));
             assert!(cache.bytes() <= budget, "{} bytes", cache.bytes());
             assert_eq!(cache.bytes(), cache.len() * each);
         }
@@ -607,9 +605,9 @@ mod tests {
         };
         let token = "t".repeat(650);
         assert!(
-            (1100..1300).contains(&entry_weight(&token, &id)),
+            (1100..1300).contains(&entry_weight(token.as_bytes(), &id)),
             "{}",
-            entry_weight(&token, &id)
+            entry_weight(token.as_bytes(), &id)
         );
         let mut more = id.clone();
         more.payload_segment = Some("p".repeat(300));
@@ -617,27 +615,18 @@ mod tests {
     }
 
     #[test]
-    fn tokens_are_compared_whole_at_every_length_and_position() {
-        let base: String = (0..40).map(|i| char::from(b'a' + i % 26)).collect();
-        for len in 0..base.len() {
-            let a = &base[..len];
-            assert!(same_text(a, a));
-            assert!(!same_text(a, &base[..len + 1]), "lengths differ");
-            for at in 0..len {
-                let mut b = a.as_bytes().to_vec();
-                b[at] ^= 1;
-                let b = String::from_utf8(b).unwrap();
-                assert!(!same_text(a, &b), "{a:?} vs {b:?}");
-            }
-        }
-    }
-
-    #[test]
     fn tokens_that_end_alike_are_told_apart_by_the_whole_text() {
         let tail = "s".repeat(HASHED_TAIL);
         let (a, b) = (format!("header.one.{tail}"), format!("header.two.{tail}"));
-        assert_eq!(text_hash(&a), text_hash(&b), "only the tail is hashed");
-        assert_ne!(text_hash(&a), text_hash(&format!("header.one.{tail}x")));
+        assert_eq!(
+            key_hash(a.as_bytes()),
+            key_hash(b.as_bytes()),
+            "only the tail is hashed"
+        );
+        assert_ne!(
+            key_hash(a.as_bytes()),
+            key_hash(format!("header.one.{tail}x").as_bytes())
+        );
         let mut cache: TokenCache<u32> = TokenCache::new(8, 1 << 20);
         cache.insert(&a, Rc::new(1));
         assert!(cache.get(&b).is_none(), "same tail, another token");
@@ -653,20 +642,20 @@ mod tests {
     fn tokens_with_the_same_hash_stay_apart() {
         let mut cache: TokenCache<u32> = TokenCache::new(8, 1 << 20);
         for (i, token) in ["a.b.c", "a.b.d", "x"].into_iter().enumerate() {
-            cache.insert_hashed(7, token, Rc::new(i as u32));
+            cache.insert_hashed(7, token.as_bytes(), Rc::new(i as u32));
         }
         assert_eq!(cache.len(), 3);
-        assert_eq!(cache.get_hashed(7, "a.b.d").as_deref(), Some(&1));
-        assert_eq!(cache.get_hashed(7, "x").as_deref(), Some(&2));
-        assert_eq!(cache.get_hashed(7, "a.b.e"), None);
-        assert_eq!(cache.get_hashed(8, "x"), None);
+        assert_eq!(cache.get_hashed(7, b"a.b.d").as_deref(), Some(&1));
+        assert_eq!(cache.get_hashed(7, b"x").as_deref(), Some(&2));
+        assert_eq!(cache.get_hashed(7, b"a.b.e"), None);
+        assert_eq!(cache.get_hashed(8, b"x"), None);
         // A value learned again replaces the old one; the count stays.
-        cache.insert_hashed(7, "x", Rc::new(9));
-        assert_eq!(cache.get_hashed(7, "x").as_deref(), Some(&9));
+        cache.insert_hashed(7, b"x", Rc::new(9));
+        assert_eq!(cache.get_hashed(7, b"x").as_deref(), Some(&9));
         assert_eq!(cache.len(), 3);
         // Full: a group of colliding tokens leaves together, and the count follows.
         for i in 0..20u32 {
-            cache.insert(&format!("t{i}"), Rc::new(i));
+            cache.insert(format!("t{i}"), Rc::new(i));
             assert!(cache.len() <= 8, "{}", cache.len());
         }
         assert_eq!(cache.get("t19").as_deref(), Some(&19));

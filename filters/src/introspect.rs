@@ -202,9 +202,7 @@ impl Worker {
                     }
                     // This worker keeps it too, like an answer it read: were the shared slots
                     // all taken since, its next request would not cost another call.
-                    if let Some(token) = self.waiting_token(&hash) {
-                        self.keep_answer(&token, provider, &cached);
-                    }
+                    self.keep_answer(provider, &cached);
                 }
                 KnownAnswer::Answer {
                     cached,

@@ -246,7 +246,7 @@ impl Worker {
             match self.cached_answer(provider, &hash) {
                 Some(cached) => {
                     self.metrics.introspection_cache(&name, true);
-                    self.keep_answer(token, provider, &cached);
+                    self.keep_answer(provider, &cached);
                     self.known = Some(Known {
                         provider,
                         hash,
@@ -271,10 +271,10 @@ impl Worker {
         self.apply(context_id, request, decision, parked_until)
     }
 
-    /// Keeps an active answer for `token`, checked once against its provider's configuration
-    /// (what does not depend on the time): a request that finds it checks only the dates.
-    /// Inactive answers are not kept (see `introspected`).
-    pub fn keep_answer(&self, token: &str, provider: ProviderId, answer: &CachedAnswer) {
+    /// Keeps an active answer, under its token's SHA-256, checked once against its provider's
+    /// configuration (what does not depend on the time): a request that finds it checks only
+    /// the dates. Inactive answers are not kept (see `introspected`).
+    pub fn keep_answer(&self, provider: ProviderId, answer: &CachedAnswer) {
         if !answer.active {
             return;
         }
@@ -290,7 +290,9 @@ impl Worker {
             checked: introspection::check_answer(&*answer.claims, found, cfg),
             answer: answer.clone(),
         };
-        self.introspected.borrow_mut().insert(token, Rc::new(kept));
+        self.introspected
+            .borrow_mut()
+            .insert(answer.token_hash, Rc::new(kept));
     }
 
     /// Keeps a token the engine just verified, for this worker and, through shared data, the
@@ -573,13 +575,6 @@ impl Worker {
             })
     }
 
-    /// The token of a request parked for this token hash.
-    pub fn waiting_token(&self, hash: &[u8; 32]) -> Option<String> {
-        self.introspection_waits()
-            .find(|(_, h, _)| h == hash)
-            .map(|(_, _, token)| token.to_string())
-    }
-
     fn resume_waiter(&mut self, context_id: u32) {
         let Some(waiter) = self.waiters.remove(&context_id) else {
             return;
@@ -672,7 +667,7 @@ impl Host for Worker {
     fn introspection(
         &self,
         provider: ProviderId,
-        token: &str,
+        _token: &str,
         digest: &TokenDigest,
     ) -> IntrospectionView {
         match &self.known {
@@ -682,12 +677,10 @@ impl Host for Worker {
                     KnownAnswer::Answer { cached, from_cache } => view_of(cached, *from_cache),
                 }
             }
-            // An active answer this worker read before and that is still fresh: no hash, no
-            // shared read.
-            _ => match self.introspected.borrow().get(token) {
+            // An active answer this worker read before and that is still fresh: no shared
+            // read. Found by the token's SHA-256, which the audit needs anyway.
+            _ => match self.introspected.borrow().get(digest.get()) {
                 Some(kept) if kept.provider == provider && self.now_ms < kept.answer.until_ms => {
-                    // Its hash was checked against this token's when it was kept.
-                    digest.know(&kept.answer.token_hash);
                     IntrospectionView::Active {
                         claims: Rc::clone(&kept.answer.claims),
                         cached: true,
@@ -772,6 +765,36 @@ mod tests {
         for opaque in ["2YotnFZFEjr1zCsicMWpAA", "a.b", "a.b.c.d.e", "v1.a.b.c"] {
             assert!(!may_be_compact_jws(opaque), "{opaque}");
         }
+    }
+
+    #[test]
+    fn introspection_answers_are_kept_by_the_tokens_sha256_never_by_the_token() {
+        let config = tollgate::config::Config::from_json(
+            br#"{"providers": {"corp": {"issuer": "https://idp", "audiences": ["api"],
+                "verify": "introspection",
+                "introspection": {"endpoint": "https://idp/introspect", "cluster": "idp",
+                                  "client_id": "gw", "client_secret": "s3cret"}}}}"#,
+        )
+        .unwrap();
+        let mut worker = Worker::new(1);
+        worker.gate = Some(Rc::new(Gate::new(config)));
+        worker.introspected = RefCell::new(TokenCache::new(8, 1 << 20));
+        worker.now_ms = 1_000;
+        let token = "2YotnFZFEjr1zCsicMWpAA";
+        let claims = serde_json::json!({"active": true, "iss": "https://idp", "sub": "svc"});
+        let answer = tollgate::introspection::Answer::Active(claims.as_object().unwrap().clone());
+        worker.keep_answer(0, &CachedAnswer::new(token_hash(token), &answer, 60_000));
+
+        let kept = worker.introspected.borrow();
+        assert!(kept.get(token_hash(token)).is_some());
+        assert!(kept.get(token).is_none(), "the token itself is not a key");
+        drop(kept);
+        let found = |token: &str| worker.introspection(0, token, &TokenDigest::new(token));
+        assert!(matches!(
+            found(token),
+            IntrospectionView::Active { cached: true, .. }
+        ));
+        assert!(matches!(found("another-token"), IntrospectionView::Unknown));
     }
 
     #[test]
