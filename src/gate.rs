@@ -648,7 +648,7 @@ impl Gate {
         let Some(cfg) = &provider.introspection else {
             return Err(Denial::Malformed("this provider does not introspect tokens").into());
         };
-        // Asked first: a host that kept the answer may hand in the token's SHA-256 with it.
+        // The host finds a kept answer by the token's SHA-256; the audit's fingerprint reuses it.
         let view = host.introspection(id, &token.token, digest);
         facts.token_sha256 = Some(digest.fingerprint().into());
         match view {
@@ -782,12 +782,6 @@ impl<'t> TokenDigest<'t> {
         hasher.update(rest);
         let _ = self.digest.set(hasher.finalize().into());
         Some(of_prefix)
-    }
-
-    /// Hands in this very token's SHA-256, which the host already keeps (with its cached
-    /// introspection answer), so that it is not computed again. Ignored once known.
-    pub fn know(&self, digest: &[u8; 32]) {
-        let _ = self.digest.set(*digest);
     }
 
     fn fingerprint(&self) -> String {

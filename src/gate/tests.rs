@@ -85,8 +85,6 @@ struct FakeKeys {
     inline: JwkSet,
     /// The one introspection answer the host knows, by token hash.
     introspected: Option<([u8; 32], Introspected)>,
-    /// A SHA-256 the host hands in with its introspection view (as a worker does from its cache).
-    hands_in: Option<[u8; 32]>,
     /// The check of the answer the host kept with it (as a worker does for the answers it keeps).
     checked: Option<Result<crate::introspection::CheckedAnswer, Denial>>,
     /// The one token the host remembers as verified, and the key-set generation.
@@ -104,7 +102,6 @@ impl FakeKeys {
             pending: false,
             may_refetch: true,
             introspected: None,
-            hands_in: None,
             checked: None,
             remembered: None,
             generation: 7,
@@ -144,9 +141,6 @@ impl Host for FakeKeys {
         }
     }
     fn introspection(&self, _: ProviderId, _: &str, digest: &TokenDigest) -> IntrospectionView {
-        if let Some(known) = &self.hands_in {
-            digest.know(known);
-        }
         match &self.introspected {
             Some((h, _)) if h != digest.get() => IntrospectionView::Unknown,
             Some((_, Introspected::Active(claims))) => IntrospectionView::Active {
@@ -844,28 +838,6 @@ fn an_answer_checked_when_kept_decides_as_one_checked_now() {
     keys.checked = Some(Err(Denial::WrongTokenType));
     let d = run(&gate, &keys, "GET", "/orders", &[("authorization", &auth)]);
     assert_eq!(denial(&d), Denial::WrongTokenType);
-}
-
-#[test]
-fn a_hash_the_host_hands_in_is_not_computed_again() {
-    let gate = Gate::new(introspecting_config());
-    let mut keys = FakeKeys::ready();
-    // Not this token's SHA-256: the audit shows it only if the engine took it as given.
-    let handed = [7u8; 32];
-    keys.hands_in = Some(handed);
-    keys.introspected = Some((handed, Introspected::Active(active_claims().into())));
-    let d = run(
-        &gate,
-        &keys,
-        "GET",
-        "/orders",
-        &[("authorization", &bearer(OPAQUE))],
-    );
-    assert!(matches!(d.verdict, Verdict::Allow(_)), "{d:?}");
-    assert_eq!(
-        d.facts.token_sha256.as_deref(),
-        Some(crate::audit::fingerprint_of(&handed).as_str())
-    );
 }
 
 #[test]
