@@ -234,7 +234,7 @@ bench-smoke: wasm bench-tools bench-empty-filter profile-wasm
 profile-wasm: tools
 	cargo build --profile profiling --quiet --target $(WASM_TARGET) -p tollgate-filter
 
-bench-profile: profile-wasm bench-tools bench-empty-filter
+bench-profile: profile-wasm bench-tools
 	$(PY) tests/bench/module_profile.py --wasm $(CURDIR)/$(PROFILE_WASM) --scenario hot
 	$(PY) tests/bench/module_profile.py --wasm $(CURDIR)/$(PROFILE_WASM) --scenario many
 

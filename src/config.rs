@@ -60,8 +60,9 @@ pub struct ConfigFile {
     pub token_cache_entries: Option<u32>,
     /// The memory each worker may spend on remembered tokens, in bytes, for verified JWTs and
     /// for introspection answers each: the tokens' text, the claims kept with them and a few
-    /// hundred bytes an entry. A token heavier than an eighth of it is not remembered (it is verified
-    /// on every request). Default: 33554432 (32 MiB); from 1048576 (1 MiB) to 1073741824 (1 GiB).
+    /// hundred bytes an entry. A token heavier than an eighth of it is not remembered (it is
+    /// verified on every request). Default: 33554432 (32 MiB); from 1048576 (1 MiB) to
+    /// 1073741824 (1 GiB).
     #[serde(default)]
     pub token_cache_bytes: Option<u64>,
 }

@@ -4,7 +4,7 @@
 callgrind sees that code as anonymous memory: it says how much the module costs, not where.
 V8 compiles every function of a module into one code space that starts with a jump table, one
 slot per function in the order of the module's function indices (Envoy 1.40's V8: a 5-byte
-`jmp rel32` padded to 8 bytes; the layouts of other versions are tried too). This reads that
+`jmp rel32` padded to 8 bytes; another V8's layout is reported as no jump table found). This reads that
 table from the counted process's memory (Valgrind runs Envoy's code at its own addresses), so
 each function's start is known; each counted instruction belongs to the function that starts
 at or before it, and the module's name section names it. The module profiled is a build that
@@ -37,8 +37,9 @@ import harness  # noqa: E402
 import instructions  # noqa: E402
 import wasm_code  # noqa: E402
 
-# (line size, slot size): slots fill lines of `line` bytes (a line of one slot: plain slots).
-JUMP_TABLE_LAYOUTS = [(8, 8), (64, 5), (5, 5), (16, 16)]
+# Envoy 1.40's V8 (x64): a `jmp rel32` (5 bytes) padded to 8 bytes a slot, from the first byte
+# of the code space on.
+JUMP_TABLE_SLOT = 8
 # Mappings larger than this are not V8's code space for one module (Valgrind's own are).
 MAX_CODE_SPACE = 64 << 20
 
@@ -50,23 +51,18 @@ class ProfiledEnvoy(instructions.CountedEnvoy):
 
 
 def jump_table(base: int, code: bytes, functions: int) -> Optional[list[int]]:
-    """The start address of each of `functions` functions, from a jump table at the start of
-    `code` (mapped at `base`): every slot a `jmp rel32` into `code`. `None` when there is none."""
-    for line, slot in JUMP_TABLE_LAYOUTS:
-        per_line = line // slot
-        for start in range(0, min(len(code), 1 << 16)):
-            targets = []
-            for k in range(functions):
-                at = start + (k // per_line) * line + (k % per_line) * slot
-                if at + 5 > len(code) or code[at] != 0xE9:
-                    break
-                target = base + at + 5 + struct.unpack_from("<i", code, at + 1)[0]
-                if not base <= target < base + len(code):
-                    break
-                targets.append(target)
-            if len(targets) == functions:
-                return targets
-    return None
+    """The start address of each of `functions` functions, from the jump table that begins
+    `code` (mapped at `base`): every slot a `jmp rel32` into `code`. `None` when it is not one
+    (another mapping, or another V8's layout)."""
+    targets = []
+    for at in range(0, functions * JUMP_TABLE_SLOT, JUMP_TABLE_SLOT):
+        if at + 5 > len(code) or code[at] != 0xE9:
+            return None
+        target = base + at + 5 + struct.unpack_from("<i", code, at + 1)[0]
+        if not base <= target < base + len(code):
+            return None
+        targets.append(target)
+    return targets
 
 
 def code_spaces(pid: int) -> list[tuple[int, bytes]]:

@@ -72,15 +72,17 @@ def test_the_name_reader_numbers_functions_after_the_imports():
 
 def test_the_profile_finds_each_function_through_v8s_jump_table():
     # Three functions at 0x1040, 0x1100 and 0x1080 of a code space mapped at 0x1000, behind a
-    # table of 8-byte slots that starts 16 bytes in: a `jmp rel32` each, padded.
+    # table of 8-byte slots at its start: a `jmp rel32` each, padded.
     base, starts = 0x1000, [0x1040, 0x1100, 0x1080]
     code = bytearray(b"\xcc" * 0x200)
     for k, target in enumerate(starts):
-        at = 16 + 8 * k
+        at = 8 * k
         code[at] = 0xE9
         struct.pack_into("<i", code, at + 1, target - (base + at + 5))
     assert module_profile.jump_table(base, bytes(code), 3) == starts
     assert module_profile.jump_table(base, bytes(code), 4) is None, "a fourth slot is not there"
+    shifted = b"\xcc" * 8 + bytes(code)
+    assert module_profile.jump_table(base, shifted, 3) is None, "only at the start"
     # Wasm bodies of 16 bytes: the last function (b, at 0x1100) may span 8 * 16 + 256 bytes;
     # past that is V8's, as is what lies before the first function.
     costs = {0x1010: 4, 0x1041: 5, 0x1050: 1, 0x1099: 7, 0x1100: 2, 0x1180: 3, 0x1300: 9}
