@@ -2,14 +2,17 @@
 //!
 //! Verifying a JWT costs tens to hundreds of microseconds in wasm; a client sends the same token
 //! on every request until it expires. So a token whose signature and static claims (`typ`,
-//! `iss`, `aud`) passed is remembered, keyed by a hash of the whole token, with the claims the
-//! configuration reads. A hit skips parsing and the signature, never the clock: `exp`, `nbf`
-//! and `iat` are checked again on every request. An entry is tied to the provider's key-set
-//! generation, so a key removed from the JWKS stops every token it signed at the next refresh.
+//! `iss`, `aud`) passed is remembered with the claims the configuration reads: by each worker
+//! under the token itself ([`TokenCache`]: a hit hashes its last bytes and compares it whole,
+//! with no SHA-256), and in shared data under 16 bytes of its SHA-256 ([`TokenKey`]). A hit
+//! skips parsing and the signature, never the clock: `exp`, `nbf` and `iat` are checked again
+//! on every request. An entry is tied to the provider's key-set generation, so a key removed
+//! from the JWKS stops every token it signed at the next refresh.
 //!
-//! Memory is bounded: a fixed number of entries per worker, each holding only the claims the
-//! configuration can read ([`project`]), and the same compact encoding ([`VerifiedIdentity::encode`])
-//! lets one worker's verification serve the others through shared data.
+//! Memory is bounded: per worker, in entries and in bytes (`token_cache_entries`,
+//! `token_cache_bytes`), each entry holding only the claims the configuration can read
+//! ([`project`]); a compact encoding ([`VerifiedIdentity::encode`]) lets one worker's
+//! verification serve the others through shared data.
 
 use crate::claims::{Claims, Dates};
 use crate::config::{Config, LimitKey, ProviderId};
