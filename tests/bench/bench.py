@@ -868,7 +868,7 @@ def summarize(runs: list[dict[str, Any]], memory: list[dict[str, Any]],
             rows[c] = row
         table[s.key] = {"title": s.title, "configs": rows}
 
-    def over(m: dict[str, Any], base: str, which: str = "rss_kib") -> Optional[float]:
+    def rss_over(m: dict[str, Any], base: str, which: str = "rss_kib") -> Optional[float]:
         """A memory run's RSS (after, or idle) over `base`'s in the same round, in MiB."""
         b = next((b for b in memory if b["round"] == m["round"] and b["config"] == base), None)
         return (m[which] - b[which]) / 1024 if b else None
@@ -882,10 +882,11 @@ def summarize(runs: list[dict[str, Any]], memory: list[dict[str, Any]],
             "heap_mib": median([m["allocator"].get("heap_size", 0) / 2**20 for m in mine]),
             "allocated_mib": median([m["allocator"].get("allocated", 0) / 2**20 for m in mine]),
             "start_s": median([m["start_seconds"] for m in mine]),
-            "over_bare_mib": median([over(m, "bare") for m in mine]),
+            "over_bare_mib": median([rss_over(m, "bare") for m in mine]),
             # Where tollgate's goes: its module loaded and idle, over the empty filter idle
             # (the floor of any wasm filter); then what the load with the tokens added.
-            "idle_over_empty_mib": median([over(m, "empty-wasm", "rss_idle_kib") for m in mine])
+            "idle_over_empty_mib": median([rss_over(m, "empty-wasm", "rss_idle_kib")
+                                           for m in mine])
             if CONFIGURATIONS[c].tollgate else None,
             "growth_mib": median([(m["rss_kib"] - m["rss_idle_kib"]) / 1024 for m in mine]),
             "tokens": mine[0]["tokens"],
@@ -950,21 +951,29 @@ def summarize(runs: list[dict[str, Any]], memory: list[dict[str, Any]],
     hot_path_target("opaque", "tollgate-introspection", "4. opaque tokens")
     hot_path_target("ratelimit", "tollgate-ratelimit", "5. rate limits")
 
-    insn = {(c["scenario"], c["config"]): c["per_request"] for c in counted or []}
+    counted_by = {(c["scenario"], c["config"]): c for c in counted or []}
+
+    def counted_over_bare(field: str, r: Optional[dict[str, Any]], base: str) -> Optional[float]:
+        """A counted run's `field` over bare Envoy's in the scenario `base`."""
+        bare = counted_by.get((base, "bare"))
+        return sub(r.get(field), bare.get(field)) if r and bare else None
+
     insn_rows: dict[str, dict[str, Any]] = {}
     for c in counted or []:
         base = COUNTED_BASELINE.get(c["scenario"], c["scenario"])
-        over = sub(c["per_request"], insn.get((base, "bare")))
-        empty_over = sub(insn.get((base, "empty-wasm")), insn.get((base, "bare")))
-        insn_rows.setdefault(c["scenario"], {})[c["config"]] = {
-            "per_request": c["per_request"],
-            "over_bare": over if c["config"] != "bare" else None,
-            "empty_over_bare": empty_over,
-            "x_empty_over_bare": ratio(over, empty_over)
-            if c["config"] not in ("bare", "empty-wasm") else None,
-            "not_ok": c["not_ok"],
-            "requests": c["requests"],
-        }
+        compared = c["config"] not in ("bare", "empty-wasm")
+        row: dict[str, Any] = {"not_ok": c["not_ok"], "requests": c["requests"]}
+        # Instructions, then simulated first-level cache misses (what a count leaves out).
+        for field, prefix in (("per_request", ""), ("l1_misses_per_request", "l1_")):
+            over = counted_over_bare(field, c, base)
+            empty_over = counted_over_bare(field, counted_by.get((base, "empty-wasm")), base)
+            row.update({
+                f"{prefix}per_request": c.get(field),
+                f"{prefix}over_bare": over if c["config"] != "bare" else None,
+                f"{prefix}empty_over_bare": empty_over,
+                f"{prefix}x_empty_over_bare": ratio(over, empty_over) if compared else None,
+            })
+        insn_rows.setdefault(c["scenario"], {})[c["config"]] = row
     for scenario, config, what in (("hot", "tollgate", "1. one token"),
                                    ("many", "tollgate", "2. many tokens"),
                                    ("opaque", "tollgate-introspection", "4. opaque tokens"),
@@ -980,6 +989,15 @@ def summarize(runs: list[dict[str, Any]], memory: list[dict[str, Any]],
             "limit": f"{HOT_PATH_FACTOR} x",
             "met": row["x_empty_over_bare"] <= HOT_PATH_FACTOR,
         })
+        if row["l1_x_empty_over_bare"] is not None:
+            targets.append({
+                "target": f"hot path, {what}, for scale: {config}'s simulated L1 cache "
+                          "misses/request over bare against the empty wasm filter's (callgrind)",
+                "value": f"{row['l1_over_bare']:,.0f} vs {row['l1_empty_over_bare']:,.0f}: "
+                         f"{row['l1_x_empty_over_bare']:.2f} x",
+                "limit": "-",
+                "met": None,
+            })
 
     if "tollgate" in mem_rows and mem_rows["tollgate"]["over_bare_mib"] is not None:
         over = mem_rows["tollgate"]["over_bare_mib"]
@@ -1239,17 +1257,22 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
                   f"{instructions.IDLE_SECONDS:g} s before). The count repeats to within ~0.2% "
                   "from run to run; see `tests/bench/instructions.py`.", "",
                   "| scenario | configuration | instructions/request | over bare | "
+                  "x the empty filter's over bare | L1 misses/request (simulated) | over bare | "
                   "x the empty filter's over bare | notes |",
-                  "| --- | --- | ---: | ---: | ---: | --- |"]
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
         for key, rows in s["instructions"].items():
             for c, r in rows.items():
                 notes = f"**{r['not_ok']} not 2xx**" if r["not_ok"] else ""
                 if key in COUNTED_BASELINE:
                     notes = "; ".join(x for x in (notes, f"against {COUNTED_BASELINE[key]}'s "
                                                   "bare and empty filter") if x)
-                over = fmt(r["over_bare"], 0) if c != "bare" else "-"
-                x = fmt(r["x_empty_over_bare"], 2) if c not in ("bare", "empty-wasm") else "-"
-                lines.append(f"| {key} | {c} | {r['per_request']:,} | {over} | {x} | {notes} |")
+                cells = []
+                for prefix in ("", "l1_"):
+                    cells += [fmt(r[f"{prefix}per_request"], 0),
+                              fmt(r[f"{prefix}over_bare"], 0) if c != "bare" else "-",
+                              fmt(r[f"{prefix}x_empty_over_bare"], 2)
+                              if c not in ("bare", "empty-wasm") else "-"]
+                lines.append(f"| {key} | {c} | {' | '.join(cells)} | {notes} |")
         lines.append("")
     lines += ["## Configurations", ""]
     for c in CONFIGURATIONS.values():

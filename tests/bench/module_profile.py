@@ -12,8 +12,11 @@ keeps its name section (`make bench-profile` builds one); names do not change th
 
 It counts as `make bench` does (the same route, tokens and counted requests: `hot` is one token
 repeated, `many` 10,000 tokens each sent once, then 2,000 counted), and prints the functions by
-instructions per request, and what the module's code took in all. A hint, not a figure: the
-attributed instructions are V8's code for a function, which includes what it inlined.
+instructions per request, and what the module's code took in all; `--event I1mr` attributes the
+simulated instruction-cache misses instead (`instructions.py`: nearly every line of the module's
+code a request runs misses, so this is its code footprint per request, in 64-byte lines). A
+hint, not a figure: the attributed costs are V8's code for a function, which includes what it
+inlined.
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ import wasm_code  # noqa: E402
 JUMP_TABLE_SLOT = 8
 # Mappings larger than this are not V8's code space for one module (Valgrind's own are).
 MAX_CODE_SPACE = 64 << 20
+
+
+# What `--event` can attribute (callgrind's event names, with the cache simulation on).
+EVENTS = {"Ir": "instructions", "I1mr": "instruction-cache misses", "D1mr": "data-read misses",
+          "D1mw": "data-write misses"}
 
 
 class ProfiledEnvoy(instructions.CountedEnvoy):
@@ -84,23 +92,30 @@ def code_spaces(pid: int) -> list[tuple[int, bytes]]:
     return spaces
 
 
-def costs_by_address(dump: Path) -> Counter:
-    """Instructions executed at each address, from a callgrind dump written with
-    `--dump-instr=yes --compress-pos=no` (a call's line is followed by the call's inclusive
-    cost at the call site, which is not the caller's own)."""
+def costs_by_address(dump: Path, event: str = "Ir") -> Counter:
+    """The `event` (`Ir`: instructions executed; `I1mr`: instruction-cache misses, ...) at each
+    address, from a callgrind dump written with `--dump-instr=yes --compress-pos=no` (a call's
+    line is followed by the call's inclusive cost at the call site, which is not the caller's
+    own; a line leaves out its trailing zero costs)."""
     costs: Counter = Counter()
     after_call = False
+    column = None
     with dump.open(errors="replace") as lines:
         for line in lines:
             if after_call:
                 after_call = False
                 continue
-            if line.startswith("calls="):
+            if line.startswith("events:"):
+                names = line.split()[1:]
+                if event not in names:
+                    raise ValueError(f"the dump has no {event} (it has {' '.join(names)})")
+                column = 1 + names.index(event)
+            elif line.startswith("calls="):
                 after_call = True
-            elif line.startswith("0x"):
+            elif line.startswith("0x") and column is not None:
                 fields = line.split()
-                if len(fields) >= 2:
-                    costs[int(fields[0], 16)] += int(fields[1])
+                if len(fields) > column:
+                    costs[int(fields[0], 16)] += int(fields[column])
     return costs
 
 
@@ -132,8 +147,9 @@ def attribute(costs: Counter, starts: list[int], sizes: list[int], names: dict[i
     return by_name
 
 
-def inspect_module(module: Path):
-    """An `instructions.count` inspection: the module's functions' costs in the requests' dump."""
+def inspect_module(module: Path, event: str = "Ir"):
+    """An `instructions.count` inspection: the module's functions' costs (`event`) in the
+    requests' dump."""
     wasm = module.read_bytes()
     imported, names = wasm_code.function_names(wasm)
     sizes = wasm_code.function_body_sizes(wasm)
@@ -144,7 +160,7 @@ def inspect_module(module: Path):
             starts = jump_table(base, code, len(sizes))
             if starts is None:
                 continue
-            costs = costs_by_address(dump)
+            costs = costs_by_address(dump, event)
             inside = Counter({a: c for a, c in costs.items() if base <= a < base + len(code)})
             return {"functions": attribute(inside, starts, sizes, names, imported),
                     "code_space": sum(inside.values())}
@@ -187,8 +203,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--many", type=int, default=bench.Params.many, help="tokens of `many`")
     ap.add_argument("--requests", type=int, default=bench.Params.counted_requests)
     ap.add_argument("--top", type=int, default=25, help="functions listed")
+    ap.add_argument("--event", choices=EVENTS, default="Ir",
+                    help="what is attributed: instructions (Ir, the default) or simulated L1 "
+                         "misses (I1mr: instruction fetches, D1mr: data reads, D1mw: writes)")
     ap.add_argument("--at-least", type=float, default=0.0,
-                    help="fail unless the module's code took this many instructions a request")
+                    help="fail unless the module's code took this many of the event a request")
     ap.add_argument("--expect", default="",
                     help="fail unless a function listed has this in its name")
     args = ap.parse_args(argv)
@@ -208,19 +227,21 @@ def main(argv: Optional[list[str]] = None) -> int:
         token_set = bench.write_tokens(work, args.scenario, tokens, bench.tamper(tokens[0]))
         rec = bench.measure_instructions(ctx, args.scenario, bench.CONFIGURATIONS[args.config],
                                          token_set, envoy_class=ProfiledEnvoy,
-                                         inspect=inspect_module(args.wasm))
+                                         inspect=inspect_module(args.wasm, args.event))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     found = rec["inspected"]
     requests = rec["requests"]
     in_module = found["code_space"] / requests
+    what = EVENTS[args.event]
     print(f"{args.config}, {args.scenario}: {rec['per_request']:,} instructions a request in Envoy "
-          f"(bare Envoy: ~105k), {in_module:,.0f} in the module's code ({rec['not_ok']} not 2xx)")
+          f"(bare Envoy: ~105k), {in_module:,.0f} {what} in the module's code "
+          f"({rec['not_ok']} not 2xx)")
     listed = [(demangle(name), cost) for name, cost in found["functions"].most_common(args.top)]
     for name, cost in listed:
         print(f"{cost / requests:10,.1f}  {name}")
     if rec["not_ok"] or in_module < args.at_least or not any(args.expect in n for n, _ in listed):
-        print(f"profile: expected every answer 2xx, at least {args.at_least:,.0f} instructions a "
+        print(f"profile: expected every answer 2xx, at least {args.at_least:,.0f} {what} a "
               f"request in the module and {args.expect!r} among its functions", file=sys.stderr)
         return 1
     return 0

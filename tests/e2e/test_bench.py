@@ -8,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import bench  # noqa: E402
+import instructions  # noqa: E402
 
 
 def memory_run(config: str, round_no: int, idle_mib: float, after_mib: float) -> dict:
@@ -35,3 +36,32 @@ def test_the_memory_terms_need_bare_and_the_empty_filter_of_the_same_round():
               memory_run("tollgate", 1, 108.0, 134.0)]
     assert bench.memory_terms(memory) is None
     assert bench.memory_terms([]) is None
+
+
+def test_a_dumps_totals_are_read_by_event_with_left_out_ones_zero(tmp_path):
+    dump = tmp_path / "envoy.callgrind.2"
+    # Callgrind leaves trailing zero totals out of the line.
+    dump.write_text("version: 1\ncreator: callgrind\nevents: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr "
+                    "DLmw\n\nfn=(1) main\n0x401000 7 1\ntotals: 1000 300 200 40 25\n")
+    totals = instructions.dumped_totals(tmp_path / "envoy.callgrind", 2, timeout=1)
+    assert totals == {"Ir": 1000, "Dr": 300, "Dw": 200, "I1mr": 40, "D1mr": 25}
+    assert instructions.l1_misses(totals) == 65
+
+
+def counted_run(scenario: str, config: str, instructions_: int, misses: int) -> dict:
+    return {"scenario": scenario, "config": config, "per_request": instructions_,
+            "l1_misses_per_request": misses, "not_ok": 0, "requests": 2000}
+
+
+def test_counted_misses_are_compared_like_the_instructions_scenario_5_with_scenario_1s_floor():
+    counted = [counted_run("hot", "bare", 105_000, 4_400),
+               counted_run("hot", "empty-wasm", 141_000, 6_400),    # +36,000 and +2,000
+               counted_run("hot", "tollgate", 147_000, 7_000),      # +42,000 and +2,600
+               counted_run("ratelimit", "tollgate-ratelimit", 148_200, 7_200)]
+    rows = bench.summarize([], [], [], 1, [], counted)["instructions"]
+    assert rows["hot"]["tollgate"]["x_empty_over_bare"] == 42_000 / 36_000
+    assert rows["hot"]["tollgate"]["l1_x_empty_over_bare"] == 2_600 / 2_000
+    limited = rows["ratelimit"]["tollgate-ratelimit"]
+    assert (limited["over_bare"], limited["l1_over_bare"]) == (43_200, 2_800)
+    assert limited["l1_x_empty_over_bare"] == 2_800 / 2_000
+    assert rows["hot"]["empty-wasm"]["l1_x_empty_over_bare"] is None

@@ -95,3 +95,16 @@ def test_the_profile_finds_each_function_through_v8s_jump_table():
                                     "gate..Host$GT$8verified17h2d29e535e79fd894E")
             == "<tollgate_filter::worker::Worker as tollgate::gate::Host>::verified")
     assert module_profile.demangle("dlmalloc") == "dlmalloc"
+
+
+def test_the_profile_reads_the_event_it_is_asked_for_at_each_address(tmp_path):
+    dump = tmp_path / "envoy.callgrind.2"
+    # Trailing zero costs are left out of a line; a call's line is followed by its inclusive
+    # cost at the call site, which is not the caller's own.
+    dump.write_text("events: Ir Dr Dw I1mr D1mr D1mw\nfn=(1) a\n0x1000 10 2 1 1\n0x1004 3\n"
+                    "calls=1 0x2000\n0x1008 500 90 80 40\n0x1000 5 0 0 2 1\n")
+    assert module_profile.costs_by_address(dump) == {0x1000: 15, 0x1004: 3}
+    assert module_profile.costs_by_address(dump, "I1mr") == {0x1000: 3}
+    assert module_profile.costs_by_address(dump, "D1mr") == {0x1000: 1}
+    with pytest.raises(ValueError, match="no ILmr"):
+        module_profile.costs_by_address(dump, "ILmr")
