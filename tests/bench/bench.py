@@ -796,18 +796,22 @@ def median(values: list[float]) -> Optional[float]:
     return statistics.median(vals) if vals else None
 
 
+def memory_run(memory: list[dict[str, Any]], config: str,
+               round_no: int) -> Optional[dict[str, Any]]:
+    """The memory check of `config` in round `round_no`, if it ran."""
+    return next((m for m in memory if m["config"] == config and m["round"] == round_no), None)
+
+
 def memory_terms(memory: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
     """tollgate's RSS over bare Envoy's in the memory check, split into three terms that add up
     to it, all from one round (the median one): the empty filter's idle RSS over bare's (the
     floor of any wasm filter), tollgate's idle RSS over the empty filter's (what loading its
     module costs), and how much more tollgate grew under the load than bare did (the tokens it
     remembers). `None` without the three configurations in a round."""
-    def run(config: str, round_no: int) -> Optional[dict[str, Any]]:
-        return next((m for m in memory if m["config"] == config and m["round"] == round_no), None)
-
     whole = []
     for t in (m for m in memory if m["config"] == "tollgate"):
-        bare, empty = run("bare", t["round"]), run("empty-wasm", t["round"])
+        bare = memory_run(memory, "bare", t["round"])
+        empty = memory_run(memory, "empty-wasm", t["round"])
         if bare is not None and empty is not None:
             whole.append((t["rss_kib"] - bare["rss_kib"], t, bare, empty))
     if not whole:
@@ -870,7 +874,7 @@ def summarize(runs: list[dict[str, Any]], memory: list[dict[str, Any]],
 
     def rss_over(m: dict[str, Any], base: str, which: str = "rss_kib") -> Optional[float]:
         """A memory run's RSS (after, or idle) over `base`'s in the same round, in MiB."""
-        b = next((b for b in memory if b["round"] == m["round"] and b["config"] == base), None)
+        b = memory_run(memory, base, m["round"])
         return (m[which] - b[which]) / 1024 if b else None
 
     mem_rows: dict[str, Any] = {}
@@ -1242,9 +1246,10 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
                 notes.append(f"**{r['not_ok']} not 2xx**")
             if r.get("jwt_verifications") is not None:
                 notes.append(f"{r['jwt_verifications']:,.0f} signatures verified")
+            idle_over_empty = r["idle_over_empty_mib"]
             lines.append(f"| {c} | {fmt(r['rss_idle_mib'])} | {fmt(r['rss_mib'])} | "
                          f"{fmt(r['over_bare_mib']) if c != 'bare' else '-'} | "
-                         f"{fmt(r['idle_over_empty_mib']).replace('n/a', '-')} | "
+                         f"{'-' if idle_over_empty is None else fmt(idle_over_empty)} | "
                          f"{fmt(r['growth_mib'])} | "
                          f"{fmt(r['heap_mib'])} ({fmt(r['allocated_mib'])}) | "
                          f"{fmt(r['start_s'], 2)} | {'; '.join(notes)} |")

@@ -157,9 +157,11 @@ def count(start_envoy: Callable[[type], harness.Envoy], headers: Sequence[dict[s
             f.unlink()
     if not running:
         raise harness.ServiceError(f"{envoy.name}: Envoy died while counted")
-    def per_request(busy: int, idle: int) -> int:
+
+    def per_request(counted: int, counted_idle: int) -> int:
         # Less what the timers ran meanwhile, at the idle rate.
-        return round(max(busy - idle / idle_seconds * busy_seconds, 0) / requests)
+        timers = counted_idle / idle_seconds * busy_seconds
+        return round(max(counted - timers, 0) / requests)
 
     return {
         "requests": requests,
