@@ -1045,7 +1045,7 @@ impl<'a> Walk<'a> {
             ToString::to_string,
         );
         let host = self.host;
-        match host.introspection(id, &token.token, &TokenDigest::new(&token.token)) {
+        match host.introspection(id, &TokenDigest::new(&token.token)) {
             IntrospectionView::Unknown => {
                 self.record(
                     "introspection",

@@ -63,14 +63,10 @@ pub trait Host {
     fn keys(&self, provider: ProviderId) -> KeysView<'_>;
     /// Whether a token with an unknown `kid` may cause a refetch now (cooldown).
     fn may_refetch(&self, provider: ProviderId) -> bool;
-    /// What the host knows of `token`'s introspection; `digest` is its SHA-256, computed only
-    /// if asked for (the shared cache and the calls are keyed by it).
-    fn introspection(
-        &self,
-        _provider: ProviderId,
-        _token: &str,
-        _digest: &TokenDigest,
-    ) -> IntrospectionView {
+    /// What the host knows of a token's introspection, by the token's SHA-256 (`digest`,
+    /// computed when first asked for): every cache of answers and every call in flight is keyed
+    /// by it, never by the token, an opaque token being nothing but a bearer secret.
+    fn introspection(&self, _provider: ProviderId, _digest: &TokenDigest) -> IntrospectionView {
         IntrospectionView::Unknown
     }
     /// Which key set the provider has now: remembered verifications of another generation are
@@ -649,7 +645,7 @@ impl Gate {
             return Err(Denial::Malformed("this provider does not introspect tokens").into());
         };
         // The host finds a kept answer by the token's SHA-256; the audit's fingerprint reuses it.
-        let view = host.introspection(id, &token.token, digest);
+        let view = host.introspection(id, digest);
         facts.token_sha256 = Some(digest.fingerprint().into());
         match view {
             IntrospectionView::Unknown => Err(Step::Introspect(id)),

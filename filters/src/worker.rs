@@ -664,12 +664,7 @@ impl Host for Worker {
         Some(identity)
     }
 
-    fn introspection(
-        &self,
-        provider: ProviderId,
-        _token: &str,
-        digest: &TokenDigest,
-    ) -> IntrospectionView {
+    fn introspection(&self, provider: ProviderId, digest: &TokenDigest) -> IntrospectionView {
         match &self.known {
             Some(known) if known.provider == provider && &known.hash == digest.get() => {
                 match &known.answer {
@@ -789,7 +784,7 @@ mod tests {
         assert!(kept.get(token_hash(token)).is_some());
         assert!(kept.get(token).is_none(), "the token itself is not a key");
         drop(kept);
-        let found = |token: &str| worker.introspection(0, token, &TokenDigest::new(token));
+        let found = |token: &str| worker.introspection(0, &TokenDigest::new(token));
         assert!(matches!(
             found(token),
             IntrospectionView::Active { cached: true, .. }

@@ -81,7 +81,7 @@ impl Host for AnswerHost {
     fn may_refetch(&self, _: ProviderId) -> bool {
         false
     }
-    fn introspection(&self, _: ProviderId, _: &str, digest: &TokenDigest) -> IntrospectionView {
+    fn introspection(&self, _: ProviderId, digest: &TokenDigest) -> IntrospectionView {
         if *digest.get() == token_hash(OPAQUE) {
             IntrospectionView::Active {
                 claims: std::rc::Rc::clone(&self.claims),

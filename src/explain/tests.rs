@@ -155,7 +155,7 @@ impl Host for FakeHost {
     fn may_refetch(&self, _: ProviderId) -> bool {
         self.may_refetch
     }
-    fn introspection(&self, _: ProviderId, _: &str, _: &TokenDigest) -> IntrospectionView {
+    fn introspection(&self, _: ProviderId, _: &TokenDigest) -> IntrospectionView {
         match &self.introspected {
             None => IntrospectionView::Unknown,
             Some(Introspected::Active(claims)) => IntrospectionView::Active {

@@ -140,7 +140,7 @@ impl Host for FakeKeys {
             _ => None,
         }
     }
-    fn introspection(&self, _: ProviderId, _: &str, digest: &TokenDigest) -> IntrospectionView {
+    fn introspection(&self, _: ProviderId, digest: &TokenDigest) -> IntrospectionView {
         match &self.introspected {
             Some((h, _)) if h != digest.get() => IntrospectionView::Unknown,
             Some((_, Introspected::Active(claims))) => IntrospectionView::Active {
