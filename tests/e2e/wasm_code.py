@@ -9,6 +9,7 @@ under a bound.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 CODE_SECTION = 10
@@ -106,6 +107,23 @@ def function_names(module: bytes) -> tuple[int, dict[int, str]]:
                         names[index], at = _name(module, at)
                 pos += size
     return imported, names
+
+
+def custom_section_names(module: bytes) -> list[str]:
+    return [_name(module, pos)[0] for section, pos, _ in _sections(module)
+            if section == CUSTOM_SECTION]
+
+
+# A `call` whose function index is a padded 5-byte LEB128 (as `wasm-ld` leaves it unless told
+# to `--compress-relocations`): a value below 2^14 written as `1xxxxxxx 1xxxxxxx 10000000
+# 10000000 00000000`. The bytes can also occur by chance inside a constant; rarely.
+_PADDED_CALL = re.compile(rb"\x10[\x80-\xff]{2}\x80\x80\x00")
+
+
+def padded_calls(module: bytes) -> int:
+    """How many calls in the code section carry a padded function index."""
+    return sum(len(_PADDED_CALL.findall(module, pos, end))
+               for section, pos, end in _sections(module) if section == CODE_SECTION)
 
 
 def largest_bodies(path: Path, n: int = 3) -> list[int]:
