@@ -48,20 +48,28 @@ def test_a_dumps_totals_are_read_by_event_with_left_out_ones_zero(tmp_path):
     assert instructions.l1_misses(totals) == 65
 
 
-def counted_run(scenario: str, config: str, instructions_: int, misses: int) -> dict:
+def counted_run(scenario: str, config: str, instructions_: int, misses: int,
+                fetch_misses: int) -> dict:
     return {"scenario": scenario, "config": config, "per_request": instructions_,
-            "l1_misses_per_request": misses, "not_ok": 0, "requests": 2000}
+            "l1_misses_per_request": misses, "i1_misses_per_request": fetch_misses,
+            "not_ok": 0, "requests": 2000}
 
 
 def test_counted_misses_are_compared_like_the_instructions_scenario_5_with_scenario_1s_floor():
-    counted = [counted_run("hot", "bare", 105_000, 4_400),
-               counted_run("hot", "empty-wasm", 141_000, 6_400),    # +36,000 and +2,000
-               counted_run("hot", "tollgate", 147_000, 7_000),      # +42,000 and +2,600
-               counted_run("ratelimit", "tollgate-ratelimit", 148_200, 7_200)]
-    rows = bench.summarize([], [], [], 1, [], counted)["instructions"]
+    counted = [counted_run("hot", "bare", 105_000, 4_400, 3_000),
+               counted_run("hot", "empty-wasm", 141_000, 6_400, 4_500),  # +36,000, +2,000, +1,500
+               counted_run("hot", "tollgate", 147_000, 7_000, 5_100),    # +42,000, +2,600, +2,100
+               counted_run("ratelimit", "tollgate-ratelimit", 148_200, 7_200, 5_200)]
+    summary = bench.summarize([], [], [], 1, [], counted)
+    rows = summary["instructions"]
     assert rows["hot"]["tollgate"]["x_empty_over_bare"] == 42_000 / 36_000
     assert rows["hot"]["tollgate"]["l1_x_empty_over_bare"] == 2_600 / 2_000
     limited = rows["ratelimit"]["tollgate-ratelimit"]
     assert (limited["over_bare"], limited["l1_over_bare"]) == (43_200, 2_800)
     assert limited["l1_x_empty_over_bare"] == 2_800 / 2_000
     assert rows["hot"]["empty-wasm"]["l1_x_empty_over_bare"] is None
+    assert rows["hot"]["tollgate"]["i1_x_empty_over_bare"] == 2_100 / 1_500
+    assert limited["i1_x_empty_over_bare"] == 2_200 / 1_500
+    scale = next(t["value"] for t in summary["targets"]
+                 if t["target"].startswith("hot path, 1. one token, for scale"))
+    assert scale == "2,600 vs 2,000: 1.30 x (instruction fetches alone: 2,100 vs 1,500: 1.40 x)"
