@@ -708,6 +708,21 @@ def allocator(envoy: harness.Envoy) -> dict[str, int]:
     return {k: int(v) for k, v in envoy.admin("/memory").json().items() if str(v).isdigit()}
 
 
+def compiled_code_kib(smaps: str) -> int:
+    """Resident KiB of the anonymous executable mappings in a process's `smaps`: the machine
+    code V8 generated (every wasm function, compiled at load) and its other JIT code. Envoy's
+    own code is a mapped file, and its allocator's heap is not executable."""
+    total, executable = 0, False
+    for line in smaps.splitlines():
+        head = line.split()
+        if head and ("-" in head[0]) and len(head) >= 5 and not head[0].endswith(":"):
+            # A mapping's header: address range, permissions, offset, device, inode[, path].
+            executable = "x" in head[1] and len(head) == 5
+        elif executable and head and head[0] == "Rss:":
+            total += int(head[1])
+    return total
+
+
 def measure_memory(ctx: Context, config: Configuration, tokens: TokenSet,
                    round_no: int) -> dict[str, Any]:
     """Envoy with two workers: RSS after every one of the tokens was sent `memory_passes`
@@ -721,6 +736,7 @@ def measure_memory(ctx: Context, config: Configuration, tokens: TokenSet,
         time.sleep(0.5)
         rss_idle = harness.rss_kib(pid)
         heap_idle = allocator(envoy)
+        code_idle = compiled_code_kib(Path(f"/proc/{pid}/smaps").read_text())
         before = envoy_stats(envoy)
         wrk = run_wrk(ctx, envoy, tokens, count=len(tokens.tokens) * p.memory_passes)
         after = envoy_stats(envoy)
@@ -742,6 +758,7 @@ def measure_memory(ctx: Context, config: Configuration, tokens: TokenSet,
         "rss_idle_kib": rss_idle,
         "rss_kib": rss,
         "allocator_idle": heap_idle,
+        "code_idle_kib": code_idle,
         "allocator": heap,
     }
     if config.tollgate:
@@ -807,7 +824,10 @@ def memory_terms(memory: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
     to it, all from one round (the median one): the empty filter's idle RSS over bare's (the
     floor of any wasm filter), tollgate's idle RSS over the empty filter's (what loading its
     module costs), and how much more tollgate grew under the load than bare did (the tokens it
-    remembers). `None` without the three configurations in a round."""
+    remembers). The module's term is split further where the runs recorded it: Envoy's
+    allocator (the physical bytes tcmalloc holds: in use, V8's copy and metadata of the module;
+    the rest, what compiling it freed but tcmalloc kept), the machine code V8 generated, and the
+    rest (linear memories, V8's heaps). `None` without the three configurations in a round."""
     whole = []
     for t in (m for m in memory if m["config"] == "tollgate"):
         bare = memory_run(memory, "bare", t["round"])
@@ -818,7 +838,7 @@ def memory_terms(memory: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
         return None
     whole.sort(key=lambda w: w[0])
     total, t, bare, empty = whole[(len(whole) - 1) // 2]
-    return {
+    terms: dict[str, Any] = {
         "round": t["round"],
         "total": total / 1024,
         "empty": (empty["rss_idle_kib"] - bare["rss_idle_kib"]) / 1024,
@@ -826,6 +846,15 @@ def memory_terms(memory: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
         "grew": ((t["rss_kib"] - t["rss_idle_kib"]) - (bare["rss_kib"] - bare["rss_idle_kib"]))
         / 1024,
     }
+    heap = [m.get("allocator_idle", {}).get("total_physical_bytes") for m in (t, empty)]
+    live = [m.get("allocator_idle", {}).get("allocated") for m in (t, empty)]
+    code = [m.get("code_idle_kib") for m in (t, empty)]
+    if None not in heap + live + code:
+        terms["idle_allocator"] = (heap[0] - heap[1]) / MiB
+        terms["idle_allocated"] = (live[0] - live[1]) / MiB
+        terms["idle_code"] = (code[0] - code[1]) / 1024
+        terms["idle_rest"] = terms["idle"] - terms["idle_allocator"] - terms["idle_code"]
+    return terms
 
 
 def summarize(runs: list[dict[str, Any]], memory: list[dict[str, Any]],
@@ -885,6 +914,8 @@ def summarize(runs: list[dict[str, Any]], memory: list[dict[str, Any]],
             "rss_idle_mib": median([m["rss_idle_kib"] / 1024 for m in mine]),
             "heap_mib": median([m["allocator"].get("heap_size", 0) / 2**20 for m in mine]),
             "allocated_mib": median([m["allocator"].get("allocated", 0) / 2**20 for m in mine]),
+            "code_idle_mib": median([m["code_idle_kib"] / 1024 for m in mine
+                                     if m.get("code_idle_kib") is not None]),
             "start_s": median([m["start_seconds"] for m in mine]),
             "over_bare_mib": median([rss_over(m, "bare") for m in mine]),
             # Where tollgate's goes: its module loaded and idle, over the empty filter idle
@@ -1020,6 +1051,11 @@ def summarize(runs: list[dict[str, Any]], memory: list[dict[str, Any]],
             if terms["grew"] > 0:
                 value += (f" ({terms['grew'] * MiB / mem_rows['tollgate']['tokens']:,.0f} bytes "
                           "a token, both workers and shared data)")
+            if "idle_allocator" in terms:
+                value += (f"; the module's term is Envoy's allocator "
+                          f"{terms['idle_allocator']:+.1f} ({terms['idle_allocated']:+.1f} in "
+                          "use, the rest freed and kept) + V8's compiled code "
+                          f"{terms['idle_code']:+.1f} + the rest {terms['idle_rest']:+.1f}")
         targets.append({
             "target": f"memory: RSS with tollgate over bare, 2 workers, "
                       f"{mem_rows['tollgate']['tokens']:,} cached tokens",
@@ -1244,8 +1280,8 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
                   f"{p['memory_passes']} times each", "",
                   "| configuration | RSS idle MiB | RSS after MiB | over bare MiB | idle over "
                   "empty-wasm idle MiB | grew under load MiB | allocator heap after MiB "
-                  "(allocated) | start s | notes |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+                  "(allocated) | V8 code idle MiB | start s | notes |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
         for c, r in s["memory"].items():
             notes = []
             if r["not_ok"]:
@@ -1258,6 +1294,7 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
                          f"{'-' if idle_over_empty is None else fmt(idle_over_empty)} | "
                          f"{fmt(r['growth_mib'])} | "
                          f"{fmt(r['heap_mib'])} ({fmt(r['allocated_mib'])}) | "
+                         f"{fmt(r.get('code_idle_mib'))} | "
                          f"{fmt(r['start_s'], 2)} | {'; '.join(notes)} |")
         lines.append("")
     if s.get("instructions"):

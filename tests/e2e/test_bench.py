@@ -31,6 +31,36 @@ def test_the_memory_target_splits_into_terms_that_add_up_to_it_from_the_median_r
     assert terms["empty"] + terms["idle"] + terms["grew"] == terms["total"]
 
 
+def test_the_module_term_splits_into_allocator_code_and_the_rest_where_recorded():
+    memory = [memory_run("bare", 1, 64.0, 70.0), memory_run("empty-wasm", 1, 88.0, 89.0),
+              memory_run("tollgate", 1, 108.0, 140.0)]
+    memory[1].update(allocator_idle={"total_physical_bytes": 23 * bench.MiB,
+                                     "allocated": 10 * bench.MiB}, code_idle_kib=400)
+    memory[2].update(allocator_idle={"total_physical_bytes": 39 * bench.MiB,
+                                     "allocated": 16 * bench.MiB}, code_idle_kib=2960)
+    terms = bench.memory_terms(memory)
+    assert (terms["idle"], terms["idle_allocator"], terms["idle_code"]) == (20.0, 16.0, 2.5)
+    assert (terms["idle_allocated"], terms["idle_rest"]) == (6.0, 1.5)
+    # Runs of an older results.json, without the split, keep the three terms alone.
+    del memory[2]["code_idle_kib"]
+    assert "idle_allocator" not in bench.memory_terms(memory)
+
+
+def test_compiled_code_is_the_resident_part_of_anonymous_executable_mappings():
+    smaps = (
+        "55d0-55e0 r-xp 00000000 08:01 1234 /usr/bin/envoy\n"
+        "Rss:                1000 kB\n"
+        "7f00-7f10 rwxp 00000000 00:00 0 \n"
+        "Size:               3496 kB\n"
+        "Rss:                2804 kB\n"
+        "VmFlags: rd wr ex mr mw me ac\n"
+        "7f20-7f30 rw-p 00000000 00:00 0 \n"
+        "Rss:               30680 kB\n"
+        "7f40-7f50 r-xp 00000000 00:00 0 \n"
+        "Rss:                  12 kB\n")
+    assert bench.compiled_code_kib(smaps) == 2804 + 12
+
+
 def test_the_memory_terms_need_bare_and_the_empty_filter_of_the_same_round():
     memory = [memory_run("bare", 1, 64.0, 65.0), memory_run("empty-wasm", 2, 88.0, 89.0),
               memory_run("tollgate", 1, 108.0, 134.0)]
