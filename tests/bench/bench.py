@@ -827,7 +827,8 @@ def memory_terms(memory: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
     remembers). The module's term is split further where the runs recorded it: Envoy's
     allocator (the physical bytes tcmalloc holds: in use, V8's copy and metadata of the module;
     the rest, what compiling it freed but tcmalloc kept), the machine code V8 generated, and the
-    rest (linear memories, V8's heaps). `None` without the three configurations in a round."""
+    rest (linear memories, V8's heaps; below zero when tcmalloc counts pages it holds that are
+    not resident). `None` without the three configurations in a round."""
     whole = []
     for t in (m for m in memory if m["config"] == "tollgate"):
         bare = memory_run(memory, "bare", t["round"])
