@@ -708,18 +708,22 @@ def allocator(envoy: harness.Envoy) -> dict[str, int]:
     return {k: int(v) for k, v in envoy.admin("/memory").json().items() if str(v).isdigit()}
 
 
+# A mapping's header line in `/proc/<pid>/smaps`: its permissions and its path, if any.
+SMAPS_MAPPING = re.compile(r"[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \S+ *(\S*)")
+
+
 def compiled_code_kib(smaps: str) -> int:
     """Resident KiB of the anonymous executable mappings in a process's `smaps`: the machine
     code V8 generated (every wasm function, compiled at load) and its other JIT code. Envoy's
     own code is a mapped file, and its allocator's heap is not executable."""
     total, executable = 0, False
     for line in smaps.splitlines():
-        head = line.split()
-        if head and ("-" in head[0]) and len(head) >= 5 and not head[0].endswith(":"):
-            # A mapping's header: address range, permissions, offset, device, inode[, path].
-            executable = "x" in head[1] and len(head) == 5
-        elif executable and head and head[0] == "Rss:":
-            total += int(head[1])
+        mapping = SMAPS_MAPPING.match(line)
+        if mapping:
+            perms, path = mapping.groups()
+            executable = "x" in perms and (not path or path.startswith("[anon:"))
+        elif executable and line.startswith("Rss:"):
+            total += int(line.split()[1])
     return total
 
 

@@ -57,8 +57,12 @@ def test_compiled_code_is_the_resident_part_of_anonymous_executable_mappings():
         "7f20-7f30 rw-p 00000000 00:00 0 \n"
         "Rss:               30680 kB\n"
         "7f40-7f50 r-xp 00000000 00:00 0 \n"
-        "Rss:                  12 kB\n")
-    assert bench.compiled_code_kib(smaps) == 2804 + 12
+        "Rss:                  12 kB\n"
+        "7f60-7f70 r-xp 00000000 00:00 0 [anon:v8]\n"
+        "Rss:                   4 kB\n"
+        "7ff0-7ff8 r-xp 00000000 00:00 0 [vdso]\n"
+        "Rss:                   8 kB\n")
+    assert bench.compiled_code_kib(smaps) == 2804 + 12 + 4
 
 
 def test_the_memory_terms_need_bare_and_the_empty_filter_of_the_same_round():
