@@ -2,28 +2,24 @@
 //!
 //! Every function here returns what the host said or a safe default; none decides anything.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use crate::abi;
+use crate::abi::{BufferType, HeaderMap, LogLevel};
 use std::cell::RefCell;
 use std::ops::Range;
-use std::time::UNIX_EPOCH;
 use tollgate::request::Headers;
 use tollgate::scan::is_ascii;
 
 pub fn log(level: LogLevel, message: &str) {
-    let _ = hostcalls::log(level, message);
+    let _ = abi::log(level, message);
 }
 
 /// Whether the host writes info-level lines for this plugin (when it cannot say: yes).
 pub fn logs_info() -> bool {
-    hostcalls::get_log_level().map_or(true, |level| (level as u32) <= (LogLevel::Info as u32))
+    abi::get_log_level().map_or(true, |level| level <= LogLevel::Info as u32)
 }
 
 pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
+    abi::get_current_time_ns().map_or(0, |ns| ns / 1_000_000)
 }
 
 /// A request's headers, owned: kept while the request waits for keys or introspection.
@@ -46,7 +42,7 @@ impl OwnedRequest {
     /// Reads the current request's headers; `None` without `:method` or `:path`, or when the
     /// host's answer is malformed.
     pub fn read() -> Option<OwnedRequest> {
-        OwnedRequest::parse(header_map_bytes(MapType::HttpRequestHeaders)?)
+        OwnedRequest::parse(abi::get_header_map_pairs(HeaderMap::Request).ok()?)
     }
 
     /// Reads the proxy-wasm serialization of a header map: the number of pairs (u32, little
@@ -221,37 +217,10 @@ fn lossy_copy(bytes: &[u8], spans: &mut [(Range<usize>, Range<usize>)]) -> Strin
     text
 }
 
-#[link(wasm_import_module = "env")]
-extern "C" {
-    fn proxy_get_header_map_pairs(
-        map_type: MapType,
-        return_map_data: *mut *mut u8,
-        return_map_size: *mut usize,
-    ) -> u32;
-}
-
-/// A header map as the host serializes it, in one allocation (the SDK's `get_map_bytes` copies
-/// it into a `String` and a `Vec` per header, and panics on a status it does not expect).
-fn header_map_bytes(map: MapType) -> Option<Vec<u8>> {
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut size: usize = 0;
-    // SAFETY: the host writes a pointer and a size into the two locations we own.
-    let status = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
-    if status != 0 {
-        return None;
-    }
-    if data.is_null() {
-        return Some(Vec::new());
-    }
-    // SAFETY: the host allocated the `size` bytes through the SDK's `proxy_on_memory_allocate`,
-    // a `Vec<u8>` of that capacity, and hands them over: what `hostcalls::get_map_bytes` does.
-    Some(unsafe { Vec::from_raw_parts(data, size, size) })
-}
-
 /// `source.address` (`10.0.0.1:5555`, `[::1]:5555`) without its port.
 /// The downstream peer's IP address (without port), read from the current request's context.
 pub fn client_address() -> Option<String> {
-    let bytes = hostcalls::get_property(vec!["source", "address"]).ok()??;
+    let bytes = abi::get_property(&["source", "address"]).ok()??;
     let text = String::from_utf8(bytes).ok()?;
     let host = match text.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or(rest).to_string(),
@@ -273,13 +242,12 @@ pub struct CallAnswer {
 
 impl CallAnswer {
     pub fn read(body_size: usize, max_body: usize) -> CallAnswer {
-        let headers =
-            hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        let headers = abi::get_map_bytes(HeaderMap::CallResponse).unwrap_or_default();
         let oversized = body_size > max_body;
         let body = if oversized || body_size == 0 {
             Vec::new()
         } else {
-            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            abi::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
                 .ok()
                 .flatten()
                 .unwrap_or_default()

@@ -9,10 +9,10 @@
 //! hands it to the worker like the root does. A call whose answer never comes (its context
 //! died) is swept at the next tick after its timeout.
 
+use crate::abi;
 use crate::host::CallAnswer;
 use crate::shared::{self, Lease};
 use crate::worker::{Known, KnownAnswer, PendingCall, Worker};
-use proxy_wasm::hostcalls;
 use std::time::Duration;
 use tollgate::config::{HttpUrl, Introspection, ProviderId};
 use tollgate::introspection::{
@@ -135,13 +135,7 @@ impl Worker {
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
         let timeout = Duration::from_millis(cfg.timeout_ms);
-        match hostcalls::dispatch_http_call(
-            &cfg.cluster,
-            headers,
-            Some(call.body.as_bytes()),
-            vec![],
-            timeout,
-        ) {
+        match abi::dispatch_http_call(&cfg.cluster, &headers, Some(call.body.as_bytes()), timeout) {
             Ok(token_id) => {
                 let started_ms = self.now_ms;
                 self.calls.insert(

@@ -7,11 +7,11 @@
 //! changed. Fetches start only from root callbacks: the SDK delivers an answer to the context
 //! whose callback made the call, and a request's context may be gone by then.
 
+use crate::abi;
+use crate::abi::LogLevel;
 use crate::host::{log, CallAnswer};
 use crate::shared::{self, Lease};
 use crate::worker::{PendingCall, Worker};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::LogLevel;
 use std::time::Duration;
 use tollgate::config::{HttpUrl, ProviderId, RemoteKeys};
 use tollgate::jwk::JwksLimits;
@@ -138,7 +138,7 @@ impl Worker {
             ("user-agent", "tollgate"),
         ];
         let timeout = Duration::from_millis(cfg.timeout_ms);
-        match hostcalls::dispatch_http_call(&cfg.cluster, headers, None, vec![], timeout) {
+        match abi::dispatch_http_call(&cfg.cluster, &headers, None, timeout) {
             Ok(token) => {
                 self.calls.insert(token, call);
                 let now = self.now_ms;

@@ -12,10 +12,13 @@
 //! - `introspect.rs`: one introspection call per token for all workers, shared answer cache.
 //! - `limits.rs`: exact rate-limit counting with compare-and-swap.
 //! - `shared.rs`, `metrics.rs`, `host.rs`: the host's shared data, metrics and calls.
+//! - `abi.rs`: the proxy-wasm host calls themselves, and why the filter does not use the SDK.
 //!
-//! Host calls that can fail are used through `hostcalls` functions returning `Result`, and
-//! every failure ends in a refusal, never a pass.
+//! The callbacks the host may call are the `proxy_on_*` functions at the end of this file, and
+//! only those the filter has work in: a host enters the VM for each one a module exports. Host
+//! calls return `Result`, and every failure ends in a refusal, never a pass.
 
+mod abi;
 mod host;
 mod introspect;
 mod keys;
@@ -24,10 +27,9 @@ mod metrics;
 mod shared;
 mod worker;
 
+use abi::{Action, BufferType, HeaderMap, LogLevel};
 use host::{log, now_ms, CallAnswer, OwnedRequest};
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -35,13 +37,6 @@ use tollgate::config::Config;
 use tollgate::gate::Gate;
 use tollgate::verified::{TokenCache, VerifiedCache};
 use worker::{Applied, PendingCall, ProviderKeys, Worker};
-
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
-        Box::new(Root { worker: Rc::new(RefCell::new(Worker::new(context_id))), deferred: Vec::new() })
-    });
-}}
 
 /// How often the root looks at shared keys, starts due fetches and wakes parked requests.
 const TICK: Duration = Duration::from_millis(100);
@@ -65,33 +60,29 @@ fn take_call_answer(worker: &mut Worker, token_id: u32, body_size: usize) {
     }
 }
 
+/// A plugin's root context: its configuration, ticks and calls, and the worker its requests
+/// share. One VM may hold several (plugins sharing a `vm_id`), each with its own worker.
 struct Root {
     worker: Rc<RefCell<Worker>>,
     /// Answers that arrived while the worker was busy (a host that fails a call inline, during
     /// the dispatch itself): handled as failed calls at the next tick.
-    deferred: Vec<u32>,
+    deferred: RefCell<Vec<u32>>,
 }
 
-impl Context for Root {
-    fn on_http_call_response(
-        &mut self,
-        token_id: u32,
-        _headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
+impl Root {
+    fn on_http_call_response(&self, token_id: u32, body_size: usize) {
         let Ok(mut worker) = self.worker.try_borrow_mut() else {
-            self.deferred.push(token_id);
+            if let Ok(mut deferred) = self.deferred.try_borrow_mut() {
+                deferred.push(token_id);
+            }
             return;
         };
         worker.callback_context = worker.root_id;
         take_call_answer(&mut worker, token_id, body_size);
     }
-}
 
-impl RootContext for Root {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+    fn on_configure(&self) -> bool {
+        let bytes = abi::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
             .ok()
             .flatten()
             .unwrap_or_default();
@@ -124,7 +115,7 @@ impl RootContext for Root {
                 for id in 0..worker.providers.len() {
                     worker.sync_keys(id);
                 }
-                let _ = hostcalls::set_tick_period(TICK);
+                let _ = abi::set_tick_period(TICK);
                 true
             }
             Err(errors) => {
@@ -139,14 +130,15 @@ impl RootContext for Root {
         }
     }
 
-    fn on_tick(&mut self) {
+    fn on_tick(&self) {
         let Ok(mut worker) = self.worker.try_borrow_mut() else {
             return;
         };
         worker.set_clock(now_ms());
         worker.drop_old_batches();
         worker.callback_context = worker.root_id;
-        for token in self.deferred.drain(..) {
+        let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
+        for token in deferred {
             if let Some(call) = worker.calls.remove(&token) {
                 match call {
                     PendingCall::Introspection { .. } => worker.finish_introspection(call, None),
@@ -168,19 +160,10 @@ impl RootContext for Root {
         worker.sweep_introspections();
         worker.wake_waiters();
     }
-
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request {
-            context_id,
-            worker: Rc::clone(&self.worker),
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
 }
 
+/// An HTTP request's context: nothing but its id (the key it is filed under) and its root's
+/// worker.
 struct Request {
     context_id: u32,
     worker: Rc<RefCell<Worker>>,
@@ -194,17 +177,9 @@ impl Request {
             .try_borrow()
             .is_ok_and(|w| w.waiters.contains_key(&self.context_id))
     }
-}
 
-impl Context for Request {
     // An introspection call made from this request's callback answers here.
-    fn on_http_call_response(
-        &mut self,
-        token_id: u32,
-        _headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
+    fn on_http_call_response(&self, token_id: u32, body_size: usize) {
         let Ok(mut worker) = self.worker.try_borrow_mut() else {
             return;
         };
@@ -214,13 +189,11 @@ impl Context for Request {
         worker.in_request_callback = false;
         worker.callback_context = worker.root_id;
     }
-}
 
-impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_request_headers(&self) -> Action {
         let Ok(mut worker) = self.worker.try_borrow_mut() else {
             // Cannot happen with a well-behaved host; refuse rather than pass.
-            let _ = hostcalls::send_http_response(503, vec![], Some(b"tollgate busy"));
+            refuse_here(503, b"tollgate busy");
             return Action::Pause;
         };
         worker.clock_for_request(now_ms);
@@ -229,7 +202,7 @@ impl HttpContext for Request {
         let applied = match OwnedRequest::read() {
             Some(request) => worker.handle(self.context_id, request, None),
             None => {
-                let _ = hostcalls::send_http_response(400, vec![], Some(b"bad request"));
+                refuse_here(400, b"bad request");
                 Applied::Refused
             }
         };
@@ -242,7 +215,7 @@ impl HttpContext for Request {
     }
 
     // While a request is parked, its body and trailers must not carry its headers on.
-    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+    fn hold_while_parked(&self) -> Action {
         if self.is_parked() {
             Action::Pause
         } else {
@@ -250,21 +223,13 @@ impl HttpContext for Request {
         }
     }
 
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        if self.is_parked() {
-            Action::Pause
-        } else {
-            Action::Continue
-        }
-    }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_response_headers(&self) -> Action {
         // Most requests leave no headers for their response: no lookup then.
         let headers = (self.worker.try_borrow_mut().ok())
             .filter(|w| !w.response_headers.is_empty())
             .and_then(|mut w| w.response_headers.remove(&self.context_id));
         for (name, value) in headers.unwrap_or_default() {
-            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, &name, Some(&value));
+            let _ = abi::set_map_value(HeaderMap::Response, &name, Some(&value));
         }
         Action::Continue
     }
@@ -280,5 +245,163 @@ impl Drop for Request {
                 worker.response_headers.remove(&self.context_id);
             }
         }
+    }
+}
+
+/// Answers the current request with `status` and a short body, here.
+fn refuse_here(status: u32, body: &[u8]) {
+    if abi::send_http_response(status, &[], body).is_err() {
+        let _ = abi::reset_http_request();
+    }
+}
+
+/// The VM's contexts, by id. A callback takes its context out of here (an `Rc`) and lets go of
+/// the map before running, so a host that calls in again from a host call finds the map free.
+#[derive(Default)]
+struct Contexts {
+    roots: FxHashMap<u32, Rc<Root>>,
+    requests: FxHashMap<u32, Rc<Request>>,
+}
+
+thread_local! {
+    static CONTEXTS: RefCell<Contexts> = RefCell::new(Contexts::default());
+}
+
+fn root(context_id: u32) -> Option<Rc<Root>> {
+    abi::enter(context_id);
+    CONTEXTS.with(|c| c.try_borrow().ok()?.roots.get(&context_id).cloned())
+}
+
+fn request(context_id: u32) -> Option<Rc<Request>> {
+    abi::enter(context_id);
+    CONTEXTS.with(|c| c.try_borrow().ok()?.requests.get(&context_id).cloned())
+}
+
+// The callbacks. The host sets the effective context to the callback's before each, and reads
+// the ABI's version from the name of `proxy_abi_version_0_2_1`. A host calls no callback a
+// module does not export: there is no `proxy_on_done` (a context is always done),
+// `proxy_on_log` (the audit line is written with the decision), `proxy_on_response_body`,
+// `proxy_on_vm_start` or stream (TCP) callback.
+
+mod callbacks {
+    use super::*;
+
+    #[cfg(target_arch = "wasm32")]
+    extern "C" {
+        fn __wasm_call_ctors();
+    }
+
+    /// wasi's reactor entry point, which the host calls first: static constructors.
+    #[cfg(target_arch = "wasm32")]
+    #[no_mangle]
+    pub extern "C" fn _initialize() {
+        // SAFETY: the linker's function; the host calls `_initialize` once, before anything.
+        unsafe { __wasm_call_ctors() }
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_abi_version_0_2_1() {}
+
+    /// A root context (`root_context_id` 0) or an HTTP request's context under a root.
+    #[no_mangle]
+    pub extern "C" fn proxy_on_context_create(context_id: u32, root_context_id: u32) {
+        CONTEXTS.with(|c| {
+            let Ok(mut contexts) = c.try_borrow_mut() else {
+                return;
+            };
+            if root_context_id == 0 {
+                let worker = Rc::new(RefCell::new(Worker::new(context_id)));
+                let deferred = RefCell::new(Vec::new());
+                contexts
+                    .roots
+                    .insert(context_id, Rc::new(Root { worker, deferred }));
+            } else if let Some(root) = contexts.roots.get(&root_context_id) {
+                let worker = Rc::clone(&root.worker);
+                contexts
+                    .requests
+                    .insert(context_id, Rc::new(Request { context_id, worker }));
+            }
+        });
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_delete(context_id: u32) {
+        // Dropped once the map is free again (a request's `Drop` borrows its worker).
+        let removed = CONTEXTS.with(|c| {
+            let mut contexts = c.try_borrow_mut().ok()?;
+            let request = contexts.requests.remove(&context_id);
+            let root = contexts.roots.remove(&context_id);
+            Some((request, root))
+        });
+        drop(removed);
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_configure(context_id: u32, _configuration_size: usize) -> u32 {
+        root(context_id).is_some_and(|root| root.on_configure()) as u32
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_tick(context_id: u32) {
+        if let Some(root) = root(context_id) {
+            root.on_tick();
+        }
+    }
+
+    /// An answer to a dispatched call; the host calls it on the root, and it goes to the
+    /// context that dispatched the call, or to the root when that request is gone.
+    #[no_mangle]
+    pub extern "C" fn proxy_on_http_call_response(
+        context_id: u32,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let origin = abi::take_callout(token_id).unwrap_or(context_id);
+        if let Some(request) = request(origin) {
+            if abi::set_effective_context(origin).is_ok() {
+                request.on_http_call_response(token_id, body_size);
+                return;
+            }
+        }
+        if let Some(root) = root(context_id) {
+            let _ = abi::set_effective_context(context_id);
+            root.on_http_call_response(token_id, body_size);
+        }
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_request_headers(
+        context_id: u32,
+        _headers: usize,
+        _end: u32,
+    ) -> Action {
+        match request(context_id) {
+            Some(request) => request.on_request_headers(),
+            None => {
+                refuse_here(500, b"tollgate: unknown request context");
+                Action::Pause
+            }
+        }
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_request_body(context_id: u32, _size: usize, _end: u32) -> Action {
+        request(context_id).map_or(Action::Pause, |r| r.hold_while_parked())
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_request_trailers(context_id: u32, _trailers: usize) -> Action {
+        request(context_id).map_or(Action::Pause, |r| r.hold_while_parked())
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_response_headers(
+        context_id: u32,
+        _headers: usize,
+        _end: u32,
+    ) -> Action {
+        request(context_id).map_or(Action::Continue, |r| r.on_response_headers())
     }
 }

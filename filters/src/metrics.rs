@@ -10,8 +10,8 @@
 //! and Envoy publishes its stats every few seconds anyway. What a worker counted in its last tick
 //! before it stops is lost.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
+use crate::abi;
+use crate::abi::MetricType;
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
@@ -84,7 +84,7 @@ impl Metrics {
         if self.ids.len() >= MAX_SERIES {
             return None;
         }
-        let id = hostcalls::define_metric(kind, &name).ok()?;
+        let id = abi::define_metric(kind, &name).ok()?;
         self.ids.insert(name, id);
         Some(id)
     }
@@ -105,7 +105,7 @@ impl Metrics {
     /// Hands the counted increments to the host.
     pub fn flush(&mut self) {
         for (id, count) in self.pending.drain(..) {
-            let _ = hostcalls::increment_metric(id, i64::try_from(count).unwrap_or(i64::MAX));
+            let _ = abi::increment_metric(id, i64::try_from(count).unwrap_or(i64::MAX));
         }
     }
 
@@ -198,7 +198,7 @@ impl Metrics {
     pub fn jwks_age(&mut self, provider: &str, age_seconds: u64) {
         let name = format!("tollgate.jwks.age_seconds.provider.{}", label(provider));
         if let Some(id) = self.id(MetricType::Gauge, name) {
-            let _ = hostcalls::record_metric(id, age_seconds);
+            let _ = abi::record_metric(id, age_seconds);
         }
     }
 

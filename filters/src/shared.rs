@@ -6,8 +6,8 @@
 //! [`Lease`] into "exactly one worker does this now", which is how one JWKS fetch or one
 //! introspection call serves every worker. A lease whose holder died expires by itself.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::Status;
+use crate::abi;
+use crate::abi::Status;
 use tollgate::slots::{find_in_choices, slot_to_write};
 
 /// A CAS value no entry has: a write with it succeeds only when the key does not exist yet
@@ -18,14 +18,12 @@ const MAX_CAS_TRIES: usize = 64;
 
 /// The value under `key` (`None`: absent, or the host failed).
 pub fn read(key: &str) -> Option<Vec<u8>> {
-    hostcalls::get_shared_data(key)
-        .ok()
-        .and_then(|(value, _)| value)
+    abi::get_shared_data(key).ok().and_then(|(value, _)| value)
 }
 
 /// Sets `key` unconditionally.
 pub fn write(key: &str, value: &[u8]) {
-    let _ = hostcalls::set_shared_data(key, Some(value), None);
+    let _ = abi::set_shared_data(key, value, None);
 }
 
 /// Stores `value` in one of its `slots` (see `tollgate::slots::slot_to_write`): the first that is
@@ -48,18 +46,18 @@ pub fn find<T>(slots: &[String], found: impl FnMut(Vec<u8>) -> Option<T>) -> Opt
 /// between; `None` when the host failed or conflicts did not stop.
 pub fn update<T>(key: &str, mut f: impl FnMut(Option<&[u8]>) -> (Option<Vec<u8>>, T)) -> Option<T> {
     for _ in 0..MAX_CAS_TRIES {
-        let (current, cas) = match hostcalls::get_shared_data(key) {
+        let (current, cas) = match abi::get_shared_data(key) {
             Ok(found) => found,
-            Err(Status::NotFound) => (None, None),
+            Err(Status::NOT_FOUND) => (None, None),
             Err(_) => return None,
         };
         let (next, result) = f(current.as_deref());
         let Some(next) = next else {
             return Some(result);
         };
-        match hostcalls::set_shared_data(key, Some(&next), Some(cas.unwrap_or(CREATE_ONLY))) {
+        match abi::set_shared_data(key, &next, Some(cas.unwrap_or(CREATE_ONLY))) {
             Ok(()) => return Some(result),
-            Err(Status::CasMismatch) => continue,
+            Err(Status::CAS_MISMATCH) => continue,
             Err(_) => return None,
         }
     }

@@ -7,10 +7,10 @@
 //! keys or an introspection answer arrive. Parked requests are handled again, by the same
 //! function, when what they wait for changes or their time is up.
 
+use crate::abi;
+use crate::abi::{HeaderMap, LogLevel};
 use crate::host::{log, OwnedRequest};
 use crate::metrics::Metrics;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MapType};
 use rustc_hash::FxHashMap as HashMap;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -354,10 +354,10 @@ impl Worker {
                 for edit in &allowed.edits {
                     let result = match edit {
                         HeaderEdit::Remove(name) => {
-                            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)
+                            abi::set_map_value(HeaderMap::Request, name, None)
                         }
                         HeaderEdit::Set(name, value) => {
-                            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+                            abi::set_map_value(HeaderMap::Request, name, Some(value))
                         }
                     };
                     if result.is_err() {
@@ -382,7 +382,7 @@ impl Worker {
                     audit_line(&request, "allow", 200, "ok", &facts, self.now_ms);
                 }
                 if parked_until.is_some() {
-                    let _ = hostcalls::resume_http_request();
+                    let _ = abi::resume_http_request();
                 }
                 Applied::Passed
             }
@@ -507,10 +507,8 @@ impl Worker {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        if hostcalls::send_http_response(answer.status, headers, Some(answer.body.as_bytes()))
-            .is_err()
-        {
-            let _ = hostcalls::reset_http_request();
+        if abi::send_http_response(answer.status, &headers, answer.body.as_bytes()).is_err() {
+            let _ = abi::reset_http_request();
         }
     }
 
@@ -546,7 +544,7 @@ impl Worker {
                 }
             }
         }
-        let _ = hostcalls::set_effective_context(self.callback_context);
+        let _ = abi::set_effective_context(self.callback_context);
     }
 
     /// Handles again every request parked for this token hash (with `self.known` set).
@@ -560,7 +558,7 @@ impl Worker {
         for context_id in ids {
             self.resume_waiter(context_id);
         }
-        let _ = hostcalls::set_effective_context(self.callback_context);
+        let _ = abi::set_effective_context(self.callback_context);
     }
 
     /// The parked requests that wait for an introspection: provider, token hash and token.
@@ -579,7 +577,7 @@ impl Worker {
         let Some(waiter) = self.waiters.remove(&context_id) else {
             return;
         };
-        if hostcalls::set_effective_context(context_id).is_err() {
+        if abi::set_effective_context(context_id).is_err() {
             return; // the request is gone
         }
         self.final_attempt = self.now_ms >= waiter.deadline_ms;

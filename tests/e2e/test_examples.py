@@ -484,6 +484,15 @@ def test_readme_compatibility_matches_the_module_and_the_makefile():
     abi = [name for name in exports if name.startswith("proxy_abi_version_")]
     assert abi == ["proxy_abi_version_0_2_1"], abi
     assert {"proxy_on_tick", "proxy_on_http_call_response", "memory"} <= set(exports)
+    # A host enters the VM for every callback a module exports, so the module exports only
+    # those it has work in (filters/src/abi.rs): no `proxy_on_done`, `proxy_on_log`,
+    # `proxy_on_response_body`, which Envoy would otherwise call on every request.
+    assert set(exports) == {
+        "memory", "_initialize", "proxy_abi_version_0_2_1", "proxy_on_memory_allocate",
+        "proxy_on_context_create", "proxy_on_configure", "proxy_on_tick", "proxy_on_delete",
+        "proxy_on_http_call_response", "proxy_on_request_headers", "proxy_on_request_body",
+        "proxy_on_request_trailers", "proxy_on_response_headers",
+    }, sorted(exports)
 
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Compatibility", 1)[1].split("\n## ", 1)[0]

@@ -1,0 +1,454 @@
+//! The proxy-wasm ABI (0.2.1), as much of it as the filter uses: the host calls it makes, and the
+//! bookkeeping of which context dispatched which HTTP call.
+//!
+//! Why not the Rust SDK's: a host enters the VM for every callback a module exports, and the
+//! SDK exports all of them. Envoy then calls `proxy_on_response_body`, `proxy_on_log` and
+//! `proxy_on_done` on every request, which tollgate has nothing to do in: ~1,700 instructions of
+//! Envoy and V8 each, a tenth of what the filter costs a request. The filter exports only the
+//! callbacks it implements (`lib.rs`). Writing the host calls here also means none of them
+//! panics on a status it did not expect (the SDK's do): every one returns the host's
+//! [`Status`], and the caller refuses rather than passes.
+//!
+//! Host calls that hand back data do so in memory the host got from
+//! [`proxy_on_memory_allocate`]: an allocation of exactly that many bytes, which becomes a
+//! `Vec<u8>` of that length and capacity here.
+
+use rustc_hash::FxHashMap;
+use std::cell::{Cell, RefCell};
+use std::ptr::{null, null_mut};
+use std::time::Duration;
+
+/// What a host call answered other than success (proxy-wasm's `WasmResult`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status(pub u32);
+
+impl Status {
+    pub const NOT_FOUND: Status = Status(1);
+    pub const CAS_MISMATCH: Status = Status(8);
+}
+
+fn checked(status: u32) -> Result<(), Status> {
+    match status {
+        0 => Ok(()),
+        other => Err(Status(other)),
+    }
+}
+
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+}
+
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderMap {
+    Request = 0,
+    Response = 2,
+    CallResponse = 6,
+}
+
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufferType {
+    HttpCallResponseBody = 4,
+    PluginConfiguration = 7,
+}
+
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    Counter = 0,
+    Gauge = 1,
+}
+
+/// What an HTTP callback tells the host: go on with the stream, or hold it.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue = 0,
+    Pause = 1,
+}
+
+/// `proxy_continue_stream` and `proxy_close_stream`'s stream: the request.
+const STREAM_HTTP_REQUEST: u32 = 0;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_log(level: u32, message: *const u8, size: usize) -> u32;
+    fn proxy_get_log_level(level: *mut u32) -> u32;
+    fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer: u32,
+        start: usize,
+        max_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_replace_header_map_value(
+        map: u32,
+        name: *const u8,
+        name_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map: u32, name: *const u8, name_size: usize) -> u32;
+    fn proxy_get_property(
+        path: *const u8,
+        path_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_get_shared_data(
+        key: *const u8,
+        key_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+        cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+    fn proxy_continue_stream(stream: u32) -> u32;
+    fn proxy_close_stream(stream: u32) -> u32;
+    fn proxy_send_local_response(
+        status: u32,
+        details: *const u8,
+        details_size: usize,
+        body: *const u8,
+        body_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_http_call(
+        upstream: *const u8,
+        upstream_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        body: *const u8,
+        body_size: usize,
+        trailers: *const u8,
+        trailers_size: usize,
+        timeout_ms: u32,
+        token: *mut u32,
+    ) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
+    fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(id: u32, value: u64) -> u32;
+}
+
+/// Where the host puts what a host call hands back: exactly `size` bytes, owned by the module
+/// once the call returns (see [`owned`]).
+#[no_mangle]
+pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
+    let mut bytes = std::mem::ManuallyDrop::new(Vec::<u8>::with_capacity(size));
+    if bytes.capacity() != size {
+        // `Vec::from_raw_parts` in `owned` needs the capacity it will free with.
+        return null_mut();
+    }
+    bytes.as_mut_ptr()
+}
+
+/// The bytes a host call handed back, as a `Vec` (`None` for no data).
+///
+/// # Safety
+/// `data` is null or came from [`proxy_on_memory_allocate`] with `size` bytes, now ours.
+unsafe fn owned(data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    (!data.is_null()).then(|| Vec::from_raw_parts(data, size, size))
+}
+
+// Each host call below passes the host pointers into memory it owns for the call's duration
+// (or that the host fills in), and lengths that match them.
+
+pub fn log(level: LogLevel, message: &str) -> Result<(), Status> {
+    checked(unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) })
+}
+
+/// The host's log level for this plugin, as a number of [`LogLevel`].
+pub fn get_log_level() -> Result<u32, Status> {
+    let mut level = 0;
+    checked(unsafe { proxy_get_log_level(&mut level) }).map(|()| level)
+}
+
+/// The host's clock, in nanoseconds since the Unix epoch.
+pub fn get_current_time_ns() -> Result<u64, Status> {
+    let mut time = 0;
+    checked(unsafe { proxy_get_current_time_nanoseconds(&mut time) }).map(|()| time)
+}
+
+pub fn set_tick_period(period: Duration) -> Result<(), Status> {
+    let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+    checked(unsafe { proxy_set_tick_period_milliseconds(ms) })
+}
+
+/// Up to `max_size` bytes of a buffer from `start` (`None`: the host has none).
+pub fn get_buffer(
+    buffer: BufferType,
+    start: usize,
+    max_size: usize,
+) -> Result<Option<Vec<u8>>, Status> {
+    let (mut data, mut size) = (null_mut(), 0);
+    let status =
+        unsafe { proxy_get_buffer_bytes(buffer as u32, start, max_size, &mut data, &mut size) };
+    match checked(status) {
+        Ok(()) => Ok(unsafe { owned(data, size) }),
+        Err(Status::NOT_FOUND) => Ok(None),
+        Err(status) => Err(status),
+    }
+}
+
+/// A header map as the host serializes it: the number of pairs (u32, little endian), the length
+/// of each name and value (u32 pairs), then each name and value followed by a NUL.
+pub fn get_header_map_pairs(map: HeaderMap) -> Result<Vec<u8>, Status> {
+    let (mut data, mut size) = (null_mut(), 0);
+    checked(unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) })?;
+    Ok(unsafe { owned(data, size) }.unwrap_or_default())
+}
+
+/// A header map's pairs, names as text (`None` when the host's serialization is malformed).
+pub fn get_map_bytes(map: HeaderMap) -> Option<Vec<(String, Vec<u8>)>> {
+    read_pairs(&get_header_map_pairs(map).ok()?)
+}
+
+/// Reads [`get_header_map_pairs`]'s serialization, checking every length against the bytes.
+fn read_pairs(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let word = |at: usize| -> Option<usize> {
+        let word = bytes.get(at..at.checked_add(4)?)?;
+        Some(u32::from_le_bytes(word.try_into().ok()?) as usize)
+    };
+    let count = word(0)?;
+    let mut text = count.checked_mul(8)?.checked_add(4)?;
+    let mut take = |len: usize| -> Option<&[u8]> {
+        let piece = bytes.get(text..text.checked_add(len)?)?;
+        text = text.checked_add(len + 1)?;
+        Some(piece)
+    };
+    let mut pairs = Vec::with_capacity(count.min(bytes.len() / 8));
+    for i in 0..count {
+        let (name_len, value_len) = (word(4 + i * 8)?, word(8 + i * 8)?);
+        let name = String::from_utf8_lossy(take(name_len)?).into_owned();
+        pairs.push((name, take(value_len)?.to_vec()));
+    }
+    Some(pairs)
+}
+
+/// Sets a header (replacing any of that name), or removes it with `None`.
+pub fn set_map_value(map: HeaderMap, name: &str, value: Option<&str>) -> Result<(), Status> {
+    checked(unsafe {
+        match value {
+            Some(value) => proxy_replace_header_map_value(
+                map as u32,
+                name.as_ptr(),
+                name.len(),
+                value.as_ptr(),
+                value.len(),
+            ),
+            None => proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()),
+        }
+    })
+}
+
+/// A property of the current context (`None`: the host has no such property).
+pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
+    let path = path.join("\0");
+    let (mut data, mut size) = (null_mut(), 0);
+    let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+    match checked(status) {
+        Ok(()) => Ok(unsafe { owned(data, size) }),
+        Err(Status::NOT_FOUND) => Ok(None),
+        Err(status) => Err(status),
+    }
+}
+
+/// The value under `key` and its version (`Err(NOT_FOUND)` when there is none).
+pub fn get_shared_data(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Status> {
+    let (mut data, mut size, mut cas) = (null_mut(), 0, 0);
+    let status =
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    checked(status)?;
+    Ok((unsafe { owned(data, size) }, (cas != 0).then_some(cas)))
+}
+
+/// Writes `value` under `key`; with `cas`, only if the key's version is still that one.
+pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+    checked(unsafe {
+        proxy_set_shared_data(
+            key.as_ptr(),
+            key.len(),
+            value.as_ptr(),
+            value.len(),
+            cas.unwrap_or(0),
+        )
+    })
+}
+
+/// Lets the current request, held by [`Action::Pause`], go on.
+pub fn resume_http_request() -> Result<(), Status> {
+    checked(unsafe { proxy_continue_stream(STREAM_HTTP_REQUEST) })
+}
+
+/// Resets the current request's stream (when even a local answer could not be sent).
+pub fn reset_http_request() -> Result<(), Status> {
+    checked(unsafe { proxy_close_stream(STREAM_HTTP_REQUEST) })
+}
+
+/// Answers the current request here, with no upstream.
+pub fn send_http_response(
+    status: u32,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(), Status> {
+    let headers = serialize_pairs(headers);
+    checked(unsafe {
+        proxy_send_local_response(
+            status,
+            null(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            -1,
+        )
+    })
+}
+
+/// Starts an HTTP call to a cluster; its answer comes to `proxy_on_http_call_response` with
+/// the returned token, and goes to the context that dispatched it ([`take_callout`]).
+pub fn dispatch_http_call(
+    cluster: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<u32, Status> {
+    let headers = serialize_pairs(headers);
+    let trailers = serialize_pairs(&[]);
+    let body = body.unwrap_or_default();
+    let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+    let mut token = 0;
+    checked(unsafe {
+        proxy_http_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            headers.as_ptr(),
+            headers.len(),
+            body.as_ptr(),
+            body.len(),
+            trailers.as_ptr(),
+            trailers.len(),
+            timeout_ms,
+            &mut token,
+        )
+    })?;
+    CALLOUTS.with(|callouts| {
+        if let Ok(mut callouts) = callouts.try_borrow_mut() {
+            callouts.insert(token, ACTIVE_CONTEXT.get());
+        }
+    });
+    Ok(token)
+}
+
+/// Makes `context_id` the one later host calls act on (`Err` when it is gone).
+pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
+    checked(unsafe { proxy_set_effective_context(context_id) })
+}
+
+pub fn define_metric(kind: MetricType, name: &str) -> Result<u32, Status> {
+    let mut id = 0;
+    checked(unsafe { proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) })
+        .map(|()| id)
+}
+
+pub fn increment_metric(id: u32, offset: i64) -> Result<(), Status> {
+    checked(unsafe { proxy_increment_metric(id, offset) })
+}
+
+pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
+    checked(unsafe { proxy_record_metric(id, value) })
+}
+
+/// proxy-wasm's serialization of a header map (see [`get_header_map_pairs`]).
+fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let text: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+    let mut bytes = Vec::with_capacity(4 + pairs.len() * 8 + text);
+    let len = |s: &str| (s.len() as u32).to_le_bytes();
+    bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (name, value) in pairs {
+        bytes.extend_from_slice(&len(name));
+        bytes.extend_from_slice(&len(value));
+    }
+    for (name, value) in pairs {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(value.as_bytes());
+        bytes.push(0);
+    }
+    bytes
+}
+
+thread_local! {
+    /// The context whose callback is running (the host calls in only one at a time).
+    static ACTIVE_CONTEXT: Cell<u32> = const { Cell::new(0) };
+    /// HTTP calls in flight: token -> the context that dispatched it.
+    static CALLOUTS: RefCell<FxHashMap<u32, u32>> = RefCell::new(FxHashMap::default());
+}
+
+/// Records that `context_id`'s callback runs now (calls it dispatches answer to it).
+pub fn enter(context_id: u32) {
+    ACTIVE_CONTEXT.set(context_id);
+}
+
+/// The context that dispatched the call with this token (once; `None` for an unknown token).
+pub fn take_callout(token: u32) -> Option<u32> {
+    CALLOUTS.with(|callouts| callouts.try_borrow_mut().ok()?.remove(&token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_serialize_as_the_host_reads_them_and_read_back() {
+        let bytes = serialize_pairs(&[(":status", "200"), ("content-type", "application/json")]);
+        assert_eq!(bytes.get(..4), Some(&2u32.to_le_bytes()[..]));
+        let pairs = read_pairs(&bytes).unwrap();
+        assert_eq!(
+            pairs,
+            vec![
+                (":status".to_string(), b"200".to_vec()),
+                ("content-type".to_string(), b"application/json".to_vec()),
+            ]
+        );
+        assert_eq!(serialize_pairs(&[]), 0u32.to_le_bytes().to_vec());
+        assert_eq!(read_pairs(&[]), Some(Vec::new()));
+    }
+
+    #[test]
+    fn malformed_pairs_read_as_none_never_panic() {
+        let good = serialize_pairs(&[("a", "b")]);
+        for cut in 1..good.len() - 1 {
+            assert_eq!(read_pairs(&good[..cut]), None, "cut at {cut}");
+        }
+        // A count or a length past the end, or one that overflows.
+        let mut huge = good.clone();
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(read_pairs(&huge), None);
+        let mut long = good;
+        long[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(read_pairs(&long), None);
+    }
+}
