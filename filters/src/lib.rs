@@ -137,7 +137,9 @@ impl Root {
         worker.set_clock(now_ms());
         worker.drop_old_batches();
         worker.callback_context = worker.root_id;
-        let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
+        let deferred = (self.deferred.try_borrow_mut())
+            .map(|mut deferred| std::mem::take(&mut *deferred))
+            .unwrap_or_default();
         for token in deferred {
             if let Some(call) = worker.calls.remove(&token) {
                 match call {
@@ -255,7 +257,7 @@ fn refuse_here(status: u32, body: &[u8]) {
     }
 }
 
-/// The VM's contexts, by id. A callback takes its context out of here (an `Rc`) and lets go of
+/// The VM's contexts, by id. A callback clones its context's `Rc` out of here and lets go of
 /// the map before running, so a host that calls in again from a host call finds the map free.
 #[derive(Default)]
 struct Contexts {

@@ -281,6 +281,30 @@ def test_concurrent_requests_with_a_new_token_cause_one_introspection_call(envoy
     assert calls == 1
 
 
+def test_an_introspection_answer_is_kept_when_the_client_that_asked_gave_up(envoy_with, idp):
+    # The call belongs to the request that made it; when that request is gone before the
+    # answer comes, the answer still fills the cache, and the client's retry costs no call.
+    gate = start_gate(envoy_with, gate_config(idp, timeout_ms=4000, cache_ttl_seconds=60), idp)
+    assert gate.request("GET", "/orders", bearer(opaque_token(idp, "reporting"))).status == 200
+    token = opaque_token(idp)
+    idp.reset_counts()
+    idp.faults({"introspection": {"delay_ms": 1000}})
+
+    started = time.monotonic()
+    with pytest.raises(OSError):  # the client gives up (timeout) and closes its connection
+        gate.request("GET", "/orders", {**bearer(token), "x-request-id": "gave-up"}, timeout=0.3)
+    assert idp.counts().get(INTROSPECTION) == 1, "the call was made before the client left"
+    time.sleep(max(0.0, started + 2.0 - time.monotonic()))  # the answer came at ~1 s
+    idp.faults({})
+    retry = gate.request("GET", "/orders", {**bearer(token), "x-request-id": "retried"})
+
+    calls = idp.counts().get(INTROSPECTION, 0)
+    print(f"\na client gave up during its introspection; its retry: {retry.status}, {calls} call(s)")
+    assert retry.status == 200, (retry.status, retry.text)
+    assert calls == 1
+    assert gate.audit_events(["retried"])["retried"]["source"] == "introspection_cache"
+
+
 def test_many_new_opaque_tokens_at_once_cost_one_introspection_call_each(envoy_with, idp):
     # 120 new tokens, each sent four times at once on new connections (so to both workers),
     # into a cache of 1,024 answers: some tokens share the slot whose lease coalesces calls
