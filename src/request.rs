@@ -36,11 +36,7 @@ pub fn header_pairs(owned: &[(String, String)]) -> Vec<(&str, &str)> {
 impl<'a> Request<'a> {
     /// The values of every header called `name` (in any case), in the host's order.
     pub fn header_values(&self, name: &'a str) -> HeaderValues<'a> {
-        HeaderValues {
-            headers: self.headers,
-            name: name.as_bytes(),
-            next: 0,
-        }
+        self.headers.values(name)
     }
 }
 
@@ -104,6 +100,17 @@ pub enum Headers<'a> {
         text: &'a str,
         spans: &'a [(Range<usize>, Range<usize>)],
     },
+}
+
+impl<'a> Headers<'a> {
+    /// The values of every header called `name` (in any case), in the host's order.
+    pub fn values(self, name: &'a str) -> HeaderValues<'a> {
+        HeaderValues {
+            headers: self,
+            name: name.as_bytes(),
+            next: 0,
+        }
+    }
 }
 
 impl<'a> From<&'a [(&'a str, &'a str)]> for Headers<'a> {

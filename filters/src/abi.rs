@@ -216,36 +216,6 @@ pub fn get_header_map_pairs(map: HeaderMap) -> Result<Vec<u8>, Status> {
     Ok(unsafe { owned(data, size) }.unwrap_or_default())
 }
 
-/// A header map's pairs, names as text (`None` when the host's serialization is malformed).
-pub fn get_map_bytes(map: HeaderMap) -> Option<Vec<(String, Vec<u8>)>> {
-    read_pairs(&get_header_map_pairs(map).ok()?)
-}
-
-/// Reads [`get_header_map_pairs`]'s serialization, checking every length against the bytes.
-fn read_pairs(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
-    if bytes.is_empty() {
-        return Some(Vec::new());
-    }
-    let word = |at: usize| -> Option<usize> {
-        let word = bytes.get(at..at.checked_add(4)?)?;
-        Some(u32::from_le_bytes(word.try_into().ok()?) as usize)
-    };
-    let count = word(0)?;
-    let mut text = count.checked_mul(8)?.checked_add(4)?;
-    let mut take = |len: usize| -> Option<&[u8]> {
-        let piece = bytes.get(text..text.checked_add(len)?)?;
-        text = text.checked_add(len + 1)?;
-        Some(piece)
-    };
-    let mut pairs = Vec::with_capacity(count.min(bytes.len() / 8));
-    for i in 0..count {
-        let (name_len, value_len) = (word(4 + i * 8)?, word(8 + i * 8)?);
-        let name = String::from_utf8_lossy(take(name_len)?).into_owned();
-        pairs.push((name, take(value_len)?.to_vec()));
-    }
-    Some(pairs)
-}
-
 /// Sets a header (replacing any of that name), or removes it with `None`.
 pub fn set_map_value(map: HeaderMap, name: &str, value: Option<&str>) -> Result<(), Status> {
     checked(unsafe {
@@ -336,7 +306,7 @@ pub fn dispatch_http_call(
     timeout: Duration,
 ) -> Result<u32, Status> {
     let headers = serialize_pairs(headers);
-    let trailers = serialize_pairs(&[]);
+    let trailers = serialize_pairs::<&str, &str>(&[]);
     let body = body.unwrap_or_default();
     let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
     let mut token = 0;
@@ -382,19 +352,22 @@ pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
 }
 
 /// proxy-wasm's serialization of a header map (see [`get_header_map_pairs`]).
-fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let text: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+pub fn serialize_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Vec<u8> {
+    let text: usize = pairs
+        .iter()
+        .map(|(n, v)| n.as_ref().len() + v.as_ref().len() + 2)
+        .sum();
     let mut bytes = Vec::with_capacity(4 + pairs.len() * 8 + text);
-    let len = |s: &str| (s.len() as u32).to_le_bytes();
+    let len = |s: &[u8]| (s.len() as u32).to_le_bytes();
     bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
     for (name, value) in pairs {
-        bytes.extend_from_slice(&len(name));
-        bytes.extend_from_slice(&len(value));
+        bytes.extend_from_slice(&len(name.as_ref()));
+        bytes.extend_from_slice(&len(value.as_ref()));
     }
     for (name, value) in pairs {
-        bytes.extend_from_slice(name.as_bytes());
+        bytes.extend_from_slice(name.as_ref());
         bytes.push(0);
-        bytes.extend_from_slice(value.as_bytes());
+        bytes.extend_from_slice(value.as_ref());
         bytes.push(0);
     }
     bytes
@@ -415,40 +388,4 @@ pub fn enter(context_id: u32) {
 /// The context that dispatched the call with this token (once; `None` for an unknown token).
 pub fn take_callout(token: u32) -> Option<u32> {
     CALLOUTS.with(|callouts| callouts.try_borrow_mut().ok()?.remove(&token))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pairs_serialize_as_the_host_reads_them_and_read_back() {
-        let bytes = serialize_pairs(&[(":status", "200"), ("content-type", "application/json")]);
-        assert_eq!(bytes.get(..4), Some(&2u32.to_le_bytes()[..]));
-        let pairs = read_pairs(&bytes).unwrap();
-        assert_eq!(
-            pairs,
-            vec![
-                (":status".to_string(), b"200".to_vec()),
-                ("content-type".to_string(), b"application/json".to_vec()),
-            ]
-        );
-        assert_eq!(serialize_pairs(&[]), 0u32.to_le_bytes().to_vec());
-        assert_eq!(read_pairs(&[]), Some(Vec::new()));
-    }
-
-    #[test]
-    fn malformed_pairs_read_as_none_never_panic() {
-        let good = serialize_pairs(&[("a", "b")]);
-        for cut in 1..good.len() - 1 {
-            assert_eq!(read_pairs(&good[..cut]), None, "cut at {cut}");
-        }
-        // A count or a length past the end, or one that overflows.
-        let mut huge = good.clone();
-        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(read_pairs(&huge), None);
-        let mut long = good;
-        long[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(read_pairs(&long), None);
-    }
 }

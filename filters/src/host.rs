@@ -18,6 +18,14 @@ pub fn logs_info() -> bool {
     abi::get_log_level().map_or(true, |level| level <= LogLevel::Info as u32)
 }
 
+/// Answers the current request here, with no upstream; when even that fails, resets its
+/// stream, so that it never goes on.
+pub fn answer_here(status: u32, headers: &[(&str, &str)], body: &[u8]) {
+    if abi::send_http_response(status, headers, body).is_err() {
+        let _ = abi::reset_http_request();
+    }
+}
+
 pub fn now_ms() -> u64 {
     abi::get_current_time_ns().map_or(0, |ns| ns / 1_000_000)
 }
@@ -45,64 +53,8 @@ impl OwnedRequest {
         OwnedRequest::parse(abi::get_header_map_pairs(HeaderMap::Request).ok()?)
     }
 
-    /// Reads the proxy-wasm serialization of a header map: the number of pairs (u32, little
-    /// endian), the length of each name and value (u32 pairs), then each name and value followed
-    /// by a NUL. Bytes that are not UTF-8 read as U+FFFD, as `String::from_utf8_lossy` has it.
-    ///
-    /// The host's buffer becomes the text itself: once the lengths are read, they are zeroed
-    /// (NUL is UTF-8), and the whole buffer is checked as UTF-8 in one pass, with no copy. Only
-    /// a map with bytes that are not UTF-8 is copied, piece by piece.
-    fn parse(mut bytes: Vec<u8>) -> Option<OwnedRequest> {
-        let word = |at: usize| -> Option<usize> {
-            let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
-            usize::try_from(u32::from_le_bytes(b)).ok()
-        };
-        let count = word(0)?;
-        let lengths_end = 4usize.checked_add(count.checked_mul(8)?)?;
-        if lengths_end > bytes.len() {
-            return None;
-        }
-        let mut spans = spare_spans();
-        spans.reserve(count);
-        let total = bytes.len();
-        let mut data = lengths_end;
-        let mut take = |len: u32| -> Option<Range<usize>> {
-            let end = data
-                .checked_add(usize::try_from(len).ok()?)
-                .filter(|&end| end <= total)?;
-            let piece = data..end;
-            data = end + 1;
-            Some(piece)
-        };
-        for lengths in bytes.get(4..lengths_end)?.chunks_exact(8) {
-            let [n0, n1, n2, n3, v0, v1, v2, v3]: [u8; 8] = lengths.try_into().ok()?;
-            let name = take(u32::from_le_bytes([n0, n1, n2, n3]))?;
-            let value = take(u32::from_le_bytes([v0, v1, v2, v3]))?;
-            spans.push((name, value));
-        }
-        bytes.get_mut(..lengths_end)?.fill(0);
-        // Headers are ASCII but for rare exceptions: checked 64 bytes a step with wasm SIMD
-        // (`tollgate::scan`), where UTF-8 validation takes 8.
-        if is_ascii(&bytes) {
-            // SAFETY: every byte is below 0x80 (`tollgate::scan`'s tests check every byte of
-            // every length, natively and under V8), so the bytes are UTF-8, and every index is
-            // a char boundary.
-            let text = unsafe { String::from_utf8_unchecked(bytes) };
-            return OwnedRequest::found(text, spans);
-        }
-        let text = match String::from_utf8(bytes) {
-            Ok(text)
-                if spans.iter().all(|(n, v)| {
-                    [n.start, n.end, v.start, v.end]
-                        .iter()
-                        .all(|&at| text.is_char_boundary(at))
-                }) =>
-            {
-                text
-            }
-            Ok(text) => lossy_copy(text.as_bytes(), &mut spans),
-            Err(not_utf8) => lossy_copy(not_utf8.as_bytes(), &mut spans),
-        };
+    fn parse(bytes: Vec<u8>) -> Option<OwnedRequest> {
+        let (text, spans) = header_block(bytes)?;
         OwnedRequest::found(text, spans)
     }
 
@@ -199,6 +151,68 @@ impl Drop for OwnedRequest {
     }
 }
 
+/// Reads the proxy-wasm serialization of a header map (a request's, or a call's answer's): the
+/// number of pairs (u32, little endian), the length of each name and value (u32 pairs), then
+/// each name and value followed by a NUL. The text of every name and value, with the byte ranges
+/// of each in it; bytes that are not UTF-8 read as U+FFFD, as `String::from_utf8_lossy` has it.
+///
+/// The host's buffer becomes the text itself: once the lengths are read, they are zeroed (NUL is
+/// UTF-8), and the whole buffer is checked as UTF-8 in one pass, with no copy. Only a map with
+/// bytes that are not UTF-8 is copied, piece by piece.
+fn header_block(mut bytes: Vec<u8>) -> Option<(String, Spans)> {
+    let word = |at: usize| -> Option<usize> {
+        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(b)).ok()
+    };
+    let count = word(0)?;
+    let lengths_end = 4usize.checked_add(count.checked_mul(8)?)?;
+    if lengths_end > bytes.len() {
+        return None;
+    }
+    let mut spans = spare_spans();
+    spans.reserve(count);
+    let total = bytes.len();
+    let mut data = lengths_end;
+    let mut take = |len: u32| -> Option<Range<usize>> {
+        let end = data
+            .checked_add(usize::try_from(len).ok()?)
+            .filter(|&end| end <= total)?;
+        let piece = data..end;
+        data = end + 1;
+        Some(piece)
+    };
+    for lengths in bytes.get(4..lengths_end)?.chunks_exact(8) {
+        let [n0, n1, n2, n3, v0, v1, v2, v3]: [u8; 8] = lengths.try_into().ok()?;
+        let name = take(u32::from_le_bytes([n0, n1, n2, n3]))?;
+        let value = take(u32::from_le_bytes([v0, v1, v2, v3]))?;
+        spans.push((name, value));
+    }
+    bytes.get_mut(..lengths_end)?.fill(0);
+    // Headers are ASCII but for rare exceptions: checked 64 bytes a step with wasm SIMD
+    // (`tollgate::scan`), where UTF-8 validation takes 8.
+    if is_ascii(&bytes) {
+        // SAFETY: every byte is below 0x80 (`tollgate::scan`'s tests check every byte of
+        // every length, natively and under V8), so the bytes are UTF-8, and every index is
+        // a char boundary.
+        let text = unsafe { String::from_utf8_unchecked(bytes) };
+        return Some((text, spans));
+    }
+    let text = match String::from_utf8(bytes) {
+        Ok(text)
+            if spans.iter().all(|(n, v)| {
+                [n.start, n.end, v.start, v.end]
+                    .iter()
+                    .all(|&at| text.is_char_boundary(at))
+            }) =>
+        {
+            text
+        }
+        Ok(text) => lossy_copy(text.as_bytes(), &mut spans),
+        Err(not_utf8) => lossy_copy(not_utf8.as_bytes(), &mut spans),
+    };
+    Some((text, spans))
+}
+
 /// The pieces of `bytes` at `spans`, each read as UTF-8 with U+FFFD for what is not, one after
 /// the other in a new string; `spans` are moved to their place in it.
 fn lossy_copy(bytes: &[u8], spans: &mut [(Range<usize>, Range<usize>)]) -> String {
@@ -235,14 +249,26 @@ pub fn client_address() -> Option<String> {
 /// unless it is larger than `max_body` (then `oversized`).
 pub struct CallAnswer {
     pub status: Option<u32>,
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// The headers' text, and the byte ranges of each name and value in it.
+    headers: (String, Spans),
     pub body: Vec<u8>,
     pub oversized: bool,
 }
 
 impl CallAnswer {
+    /// No answer: the call could not be made, or its answer could not be taken.
+    pub fn failed() -> CallAnswer {
+        CallAnswer {
+            status: None,
+            headers: Default::default(),
+            body: Vec::new(),
+            oversized: false,
+        }
+    }
+
     pub fn read(body_size: usize, max_body: usize) -> CallAnswer {
-        let headers = abi::get_map_bytes(HeaderMap::CallResponse).unwrap_or_default();
+        let headers = abi::get_header_map_pairs(HeaderMap::CallResponse).ok();
+        let headers = headers.and_then(header_block).unwrap_or_default();
         let oversized = body_size > max_body;
         let body = if oversized || body_size == 0 {
             Vec::new()
@@ -262,11 +288,10 @@ impl CallAnswer {
         answer
     }
 
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    /// The first value of the header `name` (in any case).
+    pub fn header<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        let (text, spans) = &self.headers;
+        Headers::Spans { text, spans }.values(name).next()
     }
 }
 
@@ -274,20 +299,23 @@ impl CallAnswer {
 mod tests {
     use super::*;
 
-    /// The proxy-wasm serialization of a header map.
     fn serialized(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-        for (n, v) in pairs {
-            out.extend((n.len() as u32).to_le_bytes());
-            out.extend((v.len() as u32).to_le_bytes());
-        }
-        for (n, v) in pairs {
-            out.extend(*n);
-            out.push(0);
-            out.extend(*v);
-            out.push(0);
-        }
-        out
+        abi::serialize_pairs(pairs)
+    }
+
+    #[test]
+    fn a_call_s_answer_reads_its_headers_by_name_in_any_case() {
+        let bytes = abi::serialize_pairs(&[(":status", "200"), ("Cache-Control", "max-age=60")]);
+        assert_eq!(bytes.get(..4), Some(&2u32.to_le_bytes()[..]));
+        let answer = CallAnswer {
+            headers: header_block(bytes).unwrap(),
+            ..CallAnswer::failed()
+        };
+        assert_eq!(answer.header(":status"), Some("200"));
+        assert_eq!(answer.header("cache-control"), Some("max-age=60"));
+        assert_eq!(answer.header("etag"), None);
+        assert_eq!(CallAnswer::failed().header(":status"), None);
+        assert_eq!(abi::serialize_pairs::<&str, &str>(&[]), 0u32.to_le_bytes());
     }
 
     #[test]

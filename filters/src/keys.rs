@@ -154,13 +154,7 @@ impl Worker {
                         cfg.cluster
                     ),
                 );
-                let failed = CallAnswer {
-                    status: None,
-                    headers: Vec::new(),
-                    body: Vec::new(),
-                    oversized: false,
-                };
-                self.finish_keys_fetch(call, &failed);
+                self.finish_keys_fetch(call, &CallAnswer::failed());
             }
         }
     }
@@ -191,7 +185,7 @@ impl Worker {
         // An oversized body is not read: it counts as a failed fetch, and the keys stay.
         let fetch = FetchAnswer {
             status: answer.status,
-            cache_control: cache_control.as_deref(),
+            cache_control,
             body: &answer.body,
             oversized: answer.oversized,
         };

@@ -28,7 +28,7 @@ mod shared;
 mod worker;
 
 use abi::{Action, BufferType, HeaderMap, LogLevel};
-use host::{log, now_ms, CallAnswer, OwnedRequest};
+use host::{answer_here, log, now_ms, CallAnswer, OwnedRequest};
 use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -144,15 +144,7 @@ impl Root {
             if let Some(call) = worker.calls.remove(&token) {
                 match call {
                     PendingCall::Introspection { .. } => worker.finish_introspection(call, None),
-                    _ => {
-                        let failed = CallAnswer {
-                            status: None,
-                            headers: Vec::new(),
-                            body: Vec::new(),
-                            oversized: false,
-                        };
-                        worker.finish_keys_fetch(call, &failed);
-                    }
+                    _ => worker.finish_keys_fetch(call, &CallAnswer::failed()),
                 }
             }
         }
@@ -195,7 +187,7 @@ impl Request {
     fn on_request_headers(&self) -> Action {
         let Ok(mut worker) = self.worker.try_borrow_mut() else {
             // Cannot happen with a well-behaved host; refuse rather than pass.
-            refuse_here(503, b"tollgate busy");
+            answer_here(503, &[], b"tollgate busy");
             return Action::Pause;
         };
         worker.clock_for_request(now_ms);
@@ -204,7 +196,7 @@ impl Request {
         let applied = match OwnedRequest::read() {
             Some(request) => worker.handle(self.context_id, request, None),
             None => {
-                refuse_here(400, b"bad request");
+                answer_here(400, &[], b"bad request");
                 Applied::Refused
             }
         };
@@ -247,13 +239,6 @@ impl Drop for Request {
                 worker.response_headers.remove(&self.context_id);
             }
         }
-    }
-}
-
-/// Answers the current request with `status` and a short body, here.
-fn refuse_here(status: u32, body: &[u8]) {
-    if abi::send_http_response(status, &[], body).is_err() {
-        let _ = abi::reset_http_request();
     }
 }
 
@@ -382,7 +367,7 @@ mod callbacks {
         match request(context_id) {
             Some(request) => request.on_request_headers(),
             None => {
-                refuse_here(500, b"tollgate: unknown request context");
+                answer_here(500, &[], b"tollgate: unknown request context");
                 Action::Pause
             }
         }

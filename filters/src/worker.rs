@@ -9,7 +9,7 @@
 
 use crate::abi;
 use crate::abi::{HeaderMap, LogLevel};
-use crate::host::{log, OwnedRequest};
+use crate::host::{answer_here, log, OwnedRequest};
 use crate::metrics::Metrics;
 use rustc_hash::FxHashMap as HashMap;
 use std::cell::RefCell;
@@ -507,9 +507,7 @@ impl Worker {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        if abi::send_http_response(answer.status, &headers, answer.body.as_bytes()).is_err() {
-            let _ = abi::reset_http_request();
-        }
+        answer_here(answer.status, &headers, answer.body.as_bytes());
     }
 
     /// Handles parked requests again when what they wait for changed or their time is up.
