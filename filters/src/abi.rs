@@ -1,5 +1,4 @@
-//! The proxy-wasm ABI (0.2.1), as much of it as the filter uses: the host calls it makes, and the
-//! bookkeeping of which context dispatched which HTTP call.
+//! The proxy-wasm ABI (0.2.1), as much of it as the filter uses: the host calls it makes.
 //!
 //! Why not the Rust SDK's: a host enters the VM for every callback a module exports, and the
 //! SDK exports all of them. Envoy then calls `proxy_on_response_body`, `proxy_on_log` and
@@ -13,8 +12,6 @@
 //! [`proxy_on_memory_allocate`]: an allocation of exactly that many bytes, which becomes a
 //! `Vec<u8>` of that length and capacity here.
 
-use rustc_hash::FxHashMap;
-use std::cell::{Cell, RefCell};
 use std::ptr::{null, null_mut};
 use std::time::Duration;
 
@@ -298,7 +295,7 @@ pub fn send_http_response(
 }
 
 /// Starts an HTTP call to a cluster; its answer comes to `proxy_on_http_call_response` with
-/// the returned token, and goes to the context that dispatched it ([`take_callout`]).
+/// the returned token (`lib.rs` hands every answer to the root context).
 pub fn dispatch_http_call(
     cluster: &str,
     headers: &[(&str, &str)],
@@ -324,11 +321,6 @@ pub fn dispatch_http_call(
             &mut token,
         )
     })?;
-    CALLOUTS.with(|callouts| {
-        if let Ok(mut callouts) = callouts.try_borrow_mut() {
-            callouts.insert(token, ACTIVE_CONTEXT.get());
-        }
-    });
     Ok(token)
 }
 
@@ -371,21 +363,4 @@ pub fn serialize_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Vec<
         bytes.push(0);
     }
     bytes
-}
-
-thread_local! {
-    /// The context whose callback is running (the host calls in only one at a time).
-    static ACTIVE_CONTEXT: Cell<u32> = const { Cell::new(0) };
-    /// HTTP calls in flight: token -> the context that dispatched it.
-    static CALLOUTS: RefCell<FxHashMap<u32, u32>> = RefCell::new(FxHashMap::default());
-}
-
-/// Records that `context_id`'s callback runs now (calls it dispatches answer to it).
-pub fn enter(context_id: u32) {
-    ACTIVE_CONTEXT.set(context_id);
-}
-
-/// The context that dispatched the call with this token (once; `None` for an unknown token).
-pub fn take_callout(token: u32) -> Option<u32> {
-    CALLOUTS.with(|callouts| callouts.try_borrow_mut().ok()?.remove(&token))
 }

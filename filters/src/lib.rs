@@ -156,36 +156,25 @@ impl Root {
     }
 }
 
-/// An HTTP request's context: nothing but its id (the key it is filed under) and its root's
-/// worker.
+/// An HTTP request's context: nothing but its id (the key it is filed under) and its root,
+/// whose worker it shares.
 struct Request {
     context_id: u32,
-    worker: Rc<RefCell<Worker>>,
+    root: Rc<Root>,
 }
 
 impl Request {
     /// Whether this request is parked. While the worker is busy with it (resuming it), it is
     /// not parked any more.
     fn is_parked(&self) -> bool {
-        self.worker
+        self.root
+            .worker
             .try_borrow()
             .is_ok_and(|w| w.waiters.contains_key(&self.context_id))
     }
 
-    // An introspection call made from this request's callback answers here.
-    fn on_http_call_response(&self, token_id: u32, body_size: usize) {
-        let Ok(mut worker) = self.worker.try_borrow_mut() else {
-            return;
-        };
-        worker.callback_context = self.context_id;
-        worker.in_request_callback = true;
-        take_call_answer(&mut worker, token_id, body_size);
-        worker.in_request_callback = false;
-        worker.callback_context = worker.root_id;
-    }
-
     fn on_request_headers(&self) -> Action {
-        let Ok(mut worker) = self.worker.try_borrow_mut() else {
+        let Ok(mut worker) = self.root.worker.try_borrow_mut() else {
             // Cannot happen with a well-behaved host; refuse rather than pass.
             answer_here(503, &[], b"tollgate busy");
             return Action::Pause;
@@ -219,7 +208,7 @@ impl Request {
 
     fn on_response_headers(&self) -> Action {
         // Most requests leave no headers for their response: no lookup then.
-        let headers = (self.worker.try_borrow_mut().ok())
+        let headers = (self.root.worker.try_borrow_mut().ok())
             .filter(|w| !w.response_headers.is_empty())
             .and_then(|mut w| w.response_headers.remove(&self.context_id));
         for (name, value) in headers.unwrap_or_default() {
@@ -231,7 +220,7 @@ impl Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
-        if let Ok(mut worker) = self.worker.try_borrow_mut() {
+        if let Ok(mut worker) = self.root.worker.try_borrow_mut() {
             if !worker.waiters.is_empty() {
                 worker.waiters.remove(&self.context_id);
             }
@@ -255,12 +244,10 @@ thread_local! {
 }
 
 fn root(context_id: u32) -> Option<Rc<Root>> {
-    abi::enter(context_id);
     CONTEXTS.with(|c| c.try_borrow().ok()?.roots.get(&context_id).cloned())
 }
 
 fn request(context_id: u32) -> Option<Rc<Request>> {
-    abi::enter(context_id);
     CONTEXTS.with(|c| c.try_borrow().ok()?.requests.get(&context_id).cloned())
 }
 
@@ -303,10 +290,9 @@ mod callbacks {
                     .roots
                     .insert(context_id, Rc::new(Root { worker, deferred }));
             } else if let Some(root) = contexts.roots.get(&root_context_id) {
-                let worker = Rc::clone(&root.worker);
-                contexts
-                    .requests
-                    .insert(context_id, Rc::new(Request { context_id, worker }));
+                let root = Rc::clone(root);
+                let request = Request { context_id, root };
+                contexts.requests.insert(context_id, Rc::new(request));
             }
         });
     }
@@ -335,8 +321,10 @@ mod callbacks {
         }
     }
 
-    /// An answer to a dispatched call; the host calls it on the root, and it goes to the
-    /// context that dispatched the call, or to the root when that request is gone.
+    /// An answer to a dispatched call. Envoy calls it on the root context, another host may on
+    /// the request that made the call; either way the root's worker takes it. Whoever waits for
+    /// it is parked, and is handled again from there (`Worker::wake_waiters`), so an answer
+    /// still serves when the request that asked is gone.
     #[no_mangle]
     pub extern "C" fn proxy_on_http_call_response(
         context_id: u32,
@@ -345,15 +333,8 @@ mod callbacks {
         body_size: usize,
         _trailers: usize,
     ) {
-        let origin = abi::take_callout(token_id).unwrap_or(context_id);
-        if let Some(request) = request(origin) {
-            if abi::set_effective_context(origin).is_ok() {
-                request.on_http_call_response(token_id, body_size);
-                return;
-            }
-        }
-        if let Some(root) = root(context_id) {
-            let _ = abi::set_effective_context(context_id);
+        let root = root(context_id).or_else(|| Some(Rc::clone(&request(context_id)?.root)));
+        if let Some(root) = root {
             root.on_http_call_response(token_id, body_size);
         }
     }
