@@ -9,9 +9,11 @@
 //! host's [`Status`], and the caller refuses rather than passes.
 //!
 //! Host calls that hand back data do so in memory the host got from
-//! [`proxy_on_memory_allocate`]: an allocation of exactly that many bytes, which becomes a
-//! `Vec<u8>` of that length and capacity here.
+//! [`proxy_on_memory_allocate`], which becomes a `Vec<u8>` of that length here: a buffer kept
+//! from an answer read before ([`recycle`]), or an allocation of exactly that many bytes.
 
+use std::cell::RefCell;
+use std::mem::ManuallyDrop;
 use std::ptr::{null, null_mut};
 use std::time::Duration;
 
@@ -145,11 +147,87 @@ extern "C" {
     fn proxy_record_metric(id: u32, value: u64) -> u32;
 }
 
-/// Where the host puts what a host call hands back: exactly `size` bytes, owned by the module
-/// once the call returns (see [`owned`]).
+/// A kept buffer is at most this large (a request's headers take ~1 KiB with a JWT).
+const SPARE_BYTES_MAX: usize = 16 * 1024;
+/// Buffers kept at most.
+const SPARES_KEPT: usize = 4;
+
+/// Buffers of host answers that were read and let go, for the next answers. The host hands
+/// back every request's headers, and an allocation and a free for them touched more of the
+/// module's code (the allocator's) than anything else a request runs but the decision.
+#[derive(Default)]
+struct Spares {
+    kept: Vec<Vec<u8>>,
+    /// The one handed to the host and not yet back (its address and capacity): only then is a
+    /// pointer the host passes back read with a capacity other than its length.
+    lent: Option<(usize, usize)>,
+}
+
+thread_local! {
+    // One VM, one thread.
+    static SPARES: RefCell<Spares> = RefCell::new(Spares::default());
+}
+
+/// Keeps a buffer the filter is done with for a host call to fill (see [`SPARES_KEPT`]).
+pub fn recycle(mut bytes: Vec<u8>) {
+    if bytes.capacity() == 0 || bytes.capacity() > SPARE_BYTES_MAX {
+        return;
+    }
+    bytes.clear();
+    SPARES.with(|spares| {
+        let Ok(mut spares) = spares.try_borrow_mut() else {
+            return;
+        };
+        if spares.kept.len() < SPARES_KEPT {
+            spares.kept.push(bytes);
+        } else if let Some(smallest) = spares.kept.iter_mut().min_by_key(|b| b.capacity()) {
+            // The larger ones serve more answers.
+            if smallest.capacity() < bytes.capacity() {
+                *smallest = bytes;
+            }
+        }
+    });
+}
+
+/// A kept buffer of at least `size` bytes, lent to the host (none while one is out).
+fn lend(size: usize) -> Option<*mut u8> {
+    SPARES.with(|spares| {
+        let mut spares = spares.try_borrow_mut().ok()?;
+        if spares.lent.is_some() {
+            return None;
+        }
+        let at = spares.kept.iter().position(|b| b.capacity() >= size)?;
+        let mut bytes = ManuallyDrop::new(spares.kept.swap_remove(at));
+        let data = bytes.as_mut_ptr();
+        spares.lent = Some((data as usize, bytes.capacity()));
+        Some(data)
+    })
+}
+
+/// The capacity of the buffer at `data` if it is the one lent, which is then back.
+fn returned(data: *mut u8) -> Option<usize> {
+    SPARES.with(|spares| {
+        let mut spares = spares.try_borrow_mut().ok()?;
+        match spares.lent {
+            Some((lent, capacity)) if lent == data as usize => {
+                spares.lent = None;
+                Some(capacity)
+            }
+            _ => None,
+        }
+    })
+}
+
+/// Where the host puts what a host call hands back: `size` bytes, owned by the module once the
+/// call returns (see [`owned`]).
 #[no_mangle]
 pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
-    let mut bytes = std::mem::ManuallyDrop::new(Vec::<u8>::with_capacity(size));
+    if size > 0 {
+        if let Some(data) = lend(size) {
+            return data;
+        }
+    }
+    let mut bytes = ManuallyDrop::new(Vec::<u8>::with_capacity(size));
     if bytes.capacity() != size {
         // `Vec::from_raw_parts` in `owned` needs the capacity it will free with.
         return null_mut();
@@ -162,7 +240,15 @@ pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
 /// # Safety
 /// `data` is null or came from [`proxy_on_memory_allocate`] with `size` bytes, now ours.
 unsafe fn owned(data: *mut u8, size: usize) -> Option<Vec<u8>> {
-    (!data.is_null()).then(|| Vec::from_raw_parts(data, size, size))
+    if data.is_null() {
+        return None;
+    }
+    match returned(data) {
+        Some(capacity) if size <= capacity => Some(Vec::from_raw_parts(data, size, capacity)),
+        // A host that answered with more than it asked for: leaked rather than misread.
+        Some(_) => None,
+        None => Some(Vec::from_raw_parts(data, size, size)),
+    }
 }
 
 // Each host call below passes the host pointers into memory it owns for the call's duration
@@ -363,4 +449,67 @@ pub fn serialize_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Vec<
         bytes.push(0);
     }
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a host does to hand data back: asks for memory, fills it, passes the pointer back.
+    fn host_hands_back(bytes: &[u8]) -> Option<Vec<u8>> {
+        let data = proxy_on_memory_allocate(bytes.len());
+        assert!(!data.is_null());
+        // SAFETY: `data` holds at least `bytes.len()` bytes, and is ours again after.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
+            owned(data, bytes.len())
+        }
+    }
+
+    #[test]
+    fn a_buffer_let_go_of_takes_the_next_answer_that_fits() {
+        let first = host_hands_back(&[1; 600]).unwrap();
+        let (at, capacity) = (first.as_ptr(), first.capacity());
+        assert_eq!(
+            capacity, 600,
+            "an allocation of exactly what the host asked for"
+        );
+        recycle(first);
+        let second = host_hands_back(&[2; 500]).unwrap();
+        assert_eq!(second.as_ptr(), at, "the kept buffer took the answer");
+        assert_eq!((second.len(), second.capacity()), (500, 600));
+        assert!(second.iter().all(|&b| b == 2));
+        // The only kept buffer is in use: the next answer gets memory of its own.
+        let third = host_hands_back(&[3; 100]).unwrap();
+        assert_ne!(third.as_ptr(), at);
+        assert_eq!(third.capacity(), 100);
+        recycle(second);
+        let larger = host_hands_back(&[4; 700]).unwrap();
+        assert_eq!(larger.capacity(), 700, "no kept buffer holds it");
+    }
+
+    #[test]
+    fn the_larger_buffers_are_kept_and_one_is_lent_at_a_time() {
+        for _ in 0..SPARES_KEPT {
+            recycle(Vec::with_capacity(64));
+        }
+        recycle(Vec::with_capacity(SPARE_BYTES_MAX + 1));
+        recycle(Vec::with_capacity(1024));
+        let capacities = || SPARES.with(|s| s.borrow().kept.iter().map(Vec::capacity).max());
+        assert_eq!(
+            capacities(),
+            Some(1024),
+            "a smaller one made room; the huge one was freed"
+        );
+
+        let lent = proxy_on_memory_allocate(512);
+        let own = proxy_on_memory_allocate(512);
+        // SAFETY: both came from `proxy_on_memory_allocate`; the host gives them back.
+        unsafe {
+            assert_eq!(owned(own, 512).map(|v| v.capacity()), Some(512));
+            // A host answering with more than the lent buffer holds: not read.
+            assert!(owned(lent, 1025).is_none());
+        }
+        assert!(SPARES.with(|s| s.borrow().lent.is_none()));
+    }
 }

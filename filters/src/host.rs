@@ -137,6 +137,8 @@ fn spare_spans() -> Spans {
 
 impl Drop for OwnedRequest {
     fn drop(&mut self) {
+        // The text is the host's buffer: the next request's headers go there.
+        abi::recycle(std::mem::take(&mut self.text).into_bytes());
         if self.spans.capacity() > SPARE_SPANS_MAX {
             return;
         }

@@ -156,8 +156,9 @@ impl Root {
     }
 }
 
-/// An HTTP request's context: nothing but its id (the key it is filed under) and its root,
-/// whose worker it shares.
+/// An HTTP request's context: nothing but its id and its root, whose worker it shares. Made
+/// for each callback from the root filed under the id (`request`), so that a request costs no
+/// allocation of its own.
 struct Request {
     context_id: u32,
     root: Rc<Root>,
@@ -216,10 +217,9 @@ impl Request {
         }
         Action::Continue
     }
-}
 
-impl Drop for Request {
-    fn drop(&mut self) {
+    /// The request is gone: nothing of it stays with the worker.
+    fn on_delete(&self) {
         if let Ok(mut worker) = self.root.worker.try_borrow_mut() {
             if !worker.waiters.is_empty() {
                 worker.waiters.remove(&self.context_id);
@@ -231,12 +231,13 @@ impl Drop for Request {
     }
 }
 
-/// The VM's contexts, by id. A callback clones its context's `Rc` out of here and lets go of
-/// the map before running, so a host that calls in again from a host call finds the map free.
+/// The VM's contexts, by id: a root, and each request's root. A callback clones a root's `Rc`
+/// out of here and lets go of the map before running, so a host that calls in again from a
+/// host call finds the map free.
 #[derive(Default)]
 struct Contexts {
     roots: FxHashMap<u32, Rc<Root>>,
-    requests: FxHashMap<u32, Rc<Request>>,
+    requests: FxHashMap<u32, Rc<Root>>,
 }
 
 thread_local! {
@@ -247,8 +248,9 @@ fn root(context_id: u32) -> Option<Rc<Root>> {
     CONTEXTS.with(|c| c.try_borrow().ok()?.roots.get(&context_id).cloned())
 }
 
-fn request(context_id: u32) -> Option<Rc<Request>> {
-    CONTEXTS.with(|c| c.try_borrow().ok()?.requests.get(&context_id).cloned())
+fn request(context_id: u32) -> Option<Request> {
+    let root = CONTEXTS.with(|c| c.try_borrow().ok()?.requests.get(&context_id).cloned())?;
+    Some(Request { context_id, root })
 }
 
 // The callbacks. The host sets the effective context to the callback's before each, and reads
@@ -291,21 +293,24 @@ mod callbacks {
                     .insert(context_id, Rc::new(Root { worker, deferred }));
             } else if let Some(root) = contexts.roots.get(&root_context_id) {
                 let root = Rc::clone(root);
-                let request = Request { context_id, root };
-                contexts.requests.insert(context_id, Rc::new(request));
+                contexts.requests.insert(context_id, root);
             }
         });
     }
 
     #[no_mangle]
     pub extern "C" fn proxy_on_delete(context_id: u32) {
-        // Dropped once the map is free again (a request's `Drop` borrows its worker).
+        // Let go of once the map is free again (a request's `on_delete` borrows its worker).
         let removed = CONTEXTS.with(|c| {
             let mut contexts = c.try_borrow_mut().ok()?;
             let request = contexts.requests.remove(&context_id);
             let root = contexts.roots.remove(&context_id);
             Some((request, root))
         });
+        if let Some((Some(root), _)) = &removed {
+            let root = Rc::clone(root);
+            Request { context_id, root }.on_delete();
+        }
         drop(removed);
     }
 
@@ -333,7 +338,7 @@ mod callbacks {
         body_size: usize,
         _trailers: usize,
     ) {
-        let root = root(context_id).or_else(|| Some(Rc::clone(&request(context_id)?.root)));
+        let root = root(context_id).or_else(|| Some(request(context_id)?.root));
         if let Some(root) = root {
             root.on_http_call_response(token_id, body_size);
         }
