@@ -8,9 +8,9 @@ configurations that verify, that a bad token gets 401), warms it up, then puts `
 --latency`` on it with a Lua script that takes the bearer token of each request round robin from
 a file (``tokens.lua``). Envoy's CPU time (utime + stime of ``/proc/<pid>/stat``, all its threads)
 over the run divided by the requests Envoy answered is the main figure: wrk shares the machine, so
-requests per second depend on it; CPU per request much less. The configurations of a scenario are
-run in a different order in each round (rotated), so that a drift of the machine is spread over
-all of them. See README.md beside this file for the method and how to read the results.
+requests per second depend on it; CPU per request much less. Within a round, the Envoys of a
+scenario's configurations run at once and take the load in turns of a second, so that a drift of
+the machine weighs on all of them alike. See README.md beside this file for the method and how to read the results.
 
 Scenarios: 1. one token repeated (hot path); 2. 10,000 distinct valid tokens round robin (cache
 at scale); 3. every token new (cold path) for RS256, ES256 and EdDSA, with a fixed request count
@@ -43,6 +43,7 @@ import tempfile
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -100,6 +101,8 @@ def log(message: str) -> None:
 class Params:
     rounds: int = 3
     duration: int = 10  # seconds of measured load per run (scenarios 1, 2, 4, 5)
+    slice: int = 1  # seconds of one turn of load, configurations taking turns (`measure`)
+    pin: bool = False  # measured Envoys on one CPU, wrk on the other (`pin_envoy`)
     warm: int = 2  # seconds of warm-up load before a timed run (0: warm_requests instead)
     warm_requests: int = 300  # requests of warm-up when warm is 0
     threads: int = 2
@@ -492,7 +495,7 @@ def parse_wrk(output: str) -> WrkResult:
 
 def run_wrk(ctx: Context, envoy: harness.Envoy, tokens: TokenSet, *,
             duration: Optional[int] = None, start: int = 0, count: int = 0,
-            connections: Optional[int] = None) -> WrkResult:
+            connections: Optional[int] = None, pinned: bool = False) -> WrkResult:
     """wrk on Envoy's listener with tokens.lua. With ``count``, the run stops after that many
     answers (wrk's threads stop; tokens.lua marks it in files; wrk is then ended with SIGINT,
     as it would otherwise idle until -d is over), or when Envoy exits, or at 100 requests/s."""
@@ -506,7 +509,9 @@ def run_wrk(ctx: Context, envoy: harness.Envoy, tokens: TokenSet, *,
         "--latency", "--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{port}/bench",
         "--", str(tokens.path), str(start), str(count), str(p.threads), f"{done_dir}/done.",
     ]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    on_load_cpu = (lambda: os.sched_setaffinity(0, {LOAD_CPU})) if pinned else None
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=on_load_cpu)
     reached = True
     try:
         if count:
@@ -589,38 +594,99 @@ def scenarios(p: Params) -> list[Scenario]:
     return out
 
 
-def measure(ctx: Context, scenario: Scenario, config: Configuration, tokens: TokenSet,
-            round_no: int) -> dict[str, Any]:
+# With `--pin`, the measured Envoy runs on one CPU and wrk on the other, as a load generator is
+# kept off the cores of the system it measures. Not the default: the issue's figures were taken
+# without, and on this machine (virtual CPUs on a shared host) it did not make the ratios
+# steadier (tests/bench/README.md).
+ENVOY_CPU = 1
+LOAD_CPU = 0
+
+
+def can_pin() -> bool:
+    return hasattr(os, "sched_setaffinity") and {ENVOY_CPU, LOAD_CPU} <= os.sched_getaffinity(0)
+
+
+def pin_envoy(pid: int) -> None:
+    """Every thread of the Envoy at `pid` on ENVOY_CPU (again before each turn: V8 may start
+    threads late)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), {ENVOY_CPU})
+        except (OSError, ValueError):
+            pass  # a thread that ended meanwhile
+
+
+@dataclass
+class Run:
+    """One configuration's Envoy during a measurement, and what its timed slices added up to."""
+
+    config: Configuration
+    envoy: harness.Envoy
+    pid: int
+    rss_start: int
+    start: int = 0  # where the timed part of the token file starts
+    before: dict[str, int] = dataclasses.field(default_factory=dict)
+    cpu: float = 0.0
+    wall: float = 0.0
+    slices: list[WrkResult] = dataclasses.field(default_factory=list)
+    turns: list[list[float]] = dataclasses.field(default_factory=list)  # [CPU s, wrk's requests]
+
+
+def open_run(ctx: Context, scenario: Scenario, config: Configuration,
+             tokens: TokenSet) -> Run:
+    """A fresh Envoy for `config`, checked and warmed up, its counters read."""
     p = ctx.params
     envoy = start_envoy(ctx, config, concurrency=1)
-    pid = envoy.service.pid if envoy.service else None
-    assert pid is not None
     try:
-        rss_start = harness.rss_kib(pid)
+        pid = envoy.service.pid if envoy.service else None
+        assert pid is not None
+        run = Run(config, envoy, pid, harness.rss_kib(pid))
+        if p.pin:
+            pin_envoy(pid)
         check_answers(envoy, config, tokens)
-        # Warm-up, and where the timed part of the token file starts.
-        start = 0
         if scenario.warm == "time":
             if p.warm:
-                run_wrk(ctx, envoy, tokens, duration=p.warm)
+                run_wrk(ctx, envoy, tokens, duration=p.warm, pinned=p.pin)
             else:
-                run_wrk(ctx, envoy, tokens, count=p.warm_requests)
+                run_wrk(ctx, envoy, tokens, count=p.warm_requests, pinned=p.pin)
         elif scenario.warm == "pass":
             # Each token once, with few connections: for introspection, few calls at a time.
-            run_wrk(ctx, envoy, tokens, count=len(tokens.tokens), connections=8)
+            run_wrk(ctx, envoy, tokens, count=len(tokens.tokens), connections=8, pinned=p.pin)
         elif scenario.warm == "fresh":
-            run_wrk(ctx, envoy, tokens, start=0, count=p.cold_warm)
-            start = p.cold_warm + 2 * p.connections
-        before = envoy_stats(envoy)
-        cpu0 = cpu_seconds(pid)
-        t0 = time.monotonic()
-        if scenario.mode == "count":
-            wrk = run_wrk(ctx, envoy, tokens, start=start, count=p.cold_requests)
-        else:
-            wrk = run_wrk(ctx, envoy, tokens, duration=p.duration)
-        wall = time.monotonic() - t0
-        cpu1 = cpu_seconds(pid)
-        rss_end = harness.rss_kib(pid)
+            run_wrk(ctx, envoy, tokens, start=0, count=p.cold_warm, pinned=p.pin)
+            run.start = p.cold_warm + 2 * p.connections
+        run.before = envoy_stats(envoy)
+    except BaseException:
+        envoy.stop()
+        raise
+    return run
+
+
+def timed_slice(ctx: Context, scenario: Scenario, run: Run, tokens: TokenSet,
+                seconds: int) -> None:
+    """One timed stretch of load on `run`'s Envoy, added to its totals."""
+    p = ctx.params
+    if p.pin:
+        pin_envoy(run.pid)
+    cpu0 = cpu_seconds(run.pid)
+    t0 = time.monotonic()
+    if scenario.mode == "count":
+        wrk = run_wrk(ctx, run.envoy, tokens, start=run.start, count=p.cold_requests,
+                      pinned=p.pin)
+    else:
+        wrk = run_wrk(ctx, run.envoy, tokens, duration=seconds, pinned=p.pin)
+    run.wall += time.monotonic() - t0
+    cpu = cpu_seconds(run.pid) - cpu0
+    run.cpu += cpu
+    run.slices.append(wrk)
+    run.turns.append([round(cpu, 3), wrk.requests])
+
+
+def close_run(run: Run, round_no: int, scenario: Scenario) -> dict[str, Any]:
+    """Stops `run`'s Envoy and makes its record of the round."""
+    config, envoy = run.config, run.envoy
+    try:
+        rss_end = harness.rss_kib(run.pid)
         after = envoy_stats(envoy)
         running = envoy.running
     finally:
@@ -628,32 +694,38 @@ def measure(ctx: Context, scenario: Scenario, config: Configuration, tokens: Tok
         audit_lines = count_and_drop_audit_log(envoy) if config.logs_audit else None
     if not running:
         raise harness.ServiceError(f"{config.key}: Envoy died during the run")
+    before = run.before
     # Answers (requests wrk gave up on at its end are not counted), and the refusals among them.
     served = stat_delta(before, after, "downstream_rq_completed")
     refused = sum(stat_delta(before, after, f"downstream_rq_{c}") for c in ("3xx", "4xx", "5xx"))
+    wrk_text = "\n".join(w.output for w in run.slices)
     if served <= 0:
-        raise harness.ServiceError(f"{config.key}: Envoy served no request:\n{wrk.output}")
+        raise harness.ServiceError(f"{config.key}: Envoy served no request:\n{wrk_text}")
     if audit_lines is not None and audit_lines < served:
         raise harness.ServiceError(f"{config.key}: {audit_lines} audit lines for {served} requests")
-    cpu = cpu1 - cpu0
+    wrk_requests = sum(w.requests for w in run.slices)
+    wrk_seconds = sum(w.seconds for w in run.slices)
+    non_2xx = sum(w.non_2xx for w in run.slices)
     rec: dict[str, Any] = {
         "round": round_no,
         "scenario": scenario.key,
         "config": config.key,
         "requests": served,
         "not_ok": refused,
-        "wrk_requests": wrk.requests,
-        "wrk_non_2xx": wrk.non_2xx,
-        "wrk_socket_errors": wrk.socket_errors,
-        "seconds": round(wrk.seconds, 3),
-        "wall_seconds": round(wall, 3),
-        "rps": round(wrk.rps, 1),
-        "cpu_seconds": round(cpu, 3),
-        "cpu_us_per_request": round(cpu / served * 1e6, 2),
-        "p50_ms": round(wrk.p50_ms, 3),
-        "p99_ms": round(wrk.p99_ms, 3),
+        "turns": run.turns,
+        "wrk_requests": wrk_requests,
+        "wrk_non_2xx": non_2xx,
+        "wrk_socket_errors": "; ".join(w.socket_errors for w in run.slices if w.socket_errors),
+        "seconds": round(wrk_seconds, 3),
+        "wall_seconds": round(run.wall, 3),
+        "rps": round(wrk_requests / wrk_seconds, 1) if wrk_seconds > 0 else 0.0,
+        "cpu_seconds": round(run.cpu, 3),
+        "cpu_us_per_request": round(run.cpu / served * 1e6, 2),
+        # A slice's latency percentiles, the median over the slices.
+        "p50_ms": round(median([w.p50_ms for w in run.slices]) or 0.0, 3),
+        "p99_ms": round(median([w.p99_ms for w in run.slices]) or 0.0, 3),
         "start_seconds": round(envoy.started_in, 2),  # type: ignore[attr-defined]
-        "rss_start_kib": rss_start,
+        "rss_start_kib": run.rss_start,
         "rss_end_kib": rss_end,
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }
@@ -667,10 +739,53 @@ def measure(ctx: Context, scenario: Scenario, config: Configuration, tokens: Tok
     if config.key.startswith("jwt_authn"):
         rec["jwt_cache_hits"] = stat_delta(before, after, "jwt_authn.jwt_cache_hit")
         rec["jwt_cache_misses"] = stat_delta(before, after, "jwt_authn.jwt_cache_miss")
-    if rec["not_ok"] or wrk.non_2xx:
-        log(f"  WARNING {config.key}: {max(rec['not_ok'], wrk.non_2xx)} answers were not 2xx")
-        rec["not_ok"] = max(rec["not_ok"], wrk.non_2xx)
+    if rec["not_ok"] or non_2xx:
+        log(f"  WARNING {config.key}: {max(rec['not_ok'], non_2xx)} answers were not 2xx")
+        rec["not_ok"] = max(rec["not_ok"], non_2xx)
     return rec
+
+
+def measure(ctx: Context, scenario: Scenario, order: list[str], tokens: TokenSet,
+            round_no: int) -> list[dict[str, Any]]:
+    """One round of a scenario: a record per configuration, in `order`.
+
+    A cold-path run sends each token once, so its configurations run one after the other. In
+    the others, every configuration's Envoy runs at once, idle but for its turn, and the timed
+    load goes to them in turns of `slice` seconds, in a rotating order, until each has had
+    `duration`. A ratio of two configurations then compares CPU spent in the same seconds,
+    interleaved, rather than runs a minute apart: the machine's speed, which drifts by tens of
+    percent from one minute to the next, weighs on both alike.
+    """
+    p = ctx.params
+    configs = [CONFIGURATIONS[c] for c in order]
+    if scenario.mode == "count":
+        records = []
+        for config in configs:
+            run = open_run(ctx, scenario, config, tokens)
+            try:
+                timed_slice(ctx, scenario, run, tokens, 0)
+            except BaseException:
+                run.envoy.stop()
+                raise
+            records.append(close_run(run, round_no, scenario))
+        return records
+    runs: list[Run] = []
+    try:
+        for config in configs:
+            runs.append(open_run(ctx, scenario, config, tokens))
+        seconds = max(1, min(p.slice, p.duration))
+        turns = max(1, p.duration // seconds)
+        for turn in range(turns):
+            k = turn % len(runs)
+            for run in runs[k:] + runs[:k]:
+                timed_slice(ctx, scenario, run, tokens, seconds)
+        records = []
+        while runs:
+            records.append(close_run(runs.pop(0), round_no, scenario))
+        return records
+    finally:
+        for run in runs:
+            run.envoy.stop()
 
 
 def openssl_verify_us(alg: str) -> float:
@@ -1224,18 +1339,22 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
         "",
         f"`wrk -t{p['threads']} -c{p['connections']} --latency` against a `direct_response` "
         f"route of a fresh Envoy with `--concurrency 1` per run; {p['duration']:g} s measured "
-        f"after a warm-up ({warm}; scenarios 2 and 4: every token once) (scenarios 1, 2, 4, "
-        f"5), or {p['cold_requests']:,} "
+        f"after a warm-up ({warm}; scenarios 2 and 4: every token once), in turns of "
+        f"{p['slice']:g} s, the Envoys of a scenario's configurations running at once and taking "
+        f"the load in a rotating order (scenarios 1, 2, 4, 5), or {p['cold_requests']:,} "
         f"requests each with a token never sent before, after {p['cold_warm']:,} other fresh "
         f"tokens (scenario 3); {p['rounds']} round(s), the configurations of a scenario in a "
-        "rotated order in each round. **CPU us/req** is Envoy's CPU time (utime + stime, all "
-        "threads) during the measured run divided by the requests Envoy answered; **over bare** "
+        "rotated order in each round; "
+        + ("the measured Envoy on CPU 1 and wrk on CPU 0. " if p.get("pin") else
+           "Envoy and wrk placed by the scheduler. ")
+        + "**CPU us/req** is Envoy's CPU time (utime + stime, all "
+        "threads) during the measured turns divided by the requests Envoy answered; **over bare** "
         "subtracts bare Envoy's figure of the same round; **x bare** and **x jwt_authn** divide "
         "by bare Envoy's and jwt_authn's (cached) figure of the same round. Every figure is the "
         "median over the rounds. RSS is VmRSS at the end of the run; start is the seconds from "
         "starting Envoy to its `/ready` being LIVE (wasm compiled and configured). Requests/s "
         "and latency are "
-        "shared with wrk on the same cores: compare CPU per request. "
+        "shared with wrk on the same machine: compare CPU per request. "
         "Details: `tests/bench/README.md`.",
         "",
         "## Targets",
@@ -1405,6 +1524,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="a tiny run: 1 round, ~1 s per run")
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration", type=int, help="seconds measured per run")
+    ap.add_argument("--slice", type=int, help="seconds of one turn of a run's load "
+                    "(the configurations of a scenario take turns)")
+    ap.add_argument("--pin", action="store_true", help="the measured Envoy on CPU 1, wrk on "
+                    "CPU 0 (by default the scheduler places both)")
     ap.add_argument("--warm", type=int, help="seconds of warm-up per run")
     ap.add_argument("--cold-requests", type=int, help="requests of one cold-path run")
     ap.add_argument("--many", type=int, help="distinct tokens of scenario 2 and memory")
@@ -1419,9 +1542,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
 
     p = Params.smoke_params() if args.smoke else Params()
-    for name in ("rounds", "duration", "warm", "cold_requests", "many", "opaque"):
+    for name in ("rounds", "duration", "slice", "warm", "cold_requests", "many", "opaque"):
         if getattr(args, name) is not None:
             setattr(p, name, getattr(args, name))
+    p.pin = args.pin and can_pin()
     for f in (args.wasm, args.empty_wasm):
         if not f.is_file():
             raise SystemExit(f"bench: {f} is missing (make wasm / make bench builds it)")
@@ -1510,8 +1634,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     openssl.append({"round": round_no, "alg": alg, "us": openssl_verify_us(alg)})
                 k = (round_no - 1) % len(s.configs)
                 order = s.configs[k:] + s.configs[:k]
-                for c in order:
-                    rec = measure(ctx, s, CONFIGURATIONS[c], sets[s.tokens], round_no)
+                for rec in measure(ctx, s, order, sets[s.tokens], round_no):
+                    c = rec["config"]
                     runs.append(rec)
                     extra = ""
                     if "jwt_verifications" in rec:
