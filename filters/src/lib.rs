@@ -378,3 +378,48 @@ mod callbacks {
         request(context_id).map_or(Action::Continue, |r| r.on_response_headers())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::callbacks::{proxy_on_context_create, proxy_on_delete};
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// The system allocator, counting each thread's allocations.
+    struct Counting;
+
+    // SAFETY: every call is the system allocator's; the count has no destructor and allocates
+    // nothing.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            System.alloc(layout)
+        }
+
+        unsafe fn dealloc(&self, data: *mut u8, layout: Layout) {
+            System.dealloc(data, layout)
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: Counting = Counting;
+
+    #[test]
+    fn a_request_s_context_costs_no_allocation() {
+        proxy_on_context_create(1, 0);
+        // The first request grows the map of contexts; the ones after fit in it.
+        proxy_on_context_create(2, 1);
+        proxy_on_delete(2);
+        let before = ALLOCATIONS.with(Cell::get);
+        for id in 3..100 {
+            proxy_on_context_create(id, 1);
+            proxy_on_delete(id);
+        }
+        assert_eq!(ALLOCATIONS.with(Cell::get), before);
+        proxy_on_delete(1);
+    }
+}
