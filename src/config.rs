@@ -14,6 +14,7 @@ use serde::de::{self, Error as _, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 mod error_path;
 
@@ -655,7 +656,7 @@ impl fmt::Debug for Introspection {
 pub enum TokenSource {
     /// Lower-case header name and an optional prefix (compared without case).
     Header {
-        name: String,
+        name: Arc<str>,
         prefix: Option<String>,
     },
     Cookie(String),
@@ -1101,7 +1102,7 @@ fn compile_provider(
     };
     let sources = match &p.token_from {
         None => vec![TokenSource::Header {
-            name: "authorization".to_string(),
+            name: "authorization".into(),
             prefix: Some("Bearer ".to_string()),
         }],
         Some(list) => {
@@ -1608,7 +1609,7 @@ fn compile_source(path: &str, s: &TokenSourceFile, errs: &mut Errors) -> Option<
                 return None;
             }
             TokenSource::Header {
-                name: h.to_ascii_lowercase(),
+                name: h.to_ascii_lowercase().into(),
                 prefix: s.prefix.clone(),
             }
         }

@@ -220,7 +220,7 @@ pub fn put_token(
 ) {
     match source {
         TokenSource::Header { name, prefix } => headers.push((
-            name.clone(),
+            name.to_string(),
             format!("{}{token}", prefix.as_deref().unwrap_or("")),
         )),
         TokenSource::Cookie(name) => {

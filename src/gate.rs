@@ -421,7 +421,7 @@ impl Gate {
             ..HeaderEdits::default()
         };
         if let (true, Some(token)) = (self.config.headers.strip_token, token) {
-            edits.removals.extend(strip_token(req, token.source));
+            edits.token = Some(strip_token(req, token.source));
         }
         edits.identity = derived.headers;
         if let Some((i, p)) = selected {

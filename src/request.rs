@@ -246,14 +246,17 @@ pub enum HeaderEdit {
 }
 
 /// An allowed request's header edits, in the order they apply: the removals (the headers the
-/// filter owns that the request carries, the token's place), the identity's headers, then the
-/// policy's. The identity's part is shared with the remembered identity it was derived for
-/// ([`crate::verified::Derived`]): a remembered token's request derives and copies none.
+/// filter owns that the request carries, then the token's place), the identity's headers, then
+/// the policy's. The identity's part is shared with the remembered identity it was derived for
+/// ([`crate::verified::Derived`]): a remembered token's request derives and copies none, and
+/// with none of the filter's headers in the request, allocates none.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderEdits {
-    /// What comes out of the request: the owned headers it carries, then the token's place
-    /// (a header removed, or a cookie header or path set again without the token).
+    /// The headers the filter owns that the request carries, removed.
     pub removals: Vec<HeaderEdit>,
+    /// The token's place, with `strip_token`: its header removed, or the cookie header or the
+    /// path set again without it.
+    pub token: Option<HeaderEdit>,
     pub identity: Option<Rc<[HeaderEdit]>>,
     pub policy: Vec<HeaderEdit>,
 }
@@ -261,7 +264,9 @@ pub struct HeaderEdits {
 impl HeaderEdits {
     pub fn iter(&self) -> HeaderEditsIter<'_> {
         let identity = self.identity.as_deref().unwrap_or_default();
-        self.removals.iter().chain(identity).chain(&self.policy)
+        (self.removals.iter().chain(&self.token))
+            .chain(identity)
+            .chain(&self.policy)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -275,7 +280,10 @@ impl HeaderEdits {
 
 /// The edits in the order they apply.
 pub type HeaderEditsIter<'a> = std::iter::Chain<
-    std::iter::Chain<std::slice::Iter<'a, HeaderEdit>, std::slice::Iter<'a, HeaderEdit>>,
+    std::iter::Chain<
+        std::iter::Chain<std::slice::Iter<'a, HeaderEdit>, std::option::Iter<'a, HeaderEdit>>,
+        std::slice::Iter<'a, HeaderEdit>,
+    >,
     std::slice::Iter<'a, HeaderEdit>,
 >;
 
@@ -303,10 +311,10 @@ impl PartialEq<Vec<HeaderEdit>> for HeaderEdits {
     }
 }
 
-/// The edits that take the token out of the request before it goes upstream.
-pub fn strip_token(req: &Request, source: &TokenSource) -> Vec<HeaderEdit> {
+/// The edit that takes the token out of the request before it goes upstream.
+pub fn strip_token(req: &Request, source: &TokenSource) -> HeaderEdit {
     match source {
-        TokenSource::Header { name, .. } => vec![HeaderEdit::Remove(name.as_str().into())],
+        TokenSource::Header { name, .. } => HeaderEdit::Remove(Arc::clone(name)),
         TokenSource::Cookie(cookie) => {
             let kept: Vec<&str> = req
                 .header_values("cookie")
@@ -318,9 +326,9 @@ pub fn strip_token(req: &Request, source: &TokenSource) -> Vec<HeaderEdit> {
                 })
                 .collect();
             if kept.is_empty() {
-                vec![HeaderEdit::Remove("cookie".into())]
+                HeaderEdit::Remove("cookie".into())
             } else {
-                vec![HeaderEdit::Set("cookie".into(), kept.join("; "))]
+                HeaderEdit::Set("cookie".into(), kept.join("; "))
             }
         }
         TokenSource::Query(param) => {
@@ -336,7 +344,7 @@ pub fn strip_token(req: &Request, source: &TokenSource) -> Vec<HeaderEdit> {
             } else {
                 format!("{path}?{}", kept.join("&"))
             };
-            vec![HeaderEdit::Set(":path".into(), new_path)]
+            HeaderEdit::Set(":path".into(), new_path)
         }
     }
 }
@@ -644,15 +652,15 @@ mod tests {
         let r = req("/p?a=1&access_token=t&b=2", &h);
         assert_eq!(
             strip_token(&r, &bearer()),
-            vec![HeaderEdit::Remove("authorization".into())]
+            HeaderEdit::Remove("authorization".into())
         );
         assert_eq!(
             strip_token(&r, &TokenSource::Cookie("at".into())),
-            vec![HeaderEdit::Set("cookie".into(), "x=1; y=2".into())]
+            HeaderEdit::Set("cookie".into(), "x=1; y=2".into())
         );
         assert_eq!(
             strip_token(&r, &TokenSource::Query("access_token".into())),
-            vec![HeaderEdit::Set(":path".into(), "/p?a=1&b=2".into())]
+            HeaderEdit::Set(":path".into(), "/p?a=1&b=2".into())
         );
     }
 

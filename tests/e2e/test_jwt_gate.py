@@ -99,6 +99,19 @@ def test_a_valid_token_reaches_the_upstream_with_its_identity(gate, idp):
     assert seen["authorization"] == f"Bearer {token}", "the token is kept unless strip_token is set"
 
 
+def test_with_strip_token_the_upstream_never_sees_the_token(envoy_with, idp):
+    config = gate_config(idp)
+    config["headers"]["strip_token"] = True
+    gate = envoy_with(config)
+    token = idp.token("orders-app", scope="orders:read")
+
+    # Its first request verifies it; the later ones find it remembered, in either worker.
+    for attempt in range(4):
+        seen = upstream_saw(gate.request("GET", "/orders/42", {**bearer(token), "x-user": "admin"}))
+        assert "authorization" not in seen, attempt
+        assert seen["x-user"] == "orders-app", attempt
+
+
 def test_anonymous_routes_pass_but_spoofed_identity_never_does(gate):
     seen = upstream_saw(gate.request("GET", "/health", {"x-user": "admin", "x-roles": "admin", "x-jwt-payload": "e30"}))
     assert "x-user" not in seen and "x-roles" not in seen and "x-jwt-payload" not in seen
