@@ -169,11 +169,10 @@ thread_local! {
 }
 
 /// Keeps a buffer the filter is done with for a host call to fill (see [`SPARES_KEPT`]).
-pub fn recycle(mut bytes: Vec<u8>) {
+pub fn recycle(bytes: Vec<u8>) {
     if bytes.capacity() == 0 || bytes.capacity() > SPARE_BYTES_MAX {
         return;
     }
-    bytes.clear();
     SPARES.with(|spares| {
         let Ok(mut spares) = spares.try_borrow_mut() else {
             return;

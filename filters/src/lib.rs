@@ -300,18 +300,16 @@ mod callbacks {
 
     #[no_mangle]
     pub extern "C" fn proxy_on_delete(context_id: u32) {
-        // Let go of once the map is free again (a request's `on_delete` borrows its worker).
+        // Handled once the map is free again (a request's `on_delete` borrows its worker).
         let removed = CONTEXTS.with(|c| {
             let mut contexts = c.try_borrow_mut().ok()?;
             let request = contexts.requests.remove(&context_id);
             let root = contexts.roots.remove(&context_id);
             Some((request, root))
         });
-        if let Some((Some(root), _)) = &removed {
-            let root = Rc::clone(root);
+        if let Some((Some(root), _)) = removed {
             Request { context_id, root }.on_delete();
         }
-        drop(removed);
     }
 
     #[no_mangle]
