@@ -10,7 +10,8 @@ a file (``tokens.lua``). Envoy's CPU time (utime + stime of ``/proc/<pid>/stat``
 over the run divided by the requests Envoy answered is the main figure: wrk shares the machine, so
 requests per second depend on it; CPU per request much less. Within a round, the Envoys of a
 scenario's configurations run at once and take the load in turns of a second, so that a drift of
-the machine weighs on all of them alike. See README.md beside this file for the method and how to read the results.
+the machine weighs on all of them alike. See README.md beside this file for the method and how to
+read the results.
 
 Scenarios: 1. one token repeated (hot path); 2. 10,000 distinct valid tokens round robin (cache
 at scale); 3. every token new (cold path) for RS256, ES256 and EdDSA, with a fixed request count
@@ -618,7 +619,7 @@ def pin_envoy(pid: int) -> None:
 
 @dataclass
 class Run:
-    """One configuration's Envoy during a measurement, and what its timed slices added up to."""
+    """One configuration's Envoy during a measurement, and its timed turns of load."""
 
     config: Configuration
     envoy: harness.Envoy
@@ -626,10 +627,9 @@ class Run:
     rss_start: int
     start: int = 0  # where the timed part of the token file starts
     before: dict[str, int] = dataclasses.field(default_factory=dict)
-    cpu: float = 0.0
     wall: float = 0.0
-    slices: list[WrkResult] = dataclasses.field(default_factory=list)
-    turns: list[list[float]] = dataclasses.field(default_factory=list)  # [CPU s, wrk's requests]
+    # Each turn: Envoy's CPU seconds during it, and what wrk measured.
+    turns: list[tuple[float, WrkResult]] = dataclasses.field(default_factory=list)
 
 
 def open_run(ctx: Context, scenario: Scenario, config: Configuration,
@@ -676,10 +676,7 @@ def timed_slice(ctx: Context, scenario: Scenario, run: Run, tokens: TokenSet,
     else:
         wrk = run_wrk(ctx, run.envoy, tokens, duration=seconds, pinned=p.pin)
     run.wall += time.monotonic() - t0
-    cpu = cpu_seconds(run.pid) - cpu0
-    run.cpu += cpu
-    run.slices.append(wrk)
-    run.turns.append([round(cpu, 3), wrk.requests])
+    run.turns.append((cpu_seconds(run.pid) - cpu0, wrk))
 
 
 def close_run(run: Run, round_no: int, scenario: Scenario) -> dict[str, Any]:
@@ -698,32 +695,34 @@ def close_run(run: Run, round_no: int, scenario: Scenario) -> dict[str, Any]:
     # Answers (requests wrk gave up on at its end are not counted), and the refusals among them.
     served = stat_delta(before, after, "downstream_rq_completed")
     refused = sum(stat_delta(before, after, f"downstream_rq_{c}") for c in ("3xx", "4xx", "5xx"))
-    wrk_text = "\n".join(w.output for w in run.slices)
+    slices = [wrk for _, wrk in run.turns]
+    cpu = sum(cpu for cpu, _ in run.turns)
+    wrk_text = "\n".join(w.output for w in slices)
     if served <= 0:
         raise harness.ServiceError(f"{config.key}: Envoy served no request:\n{wrk_text}")
     if audit_lines is not None and audit_lines < served:
         raise harness.ServiceError(f"{config.key}: {audit_lines} audit lines for {served} requests")
-    wrk_requests = sum(w.requests for w in run.slices)
-    wrk_seconds = sum(w.seconds for w in run.slices)
-    non_2xx = sum(w.non_2xx for w in run.slices)
+    wrk_requests = sum(w.requests for w in slices)
+    wrk_seconds = sum(w.seconds for w in slices)
+    non_2xx = sum(w.non_2xx for w in slices)
     rec: dict[str, Any] = {
         "round": round_no,
         "scenario": scenario.key,
         "config": config.key,
         "requests": served,
         "not_ok": refused,
-        "turns": run.turns,
+        "turns": [[round(cpu, 3), w.requests] for cpu, w in run.turns],  # CPU s, wrk's requests
         "wrk_requests": wrk_requests,
         "wrk_non_2xx": non_2xx,
-        "wrk_socket_errors": "; ".join(w.socket_errors for w in run.slices if w.socket_errors),
+        "wrk_socket_errors": "; ".join(w.socket_errors for w in slices if w.socket_errors),
         "seconds": round(wrk_seconds, 3),
         "wall_seconds": round(run.wall, 3),
         "rps": round(wrk_requests / wrk_seconds, 1) if wrk_seconds > 0 else 0.0,
-        "cpu_seconds": round(run.cpu, 3),
-        "cpu_us_per_request": round(run.cpu / served * 1e6, 2),
-        # A slice's latency percentiles, the median over the slices.
-        "p50_ms": round(median([w.p50_ms for w in run.slices]) or 0.0, 3),
-        "p99_ms": round(median([w.p99_ms for w in run.slices]) or 0.0, 3),
+        "cpu_seconds": round(cpu, 3),
+        "cpu_us_per_request": round(cpu / served * 1e6, 2),
+        # A turn's latency percentiles, the median over the turns.
+        "p50_ms": round(median([w.p50_ms for w in slices]) or 0.0, 3),
+        "p99_ms": round(median([w.p99_ms for w in slices]) or 0.0, 3),
         "start_seconds": round(envoy.started_in, 2),  # type: ignore[attr-defined]
         "rss_start_kib": run.rss_start,
         "rss_end_kib": rss_end,
