@@ -217,6 +217,16 @@ fn returned(data: *mut u8) -> Option<usize> {
     })
 }
 
+/// Forgets the buffer lent for a call that failed: the host hands nothing back, and keeps it
+/// (leaked, as an allocation for a failed call always was).
+fn forget_lent() {
+    SPARES.with(|spares| {
+        if let Ok(mut spares) = spares.try_borrow_mut() {
+            spares.lent = None;
+        }
+    });
+}
+
 /// Where the host puts what a host call hands back: `size` bytes, owned by the module once the
 /// call returns (see [`owned`]).
 #[no_mangle]
@@ -247,6 +257,21 @@ unsafe fn owned(data: *mut u8, size: usize) -> Option<Vec<u8>> {
         // A host that answered with more than it asked for: leaked rather than misread.
         Some(_) => None,
         None => Some(Vec::from_raw_parts(data, size, size)),
+    }
+}
+
+/// What a host call that hands data back answered: the bytes (`None` for no data), or its
+/// status.
+///
+/// # Safety
+/// As for [`owned`], when the call succeeded.
+unsafe fn handed_back(status: u32, data: *mut u8, size: usize) -> Result<Option<Vec<u8>>, Status> {
+    match checked(status) {
+        Ok(()) => Ok(owned(data, size)),
+        Err(status) => {
+            forget_lent();
+            Err(status)
+        }
     }
 }
 
@@ -283,10 +308,9 @@ pub fn get_buffer(
     let (mut data, mut size) = (null_mut(), 0);
     let status =
         unsafe { proxy_get_buffer_bytes(buffer as u32, start, max_size, &mut data, &mut size) };
-    match checked(status) {
-        Ok(()) => Ok(unsafe { owned(data, size) }),
+    match unsafe { handed_back(status, data, size) } {
         Err(Status::NOT_FOUND) => Ok(None),
-        Err(status) => Err(status),
+        answer => answer,
     }
 }
 
@@ -294,8 +318,8 @@ pub fn get_buffer(
 /// of each name and value (u32 pairs), then each name and value followed by a NUL.
 pub fn get_header_map_pairs(map: HeaderMap) -> Result<Vec<u8>, Status> {
     let (mut data, mut size) = (null_mut(), 0);
-    checked(unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) })?;
-    Ok(unsafe { owned(data, size) }.unwrap_or_default())
+    let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
+    Ok(unsafe { handed_back(status, data, size) }?.unwrap_or_default())
 }
 
 /// Sets a header (replacing any of that name), or removes it with `None`.
@@ -319,10 +343,9 @@ pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
     let path = path.join("\0");
     let (mut data, mut size) = (null_mut(), 0);
     let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
-    match checked(status) {
-        Ok(()) => Ok(unsafe { owned(data, size) }),
+    match unsafe { handed_back(status, data, size) } {
         Err(Status::NOT_FOUND) => Ok(None),
-        Err(status) => Err(status),
+        answer => answer,
     }
 }
 
@@ -331,8 +354,8 @@ pub fn get_shared_data(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Stat
     let (mut data, mut size, mut cas) = (null_mut(), 0, 0);
     let status =
         unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
-    checked(status)?;
-    Ok((unsafe { owned(data, size) }, (cas != 0).then_some(cas)))
+    let bytes = unsafe { handed_back(status, data, size) }?;
+    Ok((bytes, (cas != 0).then_some(cas)))
 }
 
 /// Writes `value` under `key`; with `cas`, only if the key's version is still that one.
@@ -510,5 +533,24 @@ mod tests {
             assert!(owned(lent, 1025).is_none());
         }
         assert!(SPARES.with(|s| s.borrow().lent.is_none()));
+    }
+
+    #[test]
+    fn a_call_that_fails_after_the_host_took_a_kept_buffer_does_not_stop_the_reuse() {
+        recycle(Vec::with_capacity(256));
+        // The host takes the kept buffer, then fails the call: it hands nothing back.
+        let lost = proxy_on_memory_allocate(100);
+        assert!(!lost.is_null());
+        // SAFETY: a failed call hands nothing back; `lost` is not read.
+        assert_eq!(unsafe { handed_back(2, lost, 100) }, Err(Status(2)));
+        recycle(Vec::with_capacity(256));
+        let data = proxy_on_memory_allocate(100);
+        // SAFETY: `data` came from `proxy_on_memory_allocate` with at least 100 bytes.
+        let bytes = unsafe {
+            std::ptr::write_bytes(data, 7, 100);
+            handed_back(0, data, 100)
+        };
+        let bytes = bytes.unwrap().unwrap();
+        assert_eq!(bytes.capacity(), 256, "a kept buffer was lent again");
     }
 }
