@@ -36,10 +36,7 @@ pub fn now_ms() -> u64 {
 /// as a `String` pair per header: on the hot path the copies and allocations of the latter cost
 /// more than the decision itself. The pseudo-headers are found once.
 pub struct OwnedRequest {
-    /// Every name and value, one after the other.
-    text: String,
-    /// Per header, in the host's order: (name, value) as byte ranges of `text`.
-    spans: Vec<(Range<usize>, Range<usize>)>,
+    headers: HeaderBlock,
     method: usize,
     path: usize,
     authority: Option<usize>,
@@ -54,17 +51,16 @@ impl OwnedRequest {
     }
 
     fn parse(bytes: Vec<u8>) -> Option<OwnedRequest> {
-        let (text, spans) = header_block(bytes)?;
-        OwnedRequest::found(text, spans)
+        OwnedRequest::found(header_block(bytes)?)
     }
 
-    /// The request over its text, with the headers it needs by name found (`None` without
+    /// The request over its headers, with the ones it needs by name found (`None` without
     /// `:method` or `:path`).
-    fn found(text: String, spans: Vec<(Range<usize>, Range<usize>)>) -> Option<OwnedRequest> {
+    fn found(headers: HeaderBlock) -> Option<OwnedRequest> {
         // The first of each, in one pass (names compared as bytes: `value` cuts the text).
         let (mut method, mut path, mut authority, mut request_id) = (None, None, None, None);
-        for (i, (name, _)) in spans.iter().enumerate() {
-            let slot = match text.as_bytes().get(name.clone()) {
+        for (i, (name, _)) in headers.spans.iter().enumerate() {
+            let slot = match headers.text.as_bytes().get(name.clone()) {
                 Some(b":method") => &mut method,
                 Some(b":path") => &mut path,
                 Some(b":authority") => &mut authority,
@@ -74,8 +70,7 @@ impl OwnedRequest {
             slot.get_or_insert(i);
         }
         Some(OwnedRequest {
-            text,
-            spans,
+            headers,
             method: method?,
             path: path?,
             authority,
@@ -84,8 +79,8 @@ impl OwnedRequest {
     }
 
     fn value(&self, at: Option<usize>) -> Option<&str> {
-        let (_, value) = self.spans.get(at?)?;
-        self.text.get(value.clone())
+        let (_, value) = self.headers.spans.get(at?)?;
+        self.headers.text.get(value.clone())
     }
 
     pub fn method(&self) -> &str {
@@ -106,10 +101,25 @@ impl OwnedRequest {
             method: self.method(),
             path: self.path(),
             authority: self.value(self.authority).unwrap_or_default(),
-            headers: Headers::Spans {
-                text: &self.text,
-                spans: &self.spans,
-            },
+            headers: self.headers.view(),
+        }
+    }
+}
+
+/// A header map as read from the host: every name and value, one after the other, in the
+/// host's buffer, and per header (in the host's order) the byte ranges of its name and value.
+/// Both go back to their pools when it is dropped, for the next map read.
+#[derive(Default)]
+pub struct HeaderBlock {
+    text: String,
+    spans: Spans,
+}
+
+impl HeaderBlock {
+    pub fn view(&self) -> Headers<'_> {
+        Headers::Spans {
+            text: &self.text,
+            spans: &self.spans,
         }
     }
 }
@@ -135,11 +145,11 @@ fn spare_spans() -> Spans {
     spans
 }
 
-impl Drop for OwnedRequest {
+impl Drop for HeaderBlock {
     fn drop(&mut self) {
-        // The text is the host's buffer: the next request's headers go there.
+        // The text is the host's buffer: the next map goes there.
         abi::recycle(std::mem::take(&mut self.text).into_bytes());
-        if self.spans.capacity() > SPARE_SPANS_MAX {
+        if self.spans.capacity() == 0 || self.spans.capacity() > SPARE_SPANS_MAX {
             return;
         }
         let spans = std::mem::take(&mut self.spans);
@@ -161,7 +171,7 @@ impl Drop for OwnedRequest {
 /// The host's buffer becomes the text itself: once the lengths are read, they are zeroed (NUL is
 /// UTF-8), and the whole buffer is checked as UTF-8 in one pass, with no copy. Only a map with
 /// bytes that are not UTF-8 is copied, piece by piece.
-fn header_block(mut bytes: Vec<u8>) -> Option<(String, Spans)> {
+fn header_block(mut bytes: Vec<u8>) -> Option<HeaderBlock> {
     let word = |at: usize| -> Option<usize> {
         let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
         usize::try_from(u32::from_le_bytes(b)).ok()
@@ -197,7 +207,7 @@ fn header_block(mut bytes: Vec<u8>) -> Option<(String, Spans)> {
         // every length, natively and under V8), so the bytes are UTF-8, and every index is
         // a char boundary.
         let text = unsafe { String::from_utf8_unchecked(bytes) };
-        return Some((text, spans));
+        return Some(HeaderBlock { text, spans });
     }
     let text = match String::from_utf8(bytes) {
         Ok(text)
@@ -212,7 +222,7 @@ fn header_block(mut bytes: Vec<u8>) -> Option<(String, Spans)> {
         Ok(text) => lossy_copy(text.as_bytes(), &mut spans),
         Err(not_utf8) => lossy_copy(not_utf8.as_bytes(), &mut spans),
     };
-    Some((text, spans))
+    Some(HeaderBlock { text, spans })
 }
 
 /// The pieces of `bytes` at `spans`, each read as UTF-8 with U+FFFD for what is not, one after
@@ -251,8 +261,7 @@ pub fn client_address() -> Option<String> {
 /// unless it is larger than `max_body` (then `oversized`).
 pub struct CallAnswer {
     pub status: Option<u32>,
-    /// The headers' text, and the byte ranges of each name and value in it.
-    headers: (String, Spans),
+    headers: HeaderBlock,
     pub body: Vec<u8>,
     pub oversized: bool,
 }
@@ -292,8 +301,7 @@ impl CallAnswer {
 
     /// The first value of the header `name` (in any case).
     pub fn header<'a>(&'a self, name: &'a str) -> Option<&'a str> {
-        let (text, spans) = &self.headers;
-        Headers::Spans { text, spans }.values(name).next()
+        self.headers.view().values(name).next()
     }
 }
 
@@ -318,6 +326,12 @@ mod tests {
         assert_eq!(answer.header("etag"), None);
         assert_eq!(CallAnswer::failed().header(":status"), None);
         assert_eq!(abi::serialize_pairs::<&str, &str>(&[]), 0u32.to_le_bytes());
+        // Its span list goes back to the pool, as a request's does.
+        drop(answer);
+        assert!(
+            spare_spans().capacity() >= 2,
+            "the answer's span list was kept"
+        );
     }
 
     #[test]
@@ -341,7 +355,7 @@ mod tests {
             view.header_values("x-user").collect::<Vec<_>>(),
             ["", "mallory"]
         );
-        assert_eq!(r.spans.len(), 7);
+        assert_eq!(r.headers.spans.len(), 7);
     }
 
     #[test]
@@ -354,7 +368,7 @@ mod tests {
         let next = OwnedRequest::parse(serialized(&[(b":method", b"PUT"), (b":path", b"/b")]));
         let next = next.unwrap();
         assert_eq!(
-            (next.method(), next.path(), next.spans.len()),
+            (next.method(), next.path(), next.headers.spans.len()),
             ("PUT", "/b", 2)
         );
     }
