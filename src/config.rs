@@ -1,25 +1,24 @@
 //! Configuration: read in two stages so that every mistake is named by its path.
 //!
-//! Stage one is serde into `*File` structs that mirror the JSON one to one (unknown fields are
-//! errors, and `error_path` names the path of a type error from where serde_json stopped). Stage
-//! two, [`Config::compile`], checks meaning (URLs, bounds, references between sections) and
-//! builds the validated form that the request path uses, so the hot path never re-checks
-//! configuration. The `*File` structs also generate the JSON Schema (`make schema`), so the
-//! schema cannot drift from the parser.
+//! Stage one reads the JSON into `*File` structs that mirror it one to one (`read`: unknown fields
+//! are errors, each named by its path). Stage two, [`Config::compile`], checks meaning (URLs,
+//! bounds, references between sections) and builds the validated form that the request path
+//! uses, so the hot path never re-checks configuration. The `*File` structs also generate the
+//! JSON Schema (`make schema`), and the tests read every configuration with serde's derived
+//! readers too, so neither the schema nor the reader can drift from the structs.
 
 use crate::crypto::Algorithm;
 use crate::jwk::{JwkSet, JwksLimits, KeyOrigin};
 use schemars::JsonSchema;
-use serde::de::{self, Error as _, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
-mod error_path;
+mod read;
 
 /// The plugin configuration, as JSON.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, JsonSchema)]
+#[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// Identity providers by name. A token is verified only by the provider whose `issuer` equals
@@ -69,7 +68,8 @@ pub struct ConfigFile {
 }
 
 /// A named policy: who it applies to and what it grants and limits.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, JsonSchema)]
+#[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
     /// Unique name, shown in audit events, metrics and rate-limit headers. Required.
@@ -95,7 +95,8 @@ pub struct PolicyFile {
 }
 
 /// One condition on a claim: exactly one of `equals`, `contains`, `any_of`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, JsonSchema)]
+#[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(deny_unknown_fields)]
 pub struct ConditionFile {
     /// Claim path ("roles", "realm_access.roles", "client_id", `https://example.com/groups`).
@@ -113,7 +114,8 @@ pub struct ConditionFile {
 }
 
 /// A rate limit: `requests` per `per`, with bursts up to `burst`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, JsonSchema)]
+#[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitFile {
     /// Name in headers, audit events and metrics. Default: `rate<index>`.
@@ -144,7 +146,8 @@ pub struct RateLimitFile {
 }
 
 /// A quota over a UTC calendar window.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, JsonSchema)]
+#[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(deny_unknown_fields)]
 pub struct QuotaFile {
     /// Name in headers, audit events and metrics. Default: `quota<index>`.
@@ -166,7 +169,8 @@ pub struct QuotaFile {
 }
 
 /// RFC 7662 token introspection for a provider.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, JsonSchema)]
+#[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(deny_unknown_fields)]
 pub struct IntrospectionFile {
     /// The introspection endpoint. Default: the discovery document's `introspection_endpoint`
@@ -213,7 +217,8 @@ pub struct IntrospectionFile {
 }
 
 /// One OpenID provider or OAuth 2 authorization server.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, JsonSchema)]
+#[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(deny_unknown_fields)]
 pub struct ProviderFile {
     /// The exact `iss` value of its tokens, an absolute http(s) URL. Required.
@@ -261,7 +266,8 @@ pub struct ProviderFile {
 }
 
 /// Where a token is read from: exactly one of `header`, `cookie`, `query`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, JsonSchema)]
+#[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(deny_unknown_fields)]
 pub struct TokenSourceFile {
     /// A request header name.
@@ -281,7 +287,8 @@ pub struct TokenSourceFile {
 
 /// A remote key source (`jwks`) or a discovery document (`discovery`), fetched through an
 /// upstream cluster of the gateway.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, JsonSchema)]
+#[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(deny_unknown_fields)]
 pub struct RemoteKeysFile {
     /// For `jwks`: the JWKS URL (required). For `discovery`: the OpenID configuration URL.
@@ -314,7 +321,8 @@ pub struct RemoteKeysFile {
 }
 
 /// One route rule.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, JsonSchema)]
+#[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(deny_unknown_fields)]
 pub struct RuleFile {
     /// When the rule applies. Required.
@@ -338,82 +346,19 @@ pub struct RuleFile {
 
 /// One accepted value or a list of accepted values.
 #[derive(Debug, JsonSchema)]
+#[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(untagged)]
 pub enum ClaimValuesFile {
     One(String),
     Any(Vec<String>),
 }
 
-/// What `#[serde(untagged)]` says when neither form fits.
+/// What serde says of an untagged enum when neither form fits (and so the reader says too).
 const NOT_CLAIM_VALUES: &str = "data did not match any variant of untagged enum ClaimValuesFile";
 
-// Written out instead of derived with `untagged`: the derived form buffers the value and fails
-// only once the map around it has been read, so serde_json would report the error past the
-// member at fault and `error_path` could not name it. Same input accepted, same message.
-impl<'de> Deserialize<'de> for ClaimValuesFile {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ClaimValuesVisitor)
-    }
-}
-
-struct ClaimValuesVisitor;
-
-impl<'de> Visitor<'de> for ClaimValuesVisitor {
-    type Value = ClaimValuesFile;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string or a list of strings")
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<ClaimValuesFile, E> {
-        Ok(ClaimValuesFile::One(v.to_string()))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ClaimValuesFile, A::Error> {
-        // Every element is read, so that a mistake is reported at the end of the list.
-        let mut values = Vec::new();
-        let mut all_strings = true;
-        while let Some(value) = seq.next_element::<serde_json::Value>()? {
-            match value {
-                serde_json::Value::String(s) => values.push(s),
-                _ => all_strings = false,
-            }
-        }
-        if all_strings {
-            Ok(ClaimValuesFile::Any(values))
-        } else {
-            Err(A::Error::custom(NOT_CLAIM_VALUES))
-        }
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ClaimValuesFile, A::Error> {
-        while map.next_entry::<String, serde_json::Value>()?.is_some() {}
-        Err(A::Error::custom(NOT_CLAIM_VALUES))
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<ClaimValuesFile, E> {
-        Err(E::custom(NOT_CLAIM_VALUES))
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<ClaimValuesFile, E> {
-        Err(E::custom(NOT_CLAIM_VALUES))
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<ClaimValuesFile, E> {
-        Err(E::custom(NOT_CLAIM_VALUES))
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<ClaimValuesFile, E> {
-        Err(E::custom(NOT_CLAIM_VALUES))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<ClaimValuesFile, E> {
-        Err(E::custom(NOT_CLAIM_VALUES))
-    }
-}
-
 /// Request attributes a rule matches; all given ones must hold.
-#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[derive(Debug, JsonSchema, Default)]
+#[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(deny_unknown_fields)]
 pub struct MatchFile {
     /// Normalized path starts with this, on a segment boundary ("/api" matches "/api" and
@@ -432,7 +377,8 @@ pub struct MatchFile {
 }
 
 /// What goes upstream with an allowed request.
-#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[derive(Debug, JsonSchema, Default)]
+#[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(deny_unknown_fields)]
 pub struct HeadersFile {
     /// Header name to claim path ("sub", "realm_access.roles", `https://example.com/roles`).
@@ -449,7 +395,8 @@ pub struct HeadersFile {
 }
 
 /// Audit log settings.
-#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[derive(Debug, JsonSchema, Default)]
+#[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(deny_unknown_fields)]
 pub struct AuditFile {
     /// Write one JSON line per decision to the gateway log. Default: true.
@@ -780,20 +727,7 @@ impl Config {
         bytes: &[u8],
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let file = ConfigFile::deserialize(&mut de).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                path: error_path::error_path(bytes, &e),
-                message: clean_serde_message(&e.to_string()),
-            }])
-        })?;
-        de.end().map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                path: String::new(),
-                message: e.to_string(),
-            }])
-        })?;
-        Config::compile(file, env)
+        Config::compile(read::config_file(bytes)?, env)
     }
 
     /// Stage two: meaning, bounds and references.
@@ -952,14 +886,6 @@ impl Errors {
         } else {
             Err(ConfigErrors(self.0))
         }
-    }
-}
-
-fn clean_serde_message(message: &str) -> String {
-    // serde appends " at line L column C", which the path already says better.
-    match message.find(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
     }
 }
 
