@@ -14,11 +14,10 @@
 
 use super::{
     AuditFile, ClaimValuesFile, ConditionFile, ConfigError, ConfigErrors, ConfigFile, HeadersFile,
-    IntrospectionFile, MatchFile, PolicyFile, ProviderFile, QuotaFile, RateLimitFile,
+    IntrospectionFile, MatchFile, Named, PolicyFile, ProviderFile, QuotaFile, RateLimitFile,
     RemoteKeysFile, RuleFile, TokenSourceFile, NOT_CLAIM_VALUES,
 };
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 /// Nesting the configuration may use (`inline_jwks` is the deepest part, at ~8).
 const MAX_DEPTH: usize = 32;
@@ -275,20 +274,21 @@ impl<T: FromJson> FromJson for Vec<T> {
     }
 }
 
-impl<T: FromJson> FromJson for BTreeMap<String, T> {
+impl<T: FromJson> FromJson for Named<T> {
     fn read(value: &Value, at: &str, r: &mut Reader) -> Option<Self> {
         let Value::Object(members) = value else {
             return r.wrong_type(value, at, "a map");
         };
-        let mut read = BTreeMap::new();
+        // In name order, each name once: the parsed object is a map already.
+        let mut read = Vec::with_capacity(members.len());
         let mut complete = true;
         for (key, item) in members {
             match T::read(item, &member_path(at, key), r) {
-                Some(item) => _ = read.insert(key.clone(), item),
+                Some(item) => read.push((key.clone(), item)),
                 None => complete = false,
             }
         }
-        complete.then_some(read)
+        complete.then_some(Named(read))
     }
 }
 
