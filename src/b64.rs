@@ -1,24 +1,101 @@
 //! Strict base64url (RFC 7515 section 2): no padding, no whitespace, nothing outside the URL-safe
-//! alphabet, and no non-zero trailing bits, so that one token has exactly one encoding.
+//! alphabet, and no non-zero trailing bits, so that one token has exactly one encoding; and the
+//! padded standard alphabet for HTTP Basic credentials (RFC 7617).
+//!
+//! Written out rather than taken from the `base64` crate, whose general-purpose engine was ~8 KB
+//! of the module for what is a table lookup here: these run on the cold path only (parsing a new
+//! token, importing a JWK, building an introspection call). The property tests compare both
+//! directions with the crate.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// The 6-bit value of a base64url character.
+fn url_safe_value(c: u8) -> Option<u32> {
+    let value = match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'-' => 62,
+        b'_' => 63,
+        _ => return None,
+    };
+    Some(u32::from(value))
+}
 
 /// Decodes strict unpadded base64url.
 pub fn decode(input: &str) -> Result<Vec<u8>, String> {
-    URL_SAFE_NO_PAD
-        .decode(input)
-        .map_err(|e| format!("bad base64url: {e}"))
+    let text = input.as_bytes();
+    // A last group of one character carries 6 bits: not a byte.
+    if text.len() % 4 == 1 {
+        return Err("bad base64url: invalid length".to_string());
+    }
+    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 2);
+    for (group_index, group) in text.chunks(4).enumerate() {
+        let mut bits = 0u32;
+        for (i, &c) in group.iter().enumerate() {
+            let Some(value) = url_safe_value(c) else {
+                let offset = group_index * 4 + i;
+                return Err(format!(
+                    "bad base64url: invalid symbol {c} at offset {offset}"
+                ));
+            };
+            bits = bits << 6 | value;
+        }
+        // `bits` holds 6 bits a character: 24, 18 or 12, of which whole bytes are 3, 2 or 1.
+        let (bytes, spare) = match group.len() {
+            4 => (3, 0),
+            3 => (2, 2),
+            _ => (1, 4),
+        };
+        if bits & ((1 << spare) - 1) != 0 {
+            return Err("bad base64url: non-zero trailing bits".to_string());
+        }
+        let bits = bits >> spare;
+        for k in (0..bytes).rev() {
+            out.push((bits >> (8 * k)) as u8);
+        }
+    }
+    Ok(out)
 }
 
 /// Encodes as unpadded base64url.
 pub fn encode(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
+    encode_with(bytes, URL_SAFE, false)
+}
+
+/// Encodes as padded standard base64 (`+`, `/` and `=`), as HTTP Basic credentials are.
+pub fn encode_standard(bytes: &[u8]) -> String {
+    encode_with(bytes, STANDARD, true)
+}
+
+fn encode_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for group in bytes.chunks(3) {
+        let bits =
+            group.iter().fold(0u32, |bits, &b| bits << 8 | u32::from(b)) << (8 * (3 - group.len()));
+        // 2, 3 or 4 characters for 1, 2 or 3 bytes.
+        for k in 0..=group.len() {
+            let index = (bits >> (18 - 6 * k)) & 63;
+            out.push(char::from(
+                alphabet.get(index as usize).copied().unwrap_or(b'A'),
+            ));
+        }
+        if pad {
+            for _ in group.len()..3 {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::{STANDARD as CRATE_STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+    use proptest::prelude::*;
 
     #[test]
     fn round_trips_and_refuses_non_canonical_forms() {
@@ -29,5 +106,57 @@ mod tests {
         // "QR" decodes to one byte; "QQ" is its canonical form, "QR" has trailing bits set.
         assert!(decode("QQ").is_ok());
         assert!(decode("QR").is_err(), "non-zero trailing bits");
+        assert!(decode("QUJD_").is_err(), "one character left over");
+        assert_eq!(decode("").unwrap(), b"");
+        assert_eq!(
+            decode("dG9s\u{e9}").unwrap_err(),
+            "bad base64url: invalid symbol 195 at offset 4"
+        );
+        assert_eq!(encode_standard(b"gateway:s3cret"), "Z2F0ZXdheTpzM2NyZXQ=");
+        assert_eq!(encode_standard(&[0xfb, 0xff]), "+/8=");
+    }
+
+    /// Text near base64url: its alphabet, the standard one's two, padding, space and a
+    /// non-ASCII character, of every length.
+    fn base64ish() -> impl Strategy<Value = String> {
+        let c = prop_oneof![
+            8 => proptest::char::ranges(vec!['A'..='Z', 'a'..='z', '0'..='9'].into()),
+            1 => prop::sample::select(vec!['-', '_', '+', '/', '=', ' ', 'é']),
+        ];
+        proptest::collection::vec(c, 0..40).prop_map(|chars| chars.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: if cfg!(target_arch = "wasm32") { 256 } else { 2048 },
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn encodes_as_the_base64_crate(bytes in proptest::collection::vec(any::<u8>(), 0..70)) {
+            prop_assert_eq!(encode(&bytes), URL_SAFE_NO_PAD.encode(&bytes));
+            prop_assert_eq!(encode_standard(&bytes), CRATE_STANDARD.encode(&bytes));
+            prop_assert_eq!(decode(&encode(&bytes)), Ok(bytes));
+        }
+
+        #[test]
+        fn decodes_and_refuses_as_the_base64_crate(text in base64ish()) {
+            prop_assert_eq!(decode(&text).ok(), URL_SAFE_NO_PAD.decode(&text).ok(), "{:?}", text);
+        }
+
+        #[test]
+        fn one_changed_character_is_refused_or_read_differently(
+            bytes in proptest::collection::vec(any::<u8>(), 1..40),
+            at in any::<prop::sample::Index>(),
+            with in prop::sample::select(URL_SAFE.to_vec()),
+        ) {
+            let mut text = encode(&bytes).into_bytes();
+            let i = at.index(text.len());
+            prop_assume!(text[i] != with);
+            text[i] = with;
+            let text = String::from_utf8(text).unwrap();
+            prop_assert_ne!(decode(&text).ok(), Some(bytes));
+            prop_assert_eq!(decode(&text).ok(), URL_SAFE_NO_PAD.decode(&text).ok());
+        }
     }
 }

@@ -32,8 +32,6 @@ use crate::config::{ClientAuth, HttpUrl, Introspection, Provider};
 use crate::denial::Denial;
 use crate::json;
 use crate::request::percent_encode;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::rc::Rc;
@@ -92,7 +90,10 @@ pub fn build_call(cfg: &Introspection, endpoint: &HttpUrl, token: &str) -> Intro
             );
             headers.push((
                 "authorization".to_string(),
-                format!("Basic {}", STANDARD.encode(credentials)),
+                format!(
+                    "Basic {}",
+                    crate::b64::encode_standard(credentials.as_bytes())
+                ),
             ));
         }
         ClientAuth::Post => {
@@ -432,7 +433,7 @@ mod tests {
         assert_eq!(header(&call, "accept"), Some("application/json"));
         assert_eq!(
             header(&call, "authorization"),
-            Some(format!("Basic {}", STANDARD.encode("gateway:s3cret")).as_str())
+            Some("Basic Z2F0ZXdheTpzM2NyZXQ=")
         );
         assert_eq!(call.body, "token=abc&token_type_hint=access_token");
         assert!(!call.body.contains("s3cret"));
@@ -473,9 +474,11 @@ mod tests {
         c.client_secret = "pa:ss+wörd".into();
         let call = build_call(&c, &endpoint(), "t");
         let value = header(&call, "authorization").unwrap();
-        let decoded = STANDARD
-            .decode(value.strip_prefix("Basic ").unwrap())
-            .unwrap();
+        let decoded = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            value.strip_prefix("Basic ").unwrap(),
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(decoded).unwrap(),
             "my%20app:pa%3Ass%2Bw%C3%B6rd"
