@@ -4,7 +4,7 @@
 //! the RFC 6750 `WWW-Authenticate` challenge and the RFC 9457 problem body, so the answers stay
 //! consistent and the reason codes stay stable for dashboards and clients.
 
-use serde_json::json;
+use crate::json::Object;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
@@ -210,32 +210,33 @@ impl Denial {
             _ if status == 503 => headers.push(("retry-after".to_string(), "5".to_string())),
             _ => headers.push(("www-authenticate".to_string(), challenge)),
         }
-        let mut body = json!({
-            "type": format!("urn:tollgate:problem:{}", self.code()),
-            "title": title(status),
-            "status": status,
-            "detail": self.description(),
-            "reason": self.code(),
-        });
-        if let Some(map) = body.as_object_mut() {
-            if let Some(id) = request_id {
-                map.insert("request_id".into(), id.into());
-            }
-            match self {
-                Denial::RateLimited(r) => {
-                    map.insert("policy".into(), r.policy.clone().into());
-                    map.insert("limit".into(), r.limit.clone().into());
-                }
-                Denial::PolicyDenied(policy) => {
-                    map.insert("policy".into(), policy.clone().into());
-                }
-                _ => {}
-            }
+        // A problem object (RFC 9457), its members in name order.
+        let (policy, limit) = match self {
+            Denial::RateLimited(r) => (Some(r.policy.as_str()), Some(r.limit.as_str())),
+            Denial::PolicyDenied(policy) => (Some(policy.as_str()), None),
+            _ => (None, None),
+        };
+        let mut body = String::with_capacity(256);
+        let mut o = Object::new(&mut body);
+        o.str("detail", &self.description());
+        if let Some(limit) = limit {
+            o.str("limit", limit);
         }
+        if let Some(policy) = policy {
+            o.str("policy", policy);
+        }
+        o.str("reason", self.code());
+        if let Some(id) = request_id {
+            o.str("request_id", id);
+        }
+        o.u64("status", u64::from(status));
+        o.str("title", title(status));
+        o.str("type", &format!("urn:tollgate:problem:{}", self.code()));
+        o.end();
         DenialResponse {
             status,
             headers,
-            body: body.to_string(),
+            body,
         }
     }
 }
@@ -267,6 +268,56 @@ mod tests {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as it was built before it was written out: a `serde_json::Value`, whose members
+    /// are in name order.
+    fn through_a_value(d: &Denial, request_id: Option<&str>) -> String {
+        let status = d.status();
+        let mut body = serde_json::json!({
+            "type": format!("urn:tollgate:problem:{}", d.code()),
+            "title": title(status),
+            "status": status,
+            "detail": d.description(),
+            "reason": d.code(),
+        });
+        let map = body.as_object_mut().unwrap();
+        if let Some(id) = request_id {
+            map.insert("request_id".into(), id.into());
+        }
+        match d {
+            Denial::RateLimited(r) => {
+                map.insert("policy".into(), r.policy.clone().into());
+                map.insert("limit".into(), r.limit.clone().into());
+            }
+            Denial::PolicyDenied(policy) => {
+                map.insert("policy".into(), policy.clone().into());
+            }
+            _ => {}
+        }
+        body.to_string()
+    }
+
+    #[test]
+    fn the_body_is_written_as_the_value_wrote_it() {
+        let denials = [
+            Denial::MissingToken,
+            Denial::Expired,
+            Denial::InsufficientScope(vec!["a\"b".into(), "c".into()]),
+            Denial::PolicyDenied("gold \u{1} \"tier\"".into()),
+            Denial::RateLimited(Box::new(RateLimitDenial {
+                policy: "free".into(),
+                limit: "per-minute".into(),
+                retry_after: 3,
+                policy_header: "p".into(),
+                ratelimit_header: "r".into(),
+            })),
+        ];
+        for d in &denials {
+            for id in [None, Some("req-\u{7f}-é")] {
+                assert_eq!(d.response("api", id).body, through_a_value(d, id), "{d:?}");
+            }
+        }
     }
 
     #[test]

@@ -284,7 +284,7 @@ impl CachedAnswer {
         out.push(u8::from(self.active));
         out.extend_from_slice(&self.until_ms.to_be_bytes());
         if self.active {
-            serde_json::to_writer(&mut out, &*self.claims).ok()?;
+            out.extend_from_slice(self.claims.to_json().as_bytes());
         }
         (out.len() <= MAX_CACHED_BYTES).then_some(out)
     }

@@ -14,12 +14,11 @@
 
 use crate::config::{HttpUrl, RemoteKeys};
 use crate::jwk::{JwkSet, JwksError, JwksLimits, KeyOrigin};
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// The shared state of one provider's keys.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[cfg_attr(test, derive(serde::Deserialize))]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct KeysRecord {
     /// Increases with every write, so workers notice a change cheaply.
     pub version: u64,
@@ -40,7 +39,7 @@ pub struct KeysRecord {
     /// The JWKS URL found by discovery.
     pub jwks_uri: Option<String>,
     /// The introspection endpoint found by discovery.
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub introspection_uri: Option<String>,
 }
 
@@ -111,8 +110,23 @@ impl KeysRecord {
         })
     }
 
+    /// The record as one JSON object, its members in the struct's order.
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = String::with_capacity(256 + self.jwks.as_ref().map_or(0, String::len));
+        let mut o = crate::json::Object::new(&mut out);
+        o.u64("version", self.version);
+        o.opt_str("jwks", self.jwks.as_deref());
+        o.u64("fetched_at_ms", self.fetched_at_ms);
+        o.u64("refresh_at_ms", self.refresh_at_ms);
+        o.u64("usable_until_ms", self.usable_until_ms);
+        o.u64("failures", u64::from(self.failures));
+        o.u64("next_attempt_ms", self.next_attempt_ms);
+        o.opt_str("last_error", self.last_error.as_deref());
+        o.u64("kid_refetch_ms", self.kid_refetch_ms);
+        o.opt_str("jwks_uri", self.jwks_uri.as_deref());
+        o.opt_str("introspection_uri", self.introspection_uri.as_deref());
+        o.end();
+        out.into_bytes()
     }
 
     pub fn has_keys(&self, now_ms: u64) -> bool {
@@ -617,6 +631,18 @@ mod tests {
         assert_eq!(KeysRecord::decode(&r.encode()), Some(r.clone()));
         assert_eq!(KeysRecord::decode(b"garbage"), None);
         assert_eq!(r.key_set(5).map(|s| s.len()), Some(1));
+    }
+
+    #[test]
+    fn a_record_encodes_as_serde_encoded_it() {
+        let mut r = KeysRecord::default();
+        assert_eq!(r.encode(), serde_json::to_vec(&r).unwrap());
+        r.apply_jwks(ok(JWKS), &cfg(), 5, 0).unwrap();
+        r.last_error = Some("a \"quoted\"\n\u{1} error".into());
+        r.jwks_uri = Some("https://idp/jwks".into());
+        r.failures = u32::MAX;
+        r.version = u64::MAX;
+        assert_eq!(r.encode(), serde_json::to_vec(&r).unwrap());
     }
 
     /// What serde's derived reader, which `decode` replaced, made of `bytes`.

@@ -132,18 +132,13 @@ impl VerifiedIdentity {
         out.extend_from_slice(&(self.provider as u32).to_be_bytes());
         out.extend_from_slice(&self.keys_generation.to_be_bytes());
         // Written from the fields as they are, not through a `Value` (a copy of the claims).
-        #[derive(serde::Serialize)]
-        struct Body<'a> {
-            c: &'a Claims,
-            p: Option<&'a str>,
-            f: &'a str,
-        }
-        let body = Body {
-            c: &self.claims,
-            p: self.payload_segment.as_deref(),
-            f: &self.fingerprint,
-        };
-        serde_json::to_writer(&mut out, &body).ok()?;
+        let mut body = String::with_capacity(192);
+        let mut o = crate::json::Object::new(&mut body);
+        o.object("c", |c| self.claims.write_members(c));
+        o.opt_str("p", self.payload_segment.as_deref());
+        o.str("f", &self.fingerprint);
+        o.end();
+        out.extend_from_slice(body.as_bytes());
         (out.len() <= MAX_ENCODED_BYTES).then_some(out)
     }
 

@@ -8,7 +8,7 @@
 //! (a binary search over a few names), about half the memory. Claims are checked on the
 //! token's whole `Map` before they are kept; [`Members`] lets the lookups read either.
 
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use crate::json::Object;
 use serde_json::{Map, Value};
 use std::cmp::Ordering;
 
@@ -140,13 +140,21 @@ impl From<Map<String, Value>> for Claims {
     }
 }
 
-impl Serialize for Claims {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.len()))?;
+impl Claims {
+    /// The members into an object being written, in name order.
+    pub fn write_members(&self, object: &mut Object) {
         for (name, value) in self.iter() {
-            map.serialize_entry(name, value)?;
+            object.value(name, value);
         }
-        map.end()
+    }
+
+    /// The claims as a JSON object's text, as serde_json writes a `Map` of them.
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(128);
+        let mut object = Object::new(&mut out);
+        self.write_members(&mut object);
+        object.end();
+        out
     }
 }
 
@@ -181,7 +189,7 @@ mod tests {
             assert_eq!(kept.get(absent), None, "{absent}");
         }
         assert_eq!(kept.to_map(), whole);
-        assert_eq!(serde_json::to_value(&kept).unwrap(), Value::Object(whole));
+        assert_eq!(kept.to_json(), Value::Object(whole).to_string());
     }
 
     #[test]
@@ -204,7 +212,7 @@ mod tests {
         let kept = Claims::from(Map::new());
         assert!(kept.is_empty());
         assert_eq!(kept.get(""), None);
-        assert_eq!(serde_json::to_string(&kept).unwrap(), "{}");
+        assert_eq!(kept.to_json(), "{}");
         assert_eq!(format!("{kept:?}"), "{}");
     }
 
@@ -225,6 +233,7 @@ mod tests {
             }
             prop_assert_eq!(kept.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>(),
                 whole.keys().cloned().collect::<Vec<_>>());
+            prop_assert_eq!(kept.to_json(), serde_json::to_string(&whole).unwrap());
         }
     }
 }
