@@ -116,22 +116,23 @@ pub fn write_str(out: &mut String, text: &str) {
     out.push('"');
     let mut plain = 0;
     for (i, byte) in text.bytes().enumerate() {
-        let escape = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
+        // `None`: a control character without a short form.
+        let short = match byte {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0x08 => Some("\\b"),
+            0x0c => Some("\\f"),
+            0..=0x1f => None,
             _ => continue,
         };
         out.push_str(text.get(plain..i).unwrap_or_default());
         plain = i + 1;
-        match escape {
-            "" => _ = write!(out, "\\u{byte:04x}"),
-            _ => out.push_str(escape),
+        match short {
+            Some(escape) => out.push_str(escape),
+            None => _ = write!(out, "\\u{byte:04x}"),
         }
     }
     out.push_str(text.get(plain..).unwrap_or_default());

@@ -112,11 +112,12 @@ fn member_path(at: &str, key: &str) -> String {
     }
 }
 
-/// A struct's members being read. Each reading returns `None` for a mistake it reported.
+/// A struct's members being read; a mistake is reported to the [`Reader`] and leaves the struct
+/// incomplete.
 struct Fields<'v> {
     members: &'v Map<String, Value>,
     at: &'v str,
-    /// No unknown member, and no field missing so far.
+    /// No unknown member so far, and no field missing or misread.
     complete: bool,
 }
 
