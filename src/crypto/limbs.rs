@@ -579,6 +579,30 @@ macro_rules! square_wide_columns {
 }
 pub(crate) use square_wide_columns;
 
+/// The `W = 2 N`-word product of `N`-limb numbers, schoolbook, a row of `a` at a time with one
+/// running carry: the compact form, for P-521 (see `ecdsa_vt::mul_wide_17`).
+#[inline(never)]
+pub(crate) fn mul_wide_rows<const N: usize, const W: usize>(
+    a: &[u32; N],
+    b: &[u32; N],
+) -> [u32; W] {
+    let mut out = [0u32; W];
+    for (i, &ai) in a.iter().enumerate() {
+        let row = out.get_mut(i..).unwrap_or_default();
+        let mut carry = 0u64;
+        for (o, &bj) in row.iter_mut().zip(b) {
+            // At most (2^32 - 1)^2 + 2 (2^32 - 1) = 2^64 - 1: no overflow.
+            let t = u64::from(ai) * u64::from(bj) + u64::from(*o) + carry;
+            *o = t as u32;
+            carry = t >> 32;
+        }
+        if let Some(top) = row.get_mut(N) {
+            *top = carry as u32;
+        }
+    }
+    out
+}
+
 /// The low and high halves of a sum of 64-bit products, summed apart (at most 8 terms: far
 /// below 2^64 each), so that no carry chain runs through the products.
 #[inline(always)]
