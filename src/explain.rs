@@ -314,7 +314,8 @@ pub fn human_time(secs: u64) -> String {
 fn quote(s: &str) -> String {
     const MAX_CHARS: usize = 120;
     let cut: String = s.chars().take(MAX_CHARS).collect();
-    let mut text = serde_json::to_string(&cut).unwrap_or_default();
+    let mut text = String::with_capacity(cut.len() + 2);
+    json::write_str(&mut text, &cut);
     if s.chars().nth(MAX_CHARS).is_some() {
         text.push_str("...");
     }
@@ -324,7 +325,7 @@ fn quote(s: &str) -> String {
 /// A claim value as compact JSON, cut when long.
 fn show_value(v: &Value) -> String {
     const MAX_CHARS: usize = 160;
-    let text = v.to_string();
+    let text = json::to_text(v);
     if text.chars().nth(MAX_CHARS).is_some() {
         let cut: String = text.chars().take(MAX_CHARS).collect();
         format!("{cut}...")

@@ -69,16 +69,22 @@ impl Reader {
         let Value::Object(members) = value else {
             return self.wrong_type(value, at, &format!("struct {name}"));
         };
-        let mut complete = true;
-        for key in members.keys().filter(|key| !known.contains(&key.as_str())) {
-            let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
-            let expected = match expected.as_slice() {
+        let mut unknown = members
+            .keys()
+            .filter(|key| !known.contains(&key.as_str()))
+            .peekable();
+        let complete = unknown.peek().is_none();
+        if !complete {
+            // serde's list of the fields: "`a` or `b`", or "one of `a`, `b`, `c`".
+            let names: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+            let expected = match names.as_slice() {
                 [one, other] => format!("{one} or {other}"),
-                _ => format!("one of {}", expected.join(", ")),
+                _ => format!("one of {}", names.join(", ")),
             };
-            let message = format!("unknown field `{key}`, expected {expected}");
-            self.error(&member_path(at, key), message);
-            complete = false;
+            for key in unknown {
+                let message = format!("unknown field `{key}`, expected {expected}");
+                self.error(&member_path(at, key), message);
+            }
         }
         Some(Fields {
             members,
