@@ -33,5 +33,6 @@ pub mod policy;
 pub mod ratelimit;
 pub mod request;
 pub mod scan;
+pub mod siphash;
 pub mod slots;
 pub mod verified;

@@ -3,8 +3,9 @@
 //! Verifying a JWT costs tens to hundreds of microseconds in wasm; a client sends the same token
 //! on every request until it expires. So a token whose signature and static claims (`typ`,
 //! `iss`, `aud`) passed is remembered with the claims the configuration reads: by each worker
-//! under the token itself ([`TokenCache`]: a hit hashes its last bytes and compares it whole,
-//! with no SHA-256), and in shared data under 16 bytes of its SHA-256 ([`TokenKey`]). A hit
+//! under a keyed 128-bit PRF of the token ([`VerifiedCache`]: a hit hashes the token with
+//! SipHash, a tenth of SHA-256's cost, and keeps no copy of it), and in shared data under 16
+//! bytes of its SHA-256 ([`TokenKey`]). A hit
 //! skips parsing and the signature, never the clock: `exp`, `nbf` and `iat` are checked again
 //! on every request. An entry is tied to the provider's key-set generation, so a key removed
 //! from the JWKS stops every token it signed at the next refresh.
@@ -19,7 +20,7 @@ use crate::config::{Config, LimitKey, ProviderId};
 use crate::json;
 use crate::ratelimit::BudgetKey;
 use crate::request::HeaderEdit;
-use crate::scan::same_bytes;
+use crate::siphash::{siphash128, SipKey};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -222,34 +223,37 @@ pub fn project(claims: Map<String, Value>, config: &Config) -> Claims {
     }))
 }
 
-/// A worker's bounded map of what it knows of tokens, by a key of bytes: a verified JWT by its
-/// text (a hit costs one fast hash and one comparison of the whole token, no SHA-256), an
-/// introspection answer by its token's SHA-256 (an opaque token is nothing but a bearer secret:
-/// no cache keeps one, as SECURITY.md asks). Only tokens an issuer made go in (verified ones,
-/// or ones the introspection endpoint called active), so a client cannot choose the keys: a
-/// crafted colliding token can slow a lookup, never pass for another.
+/// What a worker files a token under: 128 bits that only that token gives (a keyed PRF of a
+/// JWT, [`VerifiedCache`]; the SHA-256 prefix of an opaque token, [`digest_key`]).
+pub type CacheKey = u128;
+
+/// The [`CacheKey`] of an opaque token, from its SHA-256 (which its audit needs anyway).
+pub fn digest_key(digest: &[u8; 32]) -> CacheKey {
+    CacheKey::from_le_bytes(key_of(digest))
+}
+
+/// A worker's bounded map of what it knows of tokens, by a [`CacheKey`]: a verified JWT by a
+/// keyed PRF of its text ([`VerifiedCache`]), an introspection answer by its token's SHA-256
+/// (an opaque token is nothing but a bearer secret: no cache keeps one, as SECURITY.md asks).
+/// Neither keeps the token: a key is 16 bytes where a token is ~0.65 KB, and a hit reads one
+/// cache line of it rather than ten. Only tokens an issuer made go in (verified ones, or ones the
+/// introspection endpoint called active), so a client cannot choose what is remembered.
 ///
-/// Bounded in entries and in bytes: the keys plus what their values [`Weigh`]. The
+/// Bounded in entries and in bytes: what the values [`Weigh`], and a table slot each. The
 /// entry bound alone let tokens of an IdP that puts every group in them (16 KiB each, and
 /// their claims) take hundreds of MiB per worker; the byte bound keeps that predictable, and
 /// an entry heavier than an eighth of it is not kept at all (its token is verified each time).
-///
-/// Why not `HashMap<Box<str>, _>`: its key comparison is `memcmp`, which in wasm32-wasip1 is
-/// wasi-libc's byte loop, and for a 700-byte token that loop was a quarter of a cache hit under
-/// V8. Entries are grouped by the key's hash instead, and compared by
-/// [`crate::scan::same_bytes`]: every byte, no early exit, 64 bytes a step.
 #[derive(Debug)]
 pub struct TokenCache<T> {
-    by_hash: FxHashMap<u64, Entries<T>>,
-    len: usize,
+    by_key: FxHashMap<CacheKey, Rc<T>>,
     capacity: usize,
     /// The entries' weights ([`Weigh`]), summed.
     bytes: usize,
     max_bytes: usize,
 }
 
-/// What a remembered value keeps in a worker's memory beyond its token's text, estimated
-/// (wasm32 sizes, allocation overhead included).
+/// What a remembered value keeps in a worker's memory, estimated (wasm32 sizes, allocation
+/// overhead included).
 pub trait Weigh {
     fn weight(&self) -> usize;
 }
@@ -260,17 +264,18 @@ impl<T: Weigh> Weigh for Rc<T> {
     }
 }
 
-/// A table slot and the allocation headers of an entry's token and value.
-const ENTRY_BYTES: usize = 64;
+/// A table slot (the key, the value's pointer, a control byte, at most half the table free)
+/// and the value's reference counts.
+const ENTRY_BYTES: usize = 48;
 
 /// What an entry counts against a [`TokenCache`]'s byte bound.
-fn entry_weight<T: Weigh>(key: &[u8], value: &T) -> usize {
-    ENTRY_BYTES + key.len() + value.weight()
+fn entry_weight<T: Weigh>(value: &T) -> usize {
+    ENTRY_BYTES + value.weight()
 }
 
 /// A remembered identity's fixed part: the identity, its fingerprint and what is derived from
 /// its claims (identity headers, policy, budget keys), over its claims' own weight. With the
-/// bench's RS256 tokens this puts an entry at ~1.2 KB, as measured in Envoy.
+/// bench's RS256 tokens this puts an entry at ~0.6 KB.
 const IDENTITY_BYTES: usize = 256;
 
 impl Weigh for VerifiedIdentity {
@@ -279,161 +284,63 @@ impl Weigh for VerifiedIdentity {
     }
 }
 
-/// The tokens sharing one hash: almost always exactly one, kept without a second allocation.
-#[derive(Debug)]
-struct Entries<T> {
-    first: (Box<[u8]>, Rc<T>),
-    more: Vec<(Box<[u8]>, Rc<T>)>,
-}
-
-impl<T: Weigh> Entries<T> {
-    fn weight(&self) -> usize {
-        std::iter::once(&self.first)
-            .chain(&self.more)
-            .map(|(key, value)| entry_weight(key, value))
-            .sum()
-    }
-
-    fn find(&self, key: &[u8]) -> Option<&Rc<T>> {
-        std::iter::once(&self.first)
-            .chain(&self.more)
-            .find(|(known, _)| same_bytes(known, key))
-            .map(|(_, value)| value)
-    }
-
-    fn len(&self) -> usize {
-        1 + self.more.len()
-    }
-}
-
-/// Bytes at the end of a key that its hash reads.
-const HASHED_TAIL: usize = 64;
-
-/// The hash a key is filed under: its length and its last [`HASHED_TAIL`] bytes. A JWT ends
-/// with its signature (and a digest is 32 bytes), so the keys differ there; hashing all of a
-/// 0.5-2 KB token cost as much as the rest of a cache hit. A token that shares a key's tail
-/// costs one comparison more, and is still not that key.
-fn key_hash(bytes: &[u8]) -> u64 {
-    use std::hash::Hasher;
-    let tail = bytes
-        .get(bytes.len().saturating_sub(HASHED_TAIL)..)
-        .unwrap_or(bytes);
-    let mut hasher = rustc_hash::FxHasher::default();
-    hasher.write_usize(bytes.len());
-    hasher.write(tail);
-    hasher.finish()
-}
-
-/// Verified tokens' identities.
-pub type VerifiedCache = TokenCache<VerifiedIdentity>;
-
 impl<T: Weigh> TokenCache<T> {
     /// A cache of at most `capacity` entries weighing at most `max_bytes` together.
     pub fn new(capacity: usize, max_bytes: usize) -> TokenCache<T> {
         TokenCache {
-            by_hash: FxHashMap::default(),
-            len: 0,
+            by_key: FxHashMap::default(),
             capacity,
             bytes: 0,
             max_bytes,
         }
     }
 
-    pub fn get(&self, key: impl AsRef<[u8]>) -> Option<Rc<T>> {
-        let key = key.as_ref();
-        self.get_hashed(key_hash(key), key)
-    }
-
-    fn get_hashed(&self, hash: u64, key: &[u8]) -> Option<Rc<T>> {
-        self.by_hash.get(&hash)?.find(key).cloned()
+    pub fn get(&self, key: CacheKey) -> Option<Rc<T>> {
+        self.by_key.get(&key).cloned()
     }
 
     /// Remembers a value; when full (in entries or bytes), an eighth of the entries (arbitrary
     /// ones) make room, so inserting stays cheap and a flood of new tokens only evicts.
-    pub fn insert(&mut self, key: impl AsRef<[u8]>, value: Rc<T>) {
+    pub fn insert(&mut self, key: CacheKey, value: Rc<T>) {
         if self.capacity == 0 {
             return;
         }
-        let key = key.as_ref();
-        self.insert_hashed(key_hash(key), key, value);
-    }
-
-    /// [`TokenCache::insert`] with the hash given (tests force collisions with it).
-    fn insert_hashed(&mut self, hash: u64, key: &[u8], value: Rc<T>) {
         // A value learned again replaces the old one (which is stale even if this one is not
         // kept).
-        self.remove_hashed(hash, key);
-        let weight = entry_weight(key, &value);
+        if let Some(old) = self.by_key.remove(&key) {
+            self.bytes = self.bytes.saturating_sub(entry_weight(&old));
+        }
+        let weight = entry_weight(&value);
         if weight > self.max_bytes / 8 {
             return;
         }
-        while self.len > 0
-            && (self.len >= self.capacity || self.bytes.saturating_add(weight) > self.max_bytes)
+        while !self.by_key.is_empty()
+            && (self.by_key.len() >= self.capacity
+                || self.bytes.saturating_add(weight) > self.max_bytes)
         {
             self.evict_an_eighth();
         }
-        let entry = (key.into(), value);
-        match self.by_hash.entry(hash) {
-            std::collections::hash_map::Entry::Occupied(mut same_hash) => {
-                same_hash.get_mut().more.push(entry)
-            }
-            std::collections::hash_map::Entry::Vacant(free) => {
-                free.insert(Entries {
-                    first: entry,
-                    more: Vec::new(),
-                });
-            }
-        }
-        self.len += 1;
+        self.by_key.insert(key, value);
         self.bytes += weight;
     }
 
     /// Drops an eighth of the entries (at least one), arbitrary ones.
     fn evict_an_eighth(&mut self) {
-        let wanted = (self.len / 8).max(1);
+        let wanted = (self.by_key.len() / 8).max(1);
         let (mut freed, mut freed_bytes) = (0, 0);
-        self.by_hash.retain(|_, entries| {
+        self.by_key.retain(|_, value| {
             let evict = freed < wanted;
             if evict {
-                freed += entries.len();
-                freed_bytes += entries.weight();
+                freed += 1;
+                freed_bytes += entry_weight(value);
             }
             !evict
         });
-        self.len = self.len.saturating_sub(freed);
         self.bytes = self.bytes.saturating_sub(freed_bytes);
     }
 
-    /// Forgets `key`, filed under `hash`, if it is there.
-    fn remove_hashed(&mut self, hash: u64, key: &[u8]) {
-        let std::collections::hash_map::Entry::Occupied(mut group) = self.by_hash.entry(hash)
-        else {
-            return;
-        };
-        let entries = group.get_mut();
-        let removed = if same_bytes(&entries.first.0, key) {
-            match entries.more.pop() {
-                Some(last) => std::mem::replace(&mut entries.first, last),
-                None => group.remove().first,
-            }
-        } else {
-            let Some(at) = entries
-                .more
-                .iter()
-                .position(|(known, _)| same_bytes(known, key))
-            else {
-                return;
-            };
-            entries.more.swap_remove(at)
-        };
-        self.len = self.len.saturating_sub(1);
-        self.bytes = self
-            .bytes
-            .saturating_sub(entry_weight(&removed.0, &removed.1));
-    }
-
     pub fn len(&self) -> usize {
-        self.len
+        self.by_key.len()
     }
 
     /// The entries' weight: what the byte bound counts.
@@ -442,7 +349,64 @@ impl<T: Weigh> TokenCache<T> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.by_key.is_empty()
+    }
+}
+
+/// Verified JWTs' identities, each filed under SipHash-2-4-128 of the token's text
+/// ([`crate::siphash`]) with this cache's own secret key.
+///
+/// A hit is a token whose PRF value is a remembered one's: without the key, another token
+/// does so with a chance of about 2^-128 for each remembered token, a forgery harder than the
+/// signature it would skip. The key must come from a CSPRNG and stay in the worker; the host
+/// draws a new one for every cache, so a value learned in one (by timing, say) is worth
+/// nothing in another.
+#[derive(Debug)]
+pub struct VerifiedCache {
+    tokens: TokenCache<VerifiedIdentity>,
+    key: SipKey,
+}
+
+impl VerifiedCache {
+    /// A cache of at most `capacity` tokens weighing at most `max_bytes`, keyed by `secret`
+    /// (16 bytes from a CSPRNG).
+    pub fn new(capacity: usize, max_bytes: usize, secret: [u8; 16]) -> VerifiedCache {
+        VerifiedCache {
+            tokens: TokenCache::new(capacity, max_bytes),
+            key: SipKey::new(secret),
+        }
+    }
+
+    /// A cache that keeps nothing (no key to file tokens under, or a configuration that turns
+    /// the cache off).
+    pub fn off() -> VerifiedCache {
+        VerifiedCache::new(0, 0, [0; 16])
+    }
+
+    fn key_of(&self, token: &str) -> CacheKey {
+        siphash128(&self.key, token.as_bytes())
+    }
+
+    pub fn get(&self, token: &str) -> Option<Rc<VerifiedIdentity>> {
+        self.tokens.get(self.key_of(token))
+    }
+
+    pub fn insert(&mut self, token: &str, identity: Rc<VerifiedIdentity>) {
+        if self.tokens.capacity > 0 {
+            self.tokens.insert(self.key_of(token), identity);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.tokens.bytes()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
     }
 }
 
@@ -536,7 +500,7 @@ mod tests {
 
     #[test]
     fn the_cache_is_bounded() {
-        let mut cache = VerifiedCache::new(64, 1 << 20);
+        let mut cache = VerifiedCache::new(64, 1 << 20, SECRET);
         let id = Rc::new(VerifiedIdentity {
             provider: 0,
             keys_generation: 0,
@@ -547,22 +511,22 @@ mod tests {
             derived: Derived::default(),
         });
         for i in 0..1000 {
-            cache.insert(format!("t{i}"), Rc::clone(&id));
+            cache.insert(&format!("t{i}"), Rc::clone(&id));
             assert!(cache.len() <= 64);
         }
         assert!(cache.get("t999").is_some(), "the newest entry is kept");
-        let mut off = VerifiedCache::new(0, 1 << 20);
+        let mut off = VerifiedCache::new(0, 1 << 20, SECRET);
         off.insert("t", id);
         assert!(off.is_empty());
     }
 
     #[test]
     fn the_cache_is_bounded_in_bytes_too() {
-        // Here a value weighs its number: each entry is 64 + 10 + 100 = 174 bytes.
-        let (budget, each) = (8 * 1024, 174);
+        // Here a value weighs its number: each entry is 48 + 100 = 148 bytes.
+        let (budget, each) = (8 * 1024, 148);
         let mut cache: TokenCache<u32> = TokenCache::new(1000, budget);
         for i in 0..200u32 {
-            cache.insert(format!("token-{i:04}"), Rc::new(100));
+            cache.insert(CacheKey::from(i), Rc::new(100));
             assert!(cache.bytes() <= budget, "{} bytes", cache.bytes());
             assert_eq!(cache.bytes(), cache.len() * each);
         }
@@ -571,23 +535,20 @@ mod tests {
             "{}",
             cache.len()
         );
-        assert!(
-            cache.get("token-0199").is_some(),
-            "the newest entry is kept"
-        );
+        assert!(cache.get(199).is_some(), "the newest entry is kept");
         // Heavier than an eighth of the budget: not kept, and the token's old value goes too.
-        cache.insert("token-0199", Rc::new(2000));
-        assert!(cache.get("token-0199").is_none());
+        cache.insert(199, Rc::new(2000));
+        assert!(cache.get(199).is_none());
         assert_eq!(cache.bytes(), cache.len() * each);
         // A value learned again is weighed again.
-        cache.insert("token-0198", Rc::new(50));
-        assert_eq!(cache.get("token-0198").as_deref(), Some(&50));
-        assert_eq!(cache.bytes(), (cache.len() - 1) * each + 124);
+        cache.insert(198, Rc::new(50));
+        assert_eq!(cache.get(198).as_deref(), Some(&50));
+        assert_eq!(cache.bytes(), (cache.len() - 1) * each + 98);
     }
 
     #[test]
-    fn an_identity_weighs_its_token_and_claims() {
-        // Shaped like the bench's RS256 tokens, whose entries measure ~1.2 KB each in Envoy.
+    fn an_identity_weighs_its_claims() {
+        // Shaped like the bench's RS256 tokens, whose entries measure ~0.6 KB each in Envoy.
         let claims = claims(json!({
             "iss": "https://idp.bench.local", "sub": "many-user-1234", "client_id": "bench-client",
             "scope": "orders:read", "iat": 1_700_000_000, "exp": 1_700_003_600
@@ -601,61 +562,107 @@ mod tests {
             fingerprint: "0011223344556677".into(),
             derived: Derived::default(),
         };
-        let token = "t".repeat(650);
         assert!(
-            (1100..1300).contains(&entry_weight(token.as_bytes(), &id)),
+            (500..700).contains(&entry_weight(&id)),
             "{}",
-            entry_weight(token.as_bytes(), &id)
+            entry_weight(&id)
         );
         let mut more = id.clone();
         more.payload_segment = Some("p".repeat(300));
         assert_eq!(more.weight(), id.weight() + 300);
     }
 
+    const SECRET: [u8; 16] = *b"a per-cache key!";
+
+    fn identity(sub: &str) -> Rc<VerifiedIdentity> {
+        Rc::new(VerifiedIdentity {
+            provider: 0,
+            keys_generation: 0,
+            dates: Dates::default(),
+            claims: Rc::new(Claims::from(claims(json!({ "sub": sub })))),
+            payload_segment: None,
+            fingerprint: "".into(),
+            derived: Derived::default(),
+        })
+    }
+
+    fn sub(found: Option<Rc<VerifiedIdentity>>) -> Option<String> {
+        found.and_then(|id| {
+            id.claims
+                .get("sub")
+                .and_then(|s| s.as_str())
+                .map(String::from)
+        })
+    }
+
     #[test]
-    fn tokens_that_end_alike_are_told_apart_by_the_whole_text() {
-        let tail = "s".repeat(HASHED_TAIL);
+    fn a_token_finds_its_own_identity_and_no_other_does() {
+        let mut cache = VerifiedCache::new(8, 1 << 20, SECRET);
+        let tail = "s".repeat(64);
         let (a, b) = (format!("header.one.{tail}"), format!("header.two.{tail}"));
+        cache.insert(&a, identity("alice"));
+        assert_eq!(sub(cache.get(&a)), Some("alice".into()));
+        // Tokens that differ in one byte anywhere, or in length, find nothing.
+        for other in [
+            b.clone(),
+            format!("{a}x"),
+            a[..a.len() - 1].to_string(),
+            String::new(),
+        ] {
+            assert_eq!(sub(cache.get(&other)), None, "{other}");
+        }
+        for at in 0..a.len() {
+            let mut other = a.clone().into_bytes();
+            other[at] ^= 0x01;
+            let other = String::from_utf8(other).unwrap();
+            assert_eq!(sub(cache.get(&other)), None, "changed at {at}");
+        }
+        cache.insert(&b, identity("bob"));
         assert_eq!(
-            key_hash(a.as_bytes()),
-            key_hash(b.as_bytes()),
-            "only the tail is hashed"
+            (sub(cache.get(&a)), sub(cache.get(&b))),
+            (Some("alice".into()), Some("bob".into()))
         );
-        assert_ne!(
-            key_hash(a.as_bytes()),
-            key_hash(format!("header.one.{tail}x").as_bytes())
-        );
-        let mut cache: TokenCache<u32> = TokenCache::new(8, 1 << 20);
-        cache.insert(&a, Rc::new(1));
-        assert!(cache.get(&b).is_none(), "same tail, another token");
-        cache.insert(&b, Rc::new(2));
-        assert_eq!(
-            (cache.get(&a).as_deref(), cache.get(&b).as_deref()),
-            (Some(&1), Some(&2))
-        );
+        // A value learned again replaces the old one; the count stays.
+        cache.insert(&a, identity("alice again"));
+        assert_eq!(sub(cache.get(&a)), Some("alice again".into()));
         assert_eq!(cache.len(), 2);
     }
 
     #[test]
-    fn tokens_with_the_same_hash_stay_apart() {
+    fn another_cache_files_the_same_token_elsewhere() {
+        let (one, other) = (
+            VerifiedCache::new(8, 1 << 20, SECRET),
+            VerifiedCache::new(8, 1 << 20, *b"another key, too"),
+        );
+        let token = "header.payload.signature";
+        assert_ne!(one.key_of(token), other.key_of(token));
+        assert_eq!(one.key_of(token), one.key_of(token));
+        // The key is the PRF's: the reference vector's key gives the reference value.
+        let reference = VerifiedCache::new(8, 1 << 20, std::array::from_fn(|i| i as u8));
+        assert_eq!(
+            reference.key_of("").to_le_bytes()[..4],
+            [0xa3, 0x81, 0x7f, 0x04]
+        );
+    }
+
+    #[test]
+    fn a_cache_without_a_key_keeps_nothing() {
+        let mut off = VerifiedCache::off();
+        off.insert("a.b.c", identity("alice"));
+        assert!(off.is_empty());
+        assert_eq!(sub(off.get("a.b.c")), None);
+    }
+
+    #[test]
+    fn an_opaque_token_is_filed_under_its_digest() {
+        let digest: [u8; 32] = Sha256::digest(b"opaque").into();
         let mut cache: TokenCache<u32> = TokenCache::new(8, 1 << 20);
-        for (i, token) in ["a.b.c", "a.b.d", "x"].into_iter().enumerate() {
-            cache.insert_hashed(7, token.as_bytes(), Rc::new(i as u32));
-        }
-        assert_eq!(cache.len(), 3);
-        assert_eq!(cache.get_hashed(7, b"a.b.d").as_deref(), Some(&1));
-        assert_eq!(cache.get_hashed(7, b"x").as_deref(), Some(&2));
-        assert_eq!(cache.get_hashed(7, b"a.b.e"), None);
-        assert_eq!(cache.get_hashed(8, b"x"), None);
-        // A value learned again replaces the old one; the count stays.
-        cache.insert_hashed(7, b"x", Rc::new(9));
-        assert_eq!(cache.get_hashed(7, b"x").as_deref(), Some(&9));
-        assert_eq!(cache.len(), 3);
-        // Full: a group of colliding tokens leaves together, and the count follows.
-        for i in 0..20u32 {
-            cache.insert(format!("t{i}"), Rc::new(i));
-            assert!(cache.len() <= 8, "{}", cache.len());
-        }
-        assert_eq!(cache.get("t19").as_deref(), Some(&19));
+        cache.insert(digest_key(&digest), Rc::new(1));
+        assert_eq!(cache.get(digest_key(&digest)).as_deref(), Some(&1));
+        assert_eq!(
+            digest_key(&digest).to_le_bytes(),
+            token_key("opaque"),
+            "the shared-data key's bytes"
+        );
     }
 }

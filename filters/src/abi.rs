@@ -147,6 +147,11 @@ extern "C" {
     fn proxy_record_metric(id: u32, value: u64) -> u32;
 }
 
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    fn random_get(buf: *mut u8, size: usize) -> i32;
+}
+
 /// A kept buffer is at most this large (a request's headers take ~1 KiB with a JWT).
 const SPARE_BYTES_MAX: usize = 16 * 1024;
 /// Buffers kept at most.
@@ -292,6 +297,15 @@ pub fn get_log_level() -> Result<u32, Status> {
 pub fn get_current_time_ns() -> Result<u64, Status> {
     let mut time = 0;
     checked(unsafe { proxy_get_current_time_nanoseconds(&mut time) }).map(|()| time)
+}
+
+/// `N` bytes from the host's CSPRNG (WASI's `random_get`; Envoy fills them from its own).
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], Status> {
+    let mut bytes = [0; N];
+    match unsafe { random_get(bytes.as_mut_ptr(), N) } {
+        0 => Ok(bytes),
+        errno => Err(Status(errno.unsigned_abs())),
+    }
 }
 
 pub fn set_tick_period(period: Duration) -> Result<(), Status> {

@@ -60,6 +60,30 @@ fn take_call_answer(worker: &mut Worker, token_id: u32, body_size: usize) {
     }
 }
 
+/// A worker's verified-token cache, keyed by a secret this VM alone knows. Without randomness
+/// from the host there is no secret, and no cache: every token is verified (another worker's
+/// verification, in shared data, still serves).
+fn verified_cache(config: &Config) -> VerifiedCache {
+    match abi::random_bytes() {
+        Ok(secret) => VerifiedCache::new(
+            config.token_cache_entries as usize,
+            config.token_cache_bytes as usize,
+            secret,
+        ),
+        Err(status) => {
+            log(
+                LogLevel::Error,
+                &format!(
+                    "tollgate: the host gave no random bytes (status {}): tokens are not \
+                     remembered by this worker",
+                    status.0
+                ),
+            );
+            VerifiedCache::off()
+        }
+    }
+}
+
 /// A plugin's root context: its configuration, ticks and calls, and the worker its requests
 /// share. One VM may hold several (plugins sharing a `vm_id`), each with its own worker.
 struct Root {
@@ -97,10 +121,7 @@ impl Root {
                     .map(|_| ProviderKeys::default())
                     .collect();
                 let cache_bytes = config.token_cache_bytes as usize;
-                worker.verified = RefCell::new(VerifiedCache::new(
-                    config.token_cache_entries as usize,
-                    cache_bytes,
-                ));
+                worker.verified = RefCell::new(verified_cache(&config));
                 let introspected = config
                     .providers
                     .iter()

@@ -338,3 +338,6 @@ def test_a_token_is_verified_once_for_both_workers(envoy_with, idp):
         if line.startswith("tollgate_jwt_verifications{")
     ]
     assert verifications == [1.0], verifications
+    # Each worker files tokens under a key it drew from Envoy's random_get; without one it would
+    # keep none and say so.
+    assert "gave no random bytes" not in gate.logs()
