@@ -22,10 +22,10 @@ pub struct SipKey {
 
 impl SipKey {
     pub fn new(bytes: [u8; 16]) -> SipKey {
-        let (k0, k1) = bytes.split_at(8);
+        let key = u128::from_le_bytes(bytes);
         SipKey {
-            k0: u64::from_le_bytes(k0.try_into().unwrap_or_default()),
-            k1: u64::from_le_bytes(k1.try_into().unwrap_or_default()),
+            k0: key as u64,
+            k1: (key >> 64) as u64,
         }
     }
 }

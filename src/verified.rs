@@ -383,18 +383,18 @@ impl VerifiedCache {
         VerifiedCache::new(0, 0, [0; 16])
     }
 
-    fn key_of(&self, token: &str) -> CacheKey {
-        siphash128(&self.key, token.as_bytes())
+    /// Where `token` is filed: `None` when this cache keeps nothing (then nothing hashes it).
+    pub fn file_of(&self, token: &str) -> Option<CacheKey> {
+        (self.tokens.capacity > 0).then(|| siphash128(&self.key, token.as_bytes()))
     }
 
-    pub fn get(&self, token: &str) -> Option<Rc<VerifiedIdentity>> {
-        self.tokens.get(self.key_of(token))
+    pub fn get(&self, filed: CacheKey) -> Option<Rc<VerifiedIdentity>> {
+        self.tokens.get(filed)
     }
 
-    pub fn insert(&mut self, token: &str, identity: Rc<VerifiedIdentity>) {
-        if self.tokens.capacity > 0 {
-            self.tokens.insert(self.key_of(token), identity);
-        }
+    /// Remembers the identity of the token filed at `filed` ([`VerifiedCache::file_of`]).
+    pub fn insert(&mut self, filed: CacheKey, identity: Rc<VerifiedIdentity>) {
+        self.tokens.insert(filed, identity);
     }
 
     pub fn len(&self) -> usize {
@@ -511,12 +511,12 @@ mod tests {
             derived: Derived::default(),
         });
         for i in 0..1000 {
-            cache.insert(&format!("t{i}"), Rc::clone(&id));
+            remember(&mut cache, &format!("t{i}"), Rc::clone(&id));
             assert!(cache.len() <= 64);
         }
-        assert!(cache.get("t999").is_some(), "the newest entry is kept");
+        assert!(find(&cache, "t999").is_some(), "the newest entry is kept");
         let mut off = VerifiedCache::new(0, 1 << 20, SECRET);
-        off.insert("t", id);
+        remember(&mut off, "t", id);
         assert!(off.is_empty());
     }
 
@@ -574,6 +574,16 @@ mod tests {
 
     const SECRET: [u8; 16] = *b"a per-cache key!";
 
+    fn remember(cache: &mut VerifiedCache, token: &str, identity: Rc<VerifiedIdentity>) {
+        if let Some(filed) = cache.file_of(token) {
+            cache.insert(filed, identity);
+        }
+    }
+
+    fn find(cache: &VerifiedCache, token: &str) -> Option<Rc<VerifiedIdentity>> {
+        cache.file_of(token).and_then(|filed| cache.get(filed))
+    }
+
     fn identity(sub: &str) -> Rc<VerifiedIdentity> {
         Rc::new(VerifiedIdentity {
             provider: 0,
@@ -600,8 +610,8 @@ mod tests {
         let mut cache = VerifiedCache::new(8, 1 << 20, SECRET);
         let tail = "s".repeat(64);
         let (a, b) = (format!("header.one.{tail}"), format!("header.two.{tail}"));
-        cache.insert(&a, identity("alice"));
-        assert_eq!(sub(cache.get(&a)), Some("alice".into()));
+        remember(&mut cache, &a, identity("alice"));
+        assert_eq!(sub(find(&cache, &a)), Some("alice".into()));
         // Tokens that differ in one byte anywhere, or in length, find nothing.
         for other in [
             b.clone(),
@@ -609,22 +619,22 @@ mod tests {
             a[..a.len() - 1].to_string(),
             String::new(),
         ] {
-            assert_eq!(sub(cache.get(&other)), None, "{other}");
+            assert_eq!(sub(find(&cache, &other)), None, "{other}");
         }
         for at in 0..a.len() {
             let mut other = a.clone().into_bytes();
             other[at] ^= 0x01;
             let other = String::from_utf8(other).unwrap();
-            assert_eq!(sub(cache.get(&other)), None, "changed at {at}");
+            assert_eq!(sub(find(&cache, &other)), None, "changed at {at}");
         }
-        cache.insert(&b, identity("bob"));
+        remember(&mut cache, &b, identity("bob"));
         assert_eq!(
-            (sub(cache.get(&a)), sub(cache.get(&b))),
+            (sub(find(&cache, &a)), sub(find(&cache, &b))),
             (Some("alice".into()), Some("bob".into()))
         );
         // A value learned again replaces the old one; the count stays.
-        cache.insert(&a, identity("alice again"));
-        assert_eq!(sub(cache.get(&a)), Some("alice again".into()));
+        remember(&mut cache, &a, identity("alice again"));
+        assert_eq!(sub(find(&cache, &a)), Some("alice again".into()));
         assert_eq!(cache.len(), 2);
     }
 
@@ -635,22 +645,25 @@ mod tests {
             VerifiedCache::new(8, 1 << 20, *b"another key, too"),
         );
         let token = "header.payload.signature";
-        assert_ne!(one.key_of(token), other.key_of(token));
-        assert_eq!(one.key_of(token), one.key_of(token));
+        assert_ne!(one.file_of(token), other.file_of(token));
+        assert_eq!(one.file_of(token), one.file_of(token));
         // The key is the PRF's: the reference vector's key gives the reference value.
         let reference = VerifiedCache::new(8, 1 << 20, std::array::from_fn(|i| i as u8));
         assert_eq!(
-            reference.key_of("").to_le_bytes()[..4],
-            [0xa3, 0x81, 0x7f, 0x04]
+            reference
+                .file_of("")
+                .map(|filed| filed.to_le_bytes()[..4].to_vec()),
+            Some(vec![0xa3, 0x81, 0x7f, 0x04])
         );
     }
 
     #[test]
     fn a_cache_without_a_key_keeps_nothing() {
         let mut off = VerifiedCache::off();
-        off.insert("a.b.c", identity("alice"));
+        remember(&mut off, "a.b.c", identity("alice"));
+        assert_eq!(off.file_of("a.b.c"), None, "nothing hashes the token");
         assert!(off.is_empty());
-        assert_eq!(sub(off.get("a.b.c")), None);
+        assert_eq!(sub(find(&off, "a.b.c")), None);
     }
 
     #[test]

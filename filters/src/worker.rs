@@ -320,9 +320,10 @@ impl Worker {
                 VerifiedIdentity::is_for(old, &learned.key)
             });
         }
-        self.verified
-            .borrow_mut()
-            .insert(&learned.token, Rc::new(learned.identity));
+        let mut verified = self.verified.borrow_mut();
+        if let Some(filed) = verified.file_of(&learned.token) {
+            verified.insert(filed, Rc::new(learned.identity));
+        }
     }
 
     /// The shared slots a token's verification may live in (twice as many slots as tokens
@@ -639,9 +640,14 @@ impl Host for Worker {
     }
 
     fn verified(&self, token: &str, digest: &TokenDigest) -> Option<Rc<VerifiedIdentity>> {
-        if let Some(found) = self.verified.borrow().get(token) {
-            return Some(found);
-        }
+        let filed = {
+            let cache = self.verified.borrow();
+            let filed = cache.file_of(token);
+            if let Some(found) = filed.and_then(|filed| cache.get(filed)) {
+                return Some(found);
+            }
+            filed
+        };
         // Another worker may have verified it (only on this worker's first sight of the token).
         // Only compact JWS (two dots) are ever verified: an opaque token, sent on every request
         // and never here, must not cost a SHA-256 and two shared-data reads each time.
@@ -656,9 +662,11 @@ impl Host for Worker {
         let slots = self.verified_slots(&key, capacity);
         let identity = crate::shared::find(&slots, |bytes| VerifiedIdentity::decode(&bytes, &key))?;
         let identity = Rc::new(identity);
-        self.verified
-            .borrow_mut()
-            .insert(token, Rc::clone(&identity));
+        if let Some(filed) = filed {
+            self.verified
+                .borrow_mut()
+                .insert(filed, Rc::clone(&identity));
+        }
         Some(identity)
     }
 
