@@ -4,10 +4,11 @@
 //! on every request until it expires. So a token whose signature and static claims (`typ`,
 //! `iss`, `aud`) passed is remembered with the claims the configuration reads: by each worker
 //! under a keyed 128-bit PRF of the token ([`VerifiedCache`], which keeps no copy of the token;
-//! a hit hashes it with SipHash, a tenth of what SHA-256 costs), and in shared data under 16
-//! bytes of its SHA-256 ([`TokenKey`]). A hit skips parsing and the signature, never the clock:
-//! `exp`, `nbf` and `iat` are checked again on every request. An entry is tied to the provider's key-set generation, so a key removed
-//! from the JWKS stops every token it signed at the next refresh.
+//! a hit hashes it with SipHash, several times cheaper than SHA-256), and in shared data under
+//! 16 bytes of its SHA-256 ([`TokenKey`]). A hit skips parsing and the signature, never the
+//! clock: `exp`, `nbf` and `iat` are checked again on every request. An entry is tied to the
+//! provider's key-set generation, so a key removed from the JWKS stops every token it signed at
+//! the next refresh.
 //!
 //! Memory is bounded: per worker, in entries and in bytes (`token_cache_entries`,
 //! `token_cache_bytes`), each entry holding only the claims the configuration can read
