@@ -401,10 +401,6 @@ impl VerifiedCache {
         self.tokens.len()
     }
 
-    pub fn bytes(&self) -> usize {
-        self.tokens.bytes()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }
