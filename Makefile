@@ -54,17 +54,19 @@ lint: tools
 unit:
 	cargo test --workspace
 
-# The engine's unit tests, Wycheproof vectors included, compiled to wasm32 and run under V8 (the
-# wasm engine Envoy uses) through Node's WASI: the 32-bit big-number and curve code paths differ
-# from the 64-bit ones that `unit` runs. A failing test aborts the run (no unwinding on wasm32),
-# after its name and panic message.
+# The unit tests of the engine and of tollgate-crypto (Wycheproof vectors included), compiled to
+# wasm32 and run under V8 (the wasm engine Envoy uses) through Node's WASI: the 32-bit
+# big-number and curve code paths differ from the 64-bit ones that `unit` runs. A failing test
+# aborts the run (no unwinding on wasm32), after its name and panic message.
 unit-wasm: tools
 	@set -o pipefail; \
-	exe=$$(cargo test --lib -p tollgate --target $(WASM_TARGET) --no-run --message-format=json-render-diagnostics \
+	exes=$$(cargo test --lib -p tollgate -p tollgate-crypto --target $(WASM_TARGET) --no-run --message-format=json-render-diagnostics \
 	  | sed -n 's/.*"executable":"\([^"]*\.wasm\)".*/\1/p') || exit 1; \
-	[ -n "$$exe" ] || { echo "unit-wasm: cargo built no test binary" >&2; exit 1; }; \
-	echo "node tests/wasm/run-wasi.mjs $${exe#$(CURDIR)/}"; \
-	node tests/wasm/run-wasi.mjs "$$exe"
+	[ $$(echo "$$exes" | grep -c .) = 2 ] || { echo "unit-wasm: expected the engine's and tollgate-crypto's test binaries, got: $$exes" >&2; exit 1; }; \
+	for exe in $$exes; do \
+	  echo "node tests/wasm/run-wasi.mjs $${exe#$(CURDIR)/}"; \
+	  node tests/wasm/run-wasi.mjs "$$exe" || exit 1; \
+	done
 
 # Time of one signature verification per algorithm, in wasm32 under V8 and natively (not part of
 # `make test`). BENCH_ARGS="ITERATIONS WARMUP" overrides the 300 timed and 100 warm-up calls.

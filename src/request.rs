@@ -8,6 +8,7 @@
 
 use crate::config::{RouteMatch, TokenSource};
 use crate::denial::Denial;
+use crate::scan::{same_ignoring_ascii_case, trim_spaces};
 use std::borrow::Cow;
 use std::ops::Range;
 use std::rc::Rc;
@@ -56,7 +57,7 @@ impl<'a> Iterator for HeaderValues<'a> {
 
     fn next(&mut self) -> Option<&'a str> {
         let name = self.name;
-        let same = |n: &[u8]| n.eq_ignore_ascii_case(name);
+        let same = |n: &[u8]| same_ignoring_ascii_case(n, name);
         let mut at = self.next;
         let found = match self.headers {
             Headers::Pairs(pairs) => loop {
@@ -179,16 +180,15 @@ fn each_token<'a>(
         match source {
             TokenSource::Header { name, prefix } => {
                 let mut part = |value: &'a str| {
-                    let value = value.trim_start_matches(' ');
+                    let value = trim_spaces(value);
                     let rest = match prefix {
                         None => Some(value),
                         Some(p) => value
                             .get(..p.len())
-                            .filter(|head| head.eq_ignore_ascii_case(p))
+                            .filter(|head| same_ignoring_ascii_case(head.as_bytes(), p.as_bytes()))
                             .and_then(|_| value.get(p.len()..)),
                     };
-                    if let Some(token) = rest.map(|r| r.trim_matches(' ')).filter(|t| !t.is_empty())
-                    {
+                    if let Some(token) = rest.map(trim_spaces).filter(|t| !t.is_empty()) {
                         push(Cow::Borrowed(token), source);
                     }
                 };

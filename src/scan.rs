@@ -10,35 +10,44 @@
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
-    use core::arch::wasm32::{u8x16, v128, v128_or};
+    use core::arch::wasm32::{v128, v128_load, v128_or};
 
-    /// Sixteen bytes as one vector (the compiler makes this one load).
+    /// Sixteen bytes as one vector: one load, also where the build optimizes for size (there,
+    /// `u8x16` of sixteen bytes stays sixteen lane inserts).
     #[inline(always)]
     fn lanes(c: &[u8; 16]) -> v128 {
-        u8x16(
-            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12], c[13],
-            c[14], c[15],
-        )
+        // SAFETY: the pointer comes from a `&[u8; 16]`, so 16 bytes are readable; `v128_load`
+        // has no alignment requirement.
+        unsafe { v128_load(c.as_ptr().cast::<v128>()) }
     }
 
     /// ORs `lane` of the vectors of `bytes`; `None` for an input shorter than one vector.
+    ///
+    /// Written out with indices rather than `chunks_exact`, so that it stays one tight loop in a
+    /// build optimized for size, which neither inlines the iterators nor unrolls loops.
     #[inline(always)]
     pub fn fold(bytes: &[u8], lane: impl Fn(v128) -> v128) -> Option<v128> {
-        let mut acc = [lane(lanes(bytes.last_chunk()?)); 4];
-        let mut steps = bytes.chunks_exact(64);
-        for step in &mut steps {
-            for (acc, part) in acc.iter_mut().zip(step.chunks_exact(16)) {
-                if let Some(part) = part.first_chunk() {
-                    *acc = v128_or(*acc, lane(lanes(part)));
-                }
-            }
+        let vector = |at: usize| bytes.get(at..at + 16).and_then(|part| part.first_chunk());
+        let last = lane(lanes(bytes.last_chunk()?));
+        let (mut a, mut b, mut c, mut d) = (last, last, last, last);
+        let mut at = 0;
+        while let (Some(w), Some(x), Some(y), Some(z)) = (
+            vector(at),
+            vector(at + 16),
+            vector(at + 32),
+            vector(at + 48),
+        ) {
+            a = v128_or(a, lane(lanes(w)));
+            b = v128_or(b, lane(lanes(x)));
+            c = v128_or(c, lane(lanes(y)));
+            d = v128_or(d, lane(lanes(z)));
+            at += 64;
         }
-        for part in steps.remainder().chunks_exact(16) {
-            if let Some(part) = part.first_chunk() {
-                acc[0] = v128_or(acc[0], lane(lanes(part)));
-            }
+        while let Some(w) = vector(at) {
+            a = v128_or(a, lane(lanes(w)));
+            at += 16;
         }
-        Some(v128_or(v128_or(acc[0], acc[1]), v128_or(acc[2], acc[3])))
+        Some(v128_or(v128_or(a, b), v128_or(c, d)))
     }
 }
 
@@ -62,6 +71,41 @@ pub fn has_byte(bytes: &[u8], byte: u8) -> bool {
         }
     }
     bytes.iter().fold(false, |seen, &x| seen | (x == byte))
+}
+
+/// Whether `a` and `b` are the same bytes, ASCII letters compared without case.
+///
+/// A loop of its own rather than `<[u8]>::eq_ignore_ascii_case`, whose iterator adapters a build
+/// optimized for size calls out of line for every byte: this runs on every header name of
+/// every request.
+#[inline]
+pub fn same_ignoring_ascii_case(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut at = 0;
+    while let (Some(x), Some(y)) = (a.get(at), b.get(at)) {
+        if !x.eq_ignore_ascii_case(y) {
+            return false;
+        }
+        at += 1;
+    }
+    true
+}
+
+/// `text` without the spaces (only U+0020) it starts and ends with.
+#[inline]
+pub fn trim_spaces(text: &str) -> &str {
+    let bytes = text.as_bytes();
+    let (mut start, mut end) = (0, bytes.len());
+    while bytes.get(start) == Some(&b' ') {
+        start += 1;
+    }
+    while end > start && bytes.get(end - 1) == Some(&b' ') {
+        end -= 1;
+    }
+    // Both ends sit next to an ASCII space or at the text's ends: char boundaries.
+    text.get(start..end).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -93,6 +137,23 @@ mod tests {
         ) {
             prop_assert_eq!(is_ascii(&a), a.is_ascii());
             prop_assert_eq!(has_byte(&a, byte), a.contains(&byte));
+        }
+
+        #[test]
+        fn case_blind_comparison_agrees_with_the_standard_one(
+            a in "[a-zA-Z@`\\[{ -]{0,12}",
+            b in "[a-zA-Z@`\\[{ -]{0,12}",
+        ) {
+            prop_assert_eq!(
+                same_ignoring_ascii_case(a.as_bytes(), b.as_bytes()),
+                a.eq_ignore_ascii_case(&b)
+            );
+            prop_assert!(same_ignoring_ascii_case(a.as_bytes(), a.to_uppercase().as_bytes()));
+        }
+
+        #[test]
+        fn trimming_spaces_agrees_with_the_standard_one(text in "[ a\\t\u{e9}]{0,12}") {
+            prop_assert_eq!(trim_spaces(&text), text.trim_matches(' '));
         }
     }
 }

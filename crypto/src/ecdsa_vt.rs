@@ -39,7 +39,7 @@
 //!
 //! The property tests in `properties.rs` check the fields, the products and the scalar
 //! arithmetic against `num-bigint`, the multiplication, key import and whole verifications
-//! against the `p256`, `p384` and `p521` crates; the Wycheproof tests in `crypto.rs` run
+//! against the `p256`, `p384` and `p521` crates; the Wycheproof tests in `lib.rs` run
 //! through this code too.
 
 use core::marker::PhantomData;
@@ -846,7 +846,7 @@ impl<const L: usize, C: Curve<L>> EcdsaKey<L, C> {
 
     /// ECDSA verification (SEC 1 section 4.1.4) of a message digest no longer than n (so never
     /// truncated) and the JWS signature `r || s` of `2 C::BYTES` bytes.
-    // Out of line: see "Function size" in the crate docs.
+    // Out of line: see "Function size" in the engine's crate docs (`src/lib.rs`).
     #[inline(never)]
     pub(crate) fn verify_prehash(&self, digest: &[u8], signature: &[u8]) -> Result<(), EcdsaError> {
         if signature.len() != 2 * C::BYTES {

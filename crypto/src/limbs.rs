@@ -560,8 +560,8 @@ pub(crate) fn carry_column_sums<const W: usize>(columns: [(u64, u64); W]) -> [u3
 macro_rules! mul_wide_columns {
     ($n:literal, $a:expr, $b:expr, [$($k:literal),* $(,)?]) => {{
         let (a, b) = ($a.map(u64::from), $b.map(u64::from));
-        $crate::crypto::limbs::carry_column_sums([
-            $($crate::crypto::limbs::product_column::<$n, $k>(&a, &b),)* (0, 0)
+        $crate::limbs::carry_column_sums([
+            $($crate::limbs::product_column::<$n, $k>(&a, &b),)* (0, 0)
         ])
     }};
 }
@@ -572,8 +572,8 @@ pub(crate) use mul_wide_columns;
 macro_rules! square_wide_columns {
     ($n:literal, $a:expr, [$($k:literal),* $(,)?]) => {{
         let a = $a.map(u64::from);
-        $crate::crypto::limbs::carry_column_sums([
-            $($crate::crypto::limbs::square_column::<$n, $k>(&a),)* (0, 0)
+        $crate::limbs::carry_column_sums([
+            $($crate::limbs::square_column::<$n, $k>(&a),)* (0, 0)
         ])
     }};
 }

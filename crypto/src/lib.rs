@@ -28,6 +28,16 @@
 //! `examples/crypto_candidates.rs` measures the choices side by side.
 //!
 //! Nothing here needs randomness, so the crate builds for `wasm32-wasip1` without `getrandom`.
+//!
+//! # Why a crate of its own
+//!
+//! It is the part of tollgate whose speed is in its loops: the module builds for size
+//! (`[profile.release]` in the workspace's `Cargo.toml`, for the 500 KB target), and at
+//! `opt-level = "s"` these loops were not unrolled and their helpers not inlined, which made
+//! every verification about twice as slow. A crate keeps `opt-level = 3` for this code alone
+//! (~130 KB of the module). The engine reaches it as `tollgate::crypto`. SipHash
+//! ([`siphash`]), which a request with a remembered token runs over its whole token, is here
+//! for the same reason.
 
 use core::fmt;
 
@@ -41,6 +51,7 @@ mod p256_vt;
 #[cfg(test)]
 mod properties;
 mod rsa_vt;
+pub mod siphash;
 
 use ecdsa_vt::{EcdsaError, P384Key, P521Key};
 use ed25519_vt::Ed25519Key;
@@ -287,7 +298,7 @@ impl HmacSecret {
 
 /// A verification key that passed its validity checks. Build one with [`PublicKey::rsa`],
 /// [`PublicKey::ec`], [`PublicKey::ed25519`] or [`PublicKey::hmac`] (or import it from a JWK with
-/// `crate::jwk`).
+/// `tollgate::jwk`).
 #[derive(Clone)]
 pub enum PublicKey {
     /// RSA, for RS* and PS*.
@@ -669,7 +680,7 @@ mod tests {
 
     macro_rules! wycheproof {
         ($file:literal) => {
-            include_str!(concat!("../tests/vectors/wycheproof/", $file))
+            include_str!(concat!("../../tests/vectors/wycheproof/", $file))
         };
     }
 

@@ -26,7 +26,7 @@
 //! property tests in `properties.rs`, which check the field, decoding, key import and the scalar
 //! arithmetic against `num-bigint` and curve25519-dalek, the multiplication against
 //! curve25519-dalek (points with small-order components included), and whole verifications
-//! against ed25519-dalek's `verify_strict`; the Wycheproof tests in `crypto.rs` run through this
+//! against ed25519-dalek's `verify_strict`; the Wycheproof tests in `lib.rs` run through this
 //! code too.
 
 use sha2::{Digest, Sha512};
@@ -888,7 +888,7 @@ impl Ed25519Key {
     /// Strict verification of `signature` (`R || S`) over `message`: `S` must be canonical
     /// (below the group order L), `R` must not have small order, and `[S]B - [k]A` must encode
     /// exactly to `R`, with `k = SHA-512(R || A || message) mod L`.
-    // Out of line: see "Function size" in the crate docs.
+    // Out of line: see "Function size" in the engine's crate docs (`src/lib.rs`).
     #[inline(never)]
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
         let (r, s) = signature.split_at(32);

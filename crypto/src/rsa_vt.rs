@@ -14,7 +14,7 @@
 //! once, when the key is imported, and kept in [`RsaPublic`]. The property tests in
 //! `properties.rs` check the public operation against `num-bigint` on random moduli and
 //! exponents, and whole RS*/PS* verifications against the `rsa` crate on random keys, messages
-//! and signatures, valid and not; the Wycheproof tests in `crypto.rs` run through this code
+//! and signatures, valid and not; the Wycheproof tests in `lib.rs` run through this code
 //! too.
 
 use super::limbs::{neg_inv_u32, regroup};
@@ -417,7 +417,7 @@ impl RsaPublic {
 
     /// RSASSA-PKCS1-v1_5 verification of a message `digest` (RFC 8017 section 8.2.2): the
     /// decoded block must be exactly `00 01 FF..FF 00 DigestInfo(digest)`.
-    // Out of line: see "Function size" in the crate docs.
+    // Out of line: see "Function size" in the engine's crate docs (`src/lib.rs`).
     #[inline(never)]
     pub(crate) fn verify_pkcs1v15(&self, hash: RsaHash, digest: &[u8], signature: &[u8]) -> bool {
         let Some(em) = self.public_op(signature) else {
@@ -444,7 +444,7 @@ impl RsaPublic {
 
     /// RSASSA-PSS verification of a message `digest` with MGF1 over the same hash and a salt of
     /// exactly the hash length (RFC 7518 section 3.5; RFC 8017 section 9.1.2).
-    // Out of line: see "Function size" in the crate docs.
+    // Out of line: see "Function size" in the engine's crate docs (`src/lib.rs`).
     #[inline(never)]
     pub(crate) fn verify_pss(&self, hash: RsaHash, digest: &[u8], signature: &[u8]) -> bool {
         let Some(m) = self.public_op(signature) else {
