@@ -78,14 +78,16 @@ pub fn has_byte(bytes: &[u8], byte: u8) -> bool {
 /// A loop of its own rather than `<[u8]>::eq_ignore_ascii_case`, whose iterator adapters a build
 /// optimized for size calls out of line for every byte: this runs on every header name of
 /// every request.
-#[inline]
+#[inline(always)]
 pub fn same_ignoring_ascii_case(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
+    // Written out: a size build calls even `u8::eq_ignore_ascii_case` out of line.
+    let lower = |c: u8| if matches!(c, b'A'..=b'Z') { c | 0x20 } else { c };
     let mut at = 0;
-    while let (Some(x), Some(y)) = (a.get(at), b.get(at)) {
-        if !x.eq_ignore_ascii_case(y) {
+    while let (Some(&x), Some(&y)) = (a.get(at), b.get(at)) {
+        if lower(x) != lower(y) {
             return false;
         }
         at += 1;
@@ -94,7 +96,7 @@ pub fn same_ignoring_ascii_case(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `text` without the spaces (only U+0020) it starts and ends with.
-#[inline]
+#[inline(always)]
 pub fn trim_spaces(text: &str) -> &str {
     let bytes = text.as_bytes();
     let (mut start, mut end) = (0, bytes.len());
