@@ -84,7 +84,14 @@ pub fn same_ignoring_ascii_case(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     // Written out: a size build calls even `u8::eq_ignore_ascii_case` out of line.
-    let lower = |c: u8| if matches!(c, b'A'..=b'Z') { c | 0x20 } else { c };
+    // (`c - 'A' < 26` is `c` in 'A'..='Z'.)
+    let lower = |c: u8| {
+        if c.wrapping_sub(b'A') < 26 {
+            c | 0x20
+        } else {
+            c
+        }
+    };
     let mut at = 0;
     while let (Some(&x), Some(&y)) = (a.get(at), b.get(at)) {
         if lower(x) != lower(y) {
