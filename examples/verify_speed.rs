@@ -8,7 +8,10 @@
 //! clock and by the wall clock. The median CPU time is the figure to read on a busy machine: the
 //! wall-clock median also counts time the process spent waiting for a core.
 //!
-//!   cargo run --release --example verify_speed [--target wasm32-wasip1] -- [ITERATIONS [WARMUP]]
+//!   cargo run --release --example verify_speed [--target wasm32-wasip1] -- [ITERATIONS [WARMUP [ALGS]]]
+//!
+//! ALGS (say `RS256,EdDSA`) runs only those: one algorithm alone, under callgrind, gives its
+//! instructions per verification, which a busy machine does not change.
 
 use std::error::Error;
 use std::hint::black_box;
@@ -199,6 +202,11 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let iterations: usize = args.next().map_or(Ok(300), |a| a.parse())?.max(1);
     let warmup: usize = args.next().map_or(Ok(100), |a| a.parse())?;
+    // Optionally, the algorithms to run (JOSE names, comma-separated): one alone under a counting
+    // tool such as callgrind.
+    let only: Option<Vec<String>> = args
+        .next()
+        .map(|a| a.split(',').map(str::to_string).collect());
 
     let cases: [(Algorithm, &str, &str, KeyOf); 6] = [
         (
@@ -261,6 +269,12 @@ fn main() -> Result<()> {
         "", "", ":", ":", ":", ":"
     );
     for (alg, key_name, text, key_of) in cases {
+        if only
+            .as_ref()
+            .is_some_and(|only| !only.iter().any(|a| a == alg.name()))
+        {
+            continue;
+        }
         let (key, msg, sig) = first_valid(text, key_of)?;
         let (cpu, wall, fastest) = measure(alg, &key, &msg, &sig, iterations, warmup)
             .map_err(|e| format!("{alg}: {e}"))?;
