@@ -287,15 +287,19 @@ def test_requests_wait_for_keys_rather_than_fail(envoy_with, own_idp, tmp_path):
     idp, keys = own_idp
     token = idp.token("orders-app", scope="orders:read orders:write")
     idp.stop()
-    gate = envoy_with(gate_config(idp, jwks={"uri": idp.jwks_uri, "cluster": "idp", "timeout_ms": 500}), idp_port=idp.port)
+    config = gate_config(idp, jwks={"uri": idp.jwks_uri, "cluster": "idp", "timeout_ms": 500})
+    # Failed fetches are retried after ~1, ~2, then ~4 s: the default wait of 5 s can end
+    # before the retry that finds a provider which took long to start on a loaded machine.
+    config["keys_wait_timeout_ms"] = 15_000
+    gate = envoy_with(config, idp_port=idp.port)
 
     # A request with a body arrives while the provider is still down: it is held, body and all.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(gate.request, "POST", "/orders", bearer(token), b'{"item": 1}')
+        pending = pool.submit(gate.request, "POST", "/orders", bearer(token), b'{"item": 1}', timeout=20)
         time.sleep(1.0)
         assert not pending.done(), "the request was answered before any key could be fetched"
         idp.start(port=idp.port, keys_file=harness.write_json(tmp_path / "again.json", keys))
-        result = pending.result(timeout=15)
+        result = pending.result(timeout=25)
 
     seen = upstream_saw(result)
     assert seen["content-length"] == "11" and seen["x-user"] == "orders-app"
