@@ -424,7 +424,8 @@ impl Gate {
             edits.token = Some(strip_token(req, token.source));
         }
         edits.identity = derived.headers;
-        if let Some((i, p)) = selected {
+        // Most policies set no headers: no iterator to build and drop then.
+        if let Some((i, p)) = selected.filter(|(_, p)| !p.headers.is_empty()) {
             let names = self.prepared.policy_headers.get(i).into_iter().flatten();
             edits.policy.extend(
                 names

@@ -201,7 +201,9 @@ impl HeldBatch {
     }
 
     /// Spends one request at `now_ms`: its outcome, or `None` when the batch is spent or its
-    /// time is over (take another).
+    /// time is over (take another). Inlined: it runs for every batched limit of every request,
+    /// and a size build would call it.
+    #[inline(always)]
     pub fn spend(&mut self, now_ms: u64) -> Option<Charge> {
         if self.left == 0 || now_ms >= self.until_ms {
             return None;
@@ -450,6 +452,8 @@ impl BudgetKey {
     }
 
     /// The counter slot among `max_keys` (see [`slot`]), without hashing an identity again.
+    /// Inlined, as `HeldBatch::spend` is.
+    #[inline(always)]
     pub fn slot<'a>(&self, max_keys: u32, client_address: impl FnOnce() -> &'a str) -> u32 {
         match self {
             BudgetKey::Identity { hash, .. } => slot_of_hash(*hash, max_keys),
@@ -532,6 +536,7 @@ pub fn slot(key_value: &str, max_keys: u32) -> u32 {
     slot_of_hash(stable_hash(key_value.as_bytes()), max_keys)
 }
 
+#[inline(always)]
 fn slot_of_hash(hash: u64, max_keys: u32) -> u32 {
     // The remainder is below max_keys, which fits u32.
     u32::try_from(hash % u64::from(max_keys.max(1))).unwrap_or(0)

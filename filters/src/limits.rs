@@ -13,7 +13,7 @@
 
 use crate::host;
 use crate::shared;
-use crate::worker::Worker;
+use crate::worker::{ResponseHeaders, Worker};
 use tollgate::config::Limit;
 use tollgate::denial::{Denial, RateLimitDenial};
 use tollgate::ratelimit::{self, BudgetKey, Charge, HeldBatch, RATE_BATCH_HOLD_MS};
@@ -23,30 +23,32 @@ const UNCOUNTED_RETRY_MS: u64 = 1000;
 
 impl Worker {
     /// Charges every limit of the policy, in order, for the identities the engine named.
-    /// `Ok`: the response headers that report the budget (none unless the configuration
+    /// `Ok`: the response headers that report the budget (`None` unless the configuration
     /// sends them). `Err`: the limit that refused, and the 429 to answer with.
     pub fn charge_limits(
         &mut self,
         policy_index: usize,
         keys: &[BudgetKey],
-    ) -> Result<Vec<(String, String)>, (String, Denial)> {
+    ) -> Result<Option<ResponseHeaders>, (String, Denial)> {
         let Some(gate) = self.gate.clone() else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
-        let policy_header = gate.rate_limit_policy(policy_index);
         let Some(policy) = gate.config.policies.get(policy_index) else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         if policy.limits.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         // Counters are charged at the time of now, read once: the tick clock of one worker can be
         // up to a tick behind another's, and GCRA would then refuse a request within its
         // budget. A held batch is spent without it, at the request's clock.
         let mut exact_now = None;
         // Reports are built only to be sent: they are most of the work of an allowed charge.
-        let report = gate.config.rate_limit_headers;
-        let mut reports = Vec::with_capacity(if report { policy.limits.len() } else { 0 });
+        // (Without them nothing is allocated or dropped: at `opt-level = "z"` each is a call.)
+        let mut reports = gate
+            .config
+            .rate_limit_headers
+            .then(|| Vec::with_capacity(policy.limits.len()));
         // Read once, and only for a budget of the client address: the property read calls back
         // into the module, as costly as the rest of a decision.
         let mut address: Option<String> = None;
@@ -73,6 +75,7 @@ impl Worker {
                 reset_ms: UNCOUNTED_RETRY_MS,
             });
             if outcome.is_limited() {
+                let policy_header = gate.rate_limit_policy(policy_index);
                 let denial = Denial::RateLimited(Box::new(RateLimitDenial {
                     policy: policy.name.clone(),
                     limit: limit.name.clone(),
@@ -82,17 +85,17 @@ impl Worker {
                 }));
                 return Err((limit.name.clone(), denial));
             }
-            if report {
+            if let Some(reports) = &mut reports {
                 reports.push(ratelimit::ratelimit_header(&limit.name, &outcome));
             }
         }
-        if !report {
-            return Ok(Vec::new());
-        }
-        Ok(vec![
-            ("ratelimit-policy".to_string(), policy_header.to_string()),
-            ("ratelimit".to_string(), reports.join(", ")),
-        ])
+        Ok(reports.map(|reports| {
+            let policy_header = gate.rate_limit_policy(policy_index);
+            vec![
+                ("ratelimit-policy".to_string(), policy_header.to_string()),
+                ("ratelimit".to_string(), reports.join(", ")),
+            ]
+        }))
     }
 }
 

@@ -112,6 +112,9 @@ pub enum KnownAnswer {
     Failed(&'static str),
 }
 
+/// Headers to add to a response, by name and value.
+pub type ResponseHeaders = Vec<(String, String)>;
+
 pub struct Worker {
     pub root_id: u32,
     pub gate: Option<Rc<Gate>>,
@@ -119,7 +122,7 @@ pub struct Worker {
     pub waiters: BTreeMap<u32, Waiter>,
     pub calls: HashMap<u32, PendingCall>,
     /// Headers to add to the response of an allowed request (rate-limit budget).
-    pub response_headers: HashMap<u32, Vec<(String, String)>>,
+    pub response_headers: HashMap<u32, ResponseHeaders>,
     pub metrics: Metrics,
     pub now_ms: u64,
     /// Requests decided since the clock was last read.
@@ -343,7 +346,7 @@ impl Worker {
         let mut facts = decision.facts;
         match decision.verdict {
             Verdict::Allow(allowed) => {
-                let mut response_headers = Vec::new();
+                let mut response_headers = None;
                 if let Some(policy) = allowed.policy {
                     match self.charge_limits(policy, &allowed.charges) {
                         Ok(headers) => response_headers = headers,
@@ -373,12 +376,9 @@ impl Worker {
                         return Applied::Refused;
                     }
                 }
-                let send_budget = self
-                    .gate
-                    .as_ref()
-                    .is_some_and(|g| g.config.rate_limit_headers);
-                if send_budget && !response_headers.is_empty() {
-                    self.response_headers.insert(context_id, response_headers);
+                // Only a configuration that sends the budget has headers here.
+                if let Some(headers) = response_headers {
+                    self.response_headers.insert(context_id, headers);
                 }
                 self.metrics.request(facts.provider.as_ref(), true);
                 if self.audit_allowed(&request) {
