@@ -324,8 +324,12 @@ mod callbacks {
         // Handled once the map is free again (a request's `on_delete` borrows its worker).
         let removed = CONTEXTS.with(|c| {
             let mut contexts = c.try_borrow_mut().ok()?;
+            // An id is a request's or a root's: a request's (every request) looks up one map.
             let request = contexts.requests.remove(&context_id);
-            let root = contexts.roots.remove(&context_id);
+            let root = match request {
+                Some(_) => None,
+                None => contexts.roots.remove(&context_id),
+            };
             Some((request, root))
         });
         if let Some((Some(root), _)) = removed {
