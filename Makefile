@@ -71,9 +71,9 @@ unit-wasm: tools
 # Time of one signature verification per algorithm, in wasm32 under V8 and natively (not part of
 # `make test`). BENCH_ARGS="ITERATIONS WARMUP" overrides the 300 timed and 100 warm-up calls.
 bench-verify: tools
-	cargo build --release --quiet --target $(WASM_TARGET) --example verify_speed
+	cargo build --release --quiet -p tollgate-crypto --target $(WASM_TARGET) --example verify_speed
 	node tests/wasm/run-wasi.mjs target/$(WASM_TARGET)/release/examples/verify_speed.wasm $(BENCH_ARGS)
-	cargo run --release --quiet --example verify_speed -- $(BENCH_ARGS)
+	cargo run --release --quiet -p tollgate-crypto --example verify_speed -- $(BENCH_ARGS)
 
 # Fuzzing (fuzz/, see fuzz/README.md). cargo-fuzz is pinned; the targets build with the nightly
 # toolchain and AddressSanitizer when one is installed, else with stable and no sanitizer. New

@@ -1,8 +1,8 @@
 //! Side-by-side timing of JWS signature verification candidates, natively and in wasm under V8.
 //!
 //! ```text
-//! cargo run --release --example crypto_candidates                        # native
-//! cargo build --release --example crypto_candidates --target wasm32-wasip1
+//! cargo run --release -p tollgate-crypto --example crypto_candidates      # native
+//! cargo build --release -p tollgate-crypto --example crypto_candidates --target wasm32-wasip1
 //! node tests/wasm/run-wasi.mjs target/wasm32-wasip1/release/examples/crypto_candidates.wasm
 //! ```
 //!
@@ -13,7 +13,7 @@
 //! request), first once to check it accepts the signature, then in warm-up rounds (so that V8
 //! has tiered the code up to TurboFan), then in `N` timed samples; each sample times a batch
 //! long enough (>= 2 ms) for the clock's cost not to matter. The table shows the median and the
-//! fastest sample, per verification. "tollgate" rows go through `tollgate::crypto::PublicKey`,
+//! fastest sample, per verification. "tollgate" rows go through `tollgate_crypto::PublicKey`,
 //! the code the filter runs; the other rows call a crate directly, for comparison.
 
 #![allow(
@@ -25,7 +25,7 @@
 
 use std::hint::black_box;
 
-use tollgate::crypto::{Algorithm, PublicKey};
+use tollgate_crypto::{Algorithm, PublicKey};
 
 use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use sha2::{Digest, Sha256, Sha384, Sha512};
@@ -78,7 +78,7 @@ mod clock {
 
 use clock::Instant;
 
-const KEYS: &str = include_str!("../tests/vectors/rsa_test_keys.json");
+const KEYS: &str = include_str!("../../tests/vectors/rsa_test_keys.json");
 
 fn hex(text: &str) -> Vec<u8> {
     let text = if text.len() % 2 == 1 {

@@ -8,7 +8,7 @@
 //! clock and by the wall clock. The median CPU time is the figure to read on a busy machine: the
 //! wall-clock median also counts time the process spent waiting for a core.
 //!
-//!   cargo run --release --example verify_speed [--target wasm32-wasip1] -- [ITERATIONS [WARMUP [ALGS]]]
+//!   cargo run --release -p tollgate-crypto --example verify_speed [--target wasm32-wasip1] -- [ITERATIONS [WARMUP [ALGS]]]
 //!
 //! ALGS (say `RS256,EdDSA`) runs only those: one algorithm alone, under callgrind, gives its
 //! instructions per verification, which a busy machine does not change.
@@ -18,11 +18,11 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use serde_json::Value;
-use tollgate::crypto::{Algorithm, PublicKey};
+use tollgate_crypto::{Algorithm, PublicKey};
 
 macro_rules! wycheproof {
     ($file:literal) => {
-        include_str!(concat!("../tests/vectors/wycheproof/", $file))
+        include_str!(concat!("../../tests/vectors/wycheproof/", $file))
     };
 }
 
