@@ -44,7 +44,7 @@ impl Worker {
         // budget. A held batch is spent without it, at the request's clock.
         let mut exact_now = None;
         // Reports are built only to be sent: they are most of the work of an allowed charge.
-        // (Without them nothing is allocated or dropped: at `opt-level = "z"` each is a call.)
+        // (Without them nothing is allocated or dropped: in a size build each is a call.)
         let mut reports = gate
             .config
             .rate_limit_headers
