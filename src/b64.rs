@@ -10,53 +10,104 @@
 const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/// The 6-bit value of a base64url character.
-fn url_safe_value(c: u8) -> Option<u32> {
-    let value = match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'-' => 62,
-        b'_' => 63,
-        _ => return None,
-    };
-    Some(u32::from(value))
+/// Marks a byte outside the base64url alphabet in [`URL_SAFE_VALUES`]: above every 6-bit value,
+/// so that one OR over a group's values says whether any was outside.
+const INVALID: u8 = 0x40;
+
+/// Each ASCII byte's 6-bit value in base64url, or [`INVALID`] (other bytes are not in the
+/// table, and invalid too).
+// Evaluated at compile time: an index out of bounds would not compile.
+#[allow(clippy::indexing_slicing)]
+const URL_SAFE_VALUES: [u8; 128] = {
+    let mut table = [INVALID; 128];
+    let mut value = 0;
+    while value < 64 {
+        table[URL_SAFE[value] as usize] = value as u8;
+        value += 1;
+    }
+    table
+};
+
+/// The 6-bit value of a base64url character, or [`INVALID`].
+#[inline(always)]
+fn url_safe_value(c: u8) -> u32 {
+    u32::from(
+        URL_SAFE_VALUES
+            .get(usize::from(c))
+            .copied()
+            .unwrap_or(INVALID),
+    )
 }
 
 /// Decodes strict unpadded base64url.
+///
+/// Written with a table, indices and a buffer sized up front, so that it stays one tight loop
+/// in a build optimized for size (a signature, a payload and a header are decoded for every
+/// token verified: with per-byte `push` and `chunks` it ran ~60 instructions a character, this
+/// ~11).
 pub fn decode(input: &str) -> Result<Vec<u8>, String> {
     let text = input.as_bytes();
     // A last group of one character carries 6 bits: not a byte.
-    if text.len() % 4 == 1 {
+    let (whole, rest) = (text.len() / 4, text.len() % 4);
+    if rest == 1 {
         return Err("bad base64url: invalid length".to_string());
     }
-    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 2);
-    for (group_index, group) in text.chunks(4).enumerate() {
-        let mut bits = 0u32;
-        for (i, &c) in group.iter().enumerate() {
-            let Some(value) = url_safe_value(c) else {
-                let offset = group_index * 4 + i;
-                return Err(format!(
-                    "bad base64url: invalid symbol {c} at offset {offset}"
-                ));
-            };
-            bits = bits << 6 | value;
+    let mut out = vec![0u8; whole * 3 + rest.saturating_sub(1)];
+    let (mut at, mut to) = (0, 0);
+    while let Some(&[a, b, c, d]) = text.get(at..at + 4).and_then(|g| g.first_chunk::<4>()) {
+        let (a, b, c, d) = (
+            url_safe_value(a),
+            url_safe_value(b),
+            url_safe_value(c),
+            url_safe_value(d),
+        );
+        if (a | b | c | d) & u32::from(INVALID) != 0 {
+            return Err(invalid_symbol(text, at));
         }
-        // `bits` holds 6 bits a character: 24, 18 or 12, of which whole bytes are 3, 2 or 1.
-        let (bytes, spare) = match group.len() {
-            4 => (3, 0),
-            3 => (2, 2),
-            _ => (1, 4),
-        };
-        if bits & ((1 << spare) - 1) != 0 {
-            return Err("bad base64url: non-zero trailing bits".to_string());
+        let bits = a << 18 | b << 12 | c << 6 | d;
+        if let Some(bytes) = out
+            .get_mut(to..to + 3)
+            .and_then(|o| o.first_chunk_mut::<3>())
+        {
+            *bytes = [(bits >> 16) as u8, (bits >> 8) as u8, bits as u8];
         }
-        let bits = bits >> spare;
-        for k in (0..bytes).rev() {
-            out.push((bits >> (8 * k)) as u8);
-        }
+        at += 4;
+        to += 3;
+    }
+    // The last 2 or 3 characters: 12 or 18 bits, of which whole bytes are 1 or 2, and the 4 or 2
+    // bits left over must be zero.
+    let tail = text.get(at..).unwrap_or_default();
+    let bits = tail
+        .iter()
+        .fold(0, |bits, &c| bits << 6 | url_safe_value(c));
+    if tail
+        .iter()
+        .any(|&c| url_safe_value(c) & u32::from(INVALID) != 0)
+    {
+        return Err(invalid_symbol(text, at));
+    }
+    let spare = 2 * (4 - tail.len() as u32) % 8;
+    if bits & ((1 << spare) - 1) != 0 {
+        return Err("bad base64url: non-zero trailing bits".to_string());
+    }
+    let bits = bits >> spare;
+    let last = rest.saturating_sub(1);
+    for (k, byte) in out.get_mut(to..).unwrap_or_default().iter_mut().enumerate() {
+        *byte = (bits >> (8 * (last - 1 - k))) as u8;
     }
     Ok(out)
+}
+
+/// The error for the first byte from `from` on that is outside the alphabet.
+fn invalid_symbol(text: &[u8], from: usize) -> String {
+    let mut offset = from;
+    while let Some(&c) = text.get(offset) {
+        if url_safe_value(c) & u32::from(INVALID) != 0 {
+            return format!("bad base64url: invalid symbol {c} at offset {offset}");
+        }
+        offset += 1;
+    }
+    "bad base64url: invalid symbol".to_string()
 }
 
 /// Encodes as unpadded base64url.
@@ -111,6 +162,11 @@ mod tests {
         assert_eq!(
             decode("dG9s\u{e9}").unwrap_err(),
             "bad base64url: invalid symbol 195 at offset 4"
+        );
+        // In a whole group, the first of two.
+        assert_eq!(
+            decode("dG9sbG*h+GU").unwrap_err(),
+            "bad base64url: invalid symbol 42 at offset 6"
         );
         assert_eq!(encode_standard(b"gateway:s3cret"), "Z2F0ZXdheTpzM2NyZXQ=");
         assert_eq!(encode_standard(&[0xfb, 0xff]), "+/8=");
