@@ -76,6 +76,7 @@ VERIFY_SCENARIO = {"RS256": "hot", "ES256": "verify-es256", "EdDSA": "verify-edd
 HOT_PATH_FACTOR = 1.2  # tollgate's CPU/request over bare <= 1.2 x the empty wasm filter's
 MEMORY_OVER_BARE_MIB = 30.0  # two workers, 10,000 cached tokens
 WASM_MAX_BYTES = 500_000  # 500 KB
+WASM_SIZE_TARGET = ".wasm size"  # the one target the smoke run holds (`main`)
 COLD_VERIFY_MAX_US = {"RS256": 75.0, "ES256": 250.0, "EdDSA": 60.0}
 # The issue set those limits in microseconds of this machine, beside native OpenSSL's
 # verification measured then ("for scale"). The machine's speed drifts by up to 2x from one hour
@@ -1183,7 +1184,7 @@ def summarize(runs: list[dict[str, Any]], memory: list[dict[str, Any]],
             "met": over <= MEMORY_OVER_BARE_MIB,
         })
     targets.append({
-        "target": ".wasm size",
+        "target": WASM_SIZE_TARGET,
         "value": f"{wasm_size:,} bytes",
         "limit": f"{WASM_MAX_BYTES:,} bytes",
         "met": wasm_size <= WASM_MAX_BYTES,
@@ -1697,6 +1698,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     log(f"done in {result['seconds'] / 60:.1f} min: {out / 'results.md'}")
     for t in result["summary"]["targets"]:
         met = "(info) " if t["met"] is None else "met    " if t["met"] else "NOT met"
+        # A smoke run's few requests judge no figure but the module's size (held below): its
+        # counts, for one, still include batches growing from one request.
+        if p.smoke and t["met"] is not None and t["target"] != WASM_SIZE_TARGET:
+            met = "(smoke)"
         log(f"  target {met}: {t['target']}: {t['value']} (limit {t['limit']})")
     if failure is not None:
         log(f"the run FAILED ({failure}); results.md holds the runs done before")
