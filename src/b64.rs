@@ -52,7 +52,9 @@ pub fn decode(input: &str) -> Result<Vec<u8>, String> {
     if rest == 1 {
         return Err("bad base64url: invalid length".to_string());
     }
-    let mut out = vec![0u8; whole * 3 + rest.saturating_sub(1)];
+    // The last 0, 2 or 3 characters make 0, 1 or 2 bytes.
+    let tail_bytes = rest.saturating_sub(1);
+    let mut out = vec![0u8; whole * 3 + tail_bytes];
     let (mut at, mut to) = (0, 0);
     while let Some(&[a, b, c, d]) = text.get(at..at + 4).and_then(|g| g.first_chunk::<4>()) {
         let (a, b, c, d) = (
@@ -86,14 +88,13 @@ pub fn decode(input: &str) -> Result<Vec<u8>, String> {
     {
         return Err(invalid_symbol(text, at));
     }
-    let spare = 2 * (4 - tail.len() as u32) % 8;
+    let spare = 2 * (4 - rest as u32) % 8;
     if bits & ((1 << spare) - 1) != 0 {
         return Err("bad base64url: non-zero trailing bits".to_string());
     }
     let bits = bits >> spare;
-    let last = rest.saturating_sub(1);
     for (k, byte) in out.get_mut(to..).unwrap_or_default().iter_mut().enumerate() {
-        *byte = (bits >> (8 * (last - 1 - k))) as u8;
+        *byte = (bits >> (8 * (tail_bytes - 1 - k))) as u8;
     }
     Ok(out)
 }
