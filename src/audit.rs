@@ -22,6 +22,9 @@ pub struct AuditFacts {
     /// Index of the rule that matched; `None` for the default (no rule matched).
     pub rule: Option<usize>,
     pub provider: Option<Arc<str>>,
+    /// The provider's `issuer`, once a JWT is verified: the `iss` it carried, which its kept
+    /// claims leave out (`verified::project`).
+    pub issuer: Option<Arc<str>>,
     /// The verified claims (or the part of them a remembered token keeps).
     pub claims: Option<Rc<Claims>>,
     /// First 16 hex digits of the token's SHA-256.
@@ -40,7 +43,7 @@ impl AuditFacts {
     }
 
     pub fn issuer(&self) -> Option<&str> {
-        self.text("iss")
+        self.text("iss").or(self.issuer.as_deref())
     }
 
     pub fn subject(&self) -> Option<&str> {
@@ -198,9 +201,9 @@ mod tests {
             AuditFacts {
                 rule: Some(12),
                 provider: Some(Arc::from("corp")),
+                issuer: Some(Arc::from("https://idp.example")),
                 claims: claims(json!({
-                    "iss": "https://idp.example", "sub": awkward, "client_id": "app",
-                    "scope": "orders:read orders:write", "exp": 1_900_000_000u64,
+                    "sub": awkward, "client_id": "app", "scope": "orders:read orders:write",
                 })),
                 token_sha256: Some(Arc::from("2a8ec98709979580")),
                 source: Some("jwt"),
@@ -236,6 +239,22 @@ mod tests {
                 assert_eq!(event.to_json_line(), through_a_value(&event));
             }
         }
+    }
+
+    #[test]
+    fn the_issuer_is_the_claimed_one_else_the_verifying_providers() {
+        let with = |claims: Value, issuer: Option<&str>| AuditFacts {
+            claims: Some(Rc::new(Claims::from(
+                claims.as_object().cloned().unwrap_or_default(),
+            ))),
+            issuer: issuer.map(Arc::from),
+            ..Default::default()
+        };
+        let jwt = with(json!({"sub": "a"}), Some("https://idp.example"));
+        assert_eq!(jwt.issuer(), Some("https://idp.example"));
+        let answer = with(json!({"iss": "https://as.example"}), None);
+        assert_eq!(answer.issuer(), Some("https://as.example"), "introspected");
+        assert_eq!(with(json!({"sub": "a"}), None).issuer(), None);
     }
 
     #[test]

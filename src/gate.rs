@@ -137,6 +137,8 @@ static NEXT_GATE: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug, Default)]
 struct Prepared {
     provider_names: Vec<Arc<str>>,
+    /// Each provider's `issuer`: the `iss` of the tokens it verifies, for the audit.
+    provider_issuers: Vec<Arc<str>>,
     policy_names: Vec<Arc<str>>,
     /// Per policy, the names of its headers.
     policy_headers: Vec<Vec<Arc<str>>>,
@@ -153,6 +155,12 @@ struct Prepared {
     /// reference into that provider's own list, which `reads` recognizes without comparing.
     rule_sources: Vec<Vec<(ProviderId, usize)>>,
     default_sources: Vec<(ProviderId, usize)>,
+}
+
+/// A text of each item, shared. A function pointer rather than a closure, so that one copy of
+/// this code serves each type of item.
+fn shared_texts<T>(items: &[T], text: fn(&T) -> &str) -> Vec<Arc<str>> {
+    items.iter().map(|item| Arc::from(text(item))).collect()
 }
 
 /// Longest header value forwarded upstream from a claim.
@@ -226,8 +234,9 @@ impl Gate {
             sources
         };
         let prepared = Prepared {
-            provider_names: config.providers.iter().map(|p| name(&p.name)).collect(),
-            policy_names: config.policies.iter().map(|p| name(&p.name)).collect(),
+            provider_names: shared_texts(&config.providers, |p| &p.name),
+            provider_issuers: shared_texts(&config.providers, |p| &p.issuer),
+            policy_names: shared_texts(&config.policies, |p| &p.name),
             policy_headers: config
                 .policies
                 .iter()
@@ -471,6 +480,12 @@ impl Gate {
         self.prepared.provider_names.get(id).cloned()
     }
 
+    /// The audit's facts of a JWT `id` verified (now, or when it was remembered).
+    fn verified_jwt(&self, id: ProviderId, facts: &mut AuditFacts) {
+        facts.source = Some("jwt");
+        facts.issuer = self.prepared.provider_issuers.get(id).cloned();
+    }
+
     fn provider(&self, id: ProviderId) -> Result<&Provider, Step> {
         self.config
             .provider(id)
@@ -527,7 +542,7 @@ impl Gate {
         };
         let verified = untrusted.verify_signed(key, input_sha256.as_ref())?;
         let dates = claims::validate(&verified, provider, now)?;
-        facts.source = Some("jwt");
+        self.verified_jwt(id, facts);
         let payload_segment = self
             .config
             .headers
@@ -595,7 +610,7 @@ impl Gate {
         facts.provider = self.provider_name(id);
         facts.token_sha256 = Some(Arc::clone(&identity.fingerprint));
         identity.dates.check_for(provider, now)?;
-        facts.source = Some("jwt");
+        self.verified_jwt(id, facts);
         if provider
             .introspection
             .as_ref()

@@ -125,13 +125,34 @@ pub struct Learned {
 /// Largest encoded identity kept in shared data.
 pub const MAX_ENCODED_BYTES: usize = 4096;
 
+/// The layout of an encoded identity, its first byte. Another module sharing the workers' data
+/// (an upgrade or a rollback under the same configuration) files its identities under the same
+/// keys; one of another layout is nobody's.
+const FORMAT: u8 = 2;
+
+/// A `u64` off the front of `bytes`, little-endian (wasm's order: a plain load). Out of line:
+/// one copy for the four numbers of an encoded identity.
+#[inline(never)]
+fn take_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (number, rest) = bytes.split_first_chunk::<8>()?;
+    Some((u64::from_le_bytes(*number), rest))
+}
+
+/// An absent date, encoded: above any date a token can carry (`claims::MAX_NUMERIC_DATE`).
+const NO_DATE: u64 = u64::MAX;
+
 impl VerifiedIdentity {
-    /// Provider, generation, then the claims and the payload segment as JSON.
+    /// [`FORMAT`], the token's key, provider, generation and dates, then the claims, the
+    /// payload segment and the fingerprint as JSON.
     pub fn encode(&self, key: &TokenKey) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(256);
+        out.push(FORMAT);
         out.extend_from_slice(key);
-        out.extend_from_slice(&(self.provider as u32).to_be_bytes());
-        out.extend_from_slice(&self.keys_generation.to_be_bytes());
+        out.extend_from_slice(&(self.provider as u32).to_le_bytes());
+        let Dates { exp, nbf, iat } = self.dates;
+        for number in [Some(self.keys_generation), exp, nbf, iat] {
+            out.extend_from_slice(&number.unwrap_or(NO_DATE).to_le_bytes());
+        }
         // Written from the fields as they are, not through a `Value` (a copy of the claims).
         let mut body = String::with_capacity(192);
         let mut o = crate::json::Object::new(&mut body);
@@ -146,9 +167,10 @@ impl VerifiedIdentity {
     /// Whether an encoded identity is the one of `key`'s token (its slot may be rewritten
     /// with it), without decoding the rest.
     pub fn is_for(bytes: &[u8], key: &TokenKey) -> bool {
-        bytes
-            .split_first_chunk::<16>()
-            .is_some_and(|(stored, _)| stored == key)
+        match bytes.split_first() {
+            Some((&FORMAT, rest)) => rest.starts_with(key),
+            _ => false,
+        }
     }
 
     /// The identity stored for `key`; `None` for another token or anything malformed.
@@ -159,9 +181,13 @@ impl VerifiedIdentity {
         if !VerifiedIdentity::is_for(bytes, key) {
             return None;
         }
-        let (_, rest) = bytes.split_first_chunk::<16>()?;
+        let (_, rest) = bytes.split_at_checked(1 + key.len())?;
         let (provider, rest) = rest.split_first_chunk::<4>()?;
-        let (generation, rest) = rest.split_first_chunk::<8>()?;
+        let (generation, rest) = take_u64(rest)?;
+        let (exp, rest) = take_u64(rest)?;
+        let (nbf, rest) = take_u64(rest)?;
+        let (iat, rest) = take_u64(rest)?;
+        let date = |date: u64| (date != NO_DATE).then_some(date);
         let body = json::parse_object(rest, json::MAX_DEPTH).ok()?;
         // Taken apart in one pass rather than with `remove`, which would bring the map's
         // rebalancing code into the module for three lookups.
@@ -176,9 +202,13 @@ impl VerifiedIdentity {
         }
         let (claims, fingerprint) = (claims?, fingerprint?);
         Some(VerifiedIdentity {
-            provider: u32::from_be_bytes(*provider) as usize,
-            keys_generation: u64::from_be_bytes(*generation),
-            dates: Dates::read(&claims).ok()?,
+            provider: u32::from_le_bytes(*provider) as usize,
+            keys_generation: generation,
+            dates: Dates {
+                exp: date(exp),
+                nbf: date(nbf),
+                iat: date(iat),
+            },
             claims: Rc::new(Claims::from(claims)),
             payload_segment,
             fingerprint: fingerprint.into(),
@@ -187,21 +217,16 @@ impl VerifiedIdentity {
     }
 }
 
-/// The claims a configuration can read: dates, identity for the audit, scopes, and every claim
-/// named by headers, rules, policies and limit keys (whole top-level members). The decision
-/// that verifies a token reads these too, so a remembered token decides exactly as it did.
+/// The claims a configuration can read: identity for the audit, scopes, and every claim named
+/// by headers, rules, policies and limit keys (whole top-level members). The decision that
+/// verifies a token reads these too, so a remembered token decides exactly as it did.
+///
+/// The dates and `iss` are kept only when the configuration names them: the identity holds the
+/// dates already ([`Dates`]), and a verified `iss` is its provider's `issuer`, which the audit
+/// takes from the configuration. Each kept member costs every remembered token ~64 bytes in each
+/// worker.
 pub fn project(claims: Map<String, Value>, config: &Config) -> Claims {
-    let mut paths: Vec<&str> = vec![
-        "exp",
-        "nbf",
-        "iat",
-        "iss",
-        "sub",
-        "client_id",
-        "azp",
-        "scope",
-        "scp",
-    ];
+    let mut paths: Vec<&str> = vec!["sub", "client_id", "azp", "scope", "scp"];
     paths.extend(config.headers.claims.iter().map(|(_, p)| p.as_str()));
     for rule in &config.rules {
         paths.extend(rule.claims.iter().map(|(p, _)| p.as_str()));
@@ -437,21 +462,23 @@ mod tests {
             "realm_access": {"roles": ["admin"]}, "tenant": {"plan": "gold"}, "groups": ["g"],
             "org": "acme", "profile": {"big": "drop"}, "tenantx": "drop"
         }));
-        let kept = project(all, &config());
+        let kept = project(all.clone(), &config());
         let names: Vec<&str> = kept.iter().map(|(name, _)| name).collect();
         assert_eq!(
             names,
-            vec![
-                "exp",
-                "groups",
-                "iss",
-                "org",
-                "realm_access",
-                "scope",
-                "sub",
-                "tenant"
-            ]
+            vec!["groups", "org", "realm_access", "scope", "sub", "tenant"],
+            "the dates and iss are the identity's own fields"
         );
+        // Named by the configuration, they are kept like any claim.
+        let mut named = config();
+        named
+            .headers
+            .claims
+            .push(("x-expires".into(), "exp".into()));
+        named.headers.claims.push(("x-issuer".into(), "iss".into()));
+        let kept = project(all, &named);
+        assert_eq!(kept.get("exp"), Some(&json!(1)));
+        assert_eq!(kept.get("iss"), Some(&json!("i")));
     }
 
     #[test]
@@ -461,9 +488,10 @@ mod tests {
             keys_generation: 77,
             dates: Dates {
                 exp: Some(10),
-                ..Dates::default()
+                nbf: Some(0),
+                iat: Some(u64::MAX - 1),
             },
-            claims: Rc::new(claims(json!({"sub": "alice", "exp": 10})).into()),
+            claims: Rc::new(claims(json!({"sub": "alice"})).into()),
             payload_segment: Some("eyJ9".into()),
             fingerprint: "0011223344556677".into(),
             derived: Derived::default(),
@@ -476,15 +504,20 @@ mod tests {
         assert_eq!(VerifiedIdentity::decode(b"garbage", &key), None);
         assert!(VerifiedIdentity::is_for(&bytes, &key));
         assert!(!VerifiedIdentity::is_for(&bytes, &token_key("x.y.z")));
-        assert!(!VerifiedIdentity::is_for(&bytes[..15], &key));
-        // The dates are read again from the claims; a record whose dates do not read is none.
-        let mut odd = id.clone();
-        let mut claims = odd.claims.to_map();
-        claims.insert("exp".into(), json!("soon"));
-        odd.claims = Rc::new(claims.into());
+        assert!(!VerifiedIdentity::is_for(&bytes[..16], &key));
+        // Another layout is nobody's: this one's, or the one before it (no format byte).
+        let mut other = bytes.clone();
+        other[0] = FORMAT + 1;
+        assert!(!VerifiedIdentity::is_for(&other, &key));
+        assert_eq!(VerifiedIdentity::decode(&other, &key), None);
+        assert!(!VerifiedIdentity::is_for(&bytes[1..], &key));
+        let no_dates = VerifiedIdentity {
+            dates: Dates::default(),
+            ..id.clone()
+        };
         assert_eq!(
-            VerifiedIdentity::decode(&odd.encode(&key).unwrap(), &key),
-            None
+            VerifiedIdentity::decode(&no_dates.encode(&key).unwrap(), &key),
+            Some(no_dates)
         );
     }
 

@@ -964,10 +964,14 @@ fn a_verified_token_is_learned_with_only_the_claims_the_configuration_reads() {
         Some(&json!({"plan": "gold"})),
         "read by x-plan"
     );
-    assert!(
-        identity.claims.get("aud").is_none(),
-        "not read by the configuration"
-    );
+    for name in ["aud", "iss", "exp", "iat"] {
+        assert!(
+            identity.claims.get(name).is_none(),
+            "{name}: not read by the configuration"
+        );
+    }
+    assert_eq!(identity.dates.exp, Some(NOW + 300));
+    assert_eq!(d.facts.issuer(), Some(ISS));
     assert_eq!(identity.payload_segment.as_deref(), token.split('.').nth(1));
     // A refused token teaches nothing.
     let bad = run(
@@ -1025,16 +1029,18 @@ fn a_remembered_token_skips_the_signature_but_never_the_clock_or_the_key_set() {
     assert!(allowed
         .edits
         .contains(&HeaderEdit::Set("x-plan".into(), "gold".into())));
+    assert_eq!(
+        hit.facts.issuer(),
+        Some(ISS),
+        "the audit names the issuer the kept claims leave out"
+    );
     assert!(allowed.edits.contains(&HeaderEdit::Set(
         "x-jwt-payload".into(),
         token.split('.').nth(1).unwrap().into()
     )));
     // The clock still applies.
     let mut expired = identity.clone();
-    let mut claims = expired.claims.to_map();
-    claims.insert("exp".into(), json!(NOW - 61));
-    expired.dates = crate::claims::Dates::read(&claims).unwrap();
-    expired.claims = Rc::new(claims.into());
+    expired.dates.exp = Some(NOW - 61);
     keys.remembered = Some((key.clone(), std::rc::Rc::new(expired)));
     assert_eq!(
         denial(&run(
