@@ -27,8 +27,8 @@ pub struct AuditFacts {
     pub issuer: Option<Arc<str>>,
     /// The verified claims (or the part of them a remembered token keeps).
     pub claims: Option<Rc<Claims>>,
-    /// First 16 hex digits of the token's SHA-256.
-    pub token_sha256: Option<Arc<str>>,
+    /// Names the token: [`Fingerprint`].
+    pub token_sha256: Option<Fingerprint>,
     /// How the identity was established: "jwt", "introspection" or "introspection_cache".
     pub source: Option<&'static str>,
     /// The policy that applied.
@@ -77,22 +77,37 @@ pub fn sampled(share: f64, seed: &str) -> bool {
     f64::from(draw) < share * 65_536.0
 }
 
-/// The first 8 bytes of SHA-256, in hex.
-pub fn token_fingerprint(token: &str) -> String {
-    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    fingerprint_of(&digest)
+/// A token's name in the audit: the first 8 bytes of its SHA-256, in lowercase hex. Held inline
+/// rather than as a string: every remembered token keeps one and every decision copies it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u8; 16]);
+
+impl Fingerprint {
+    /// Of a token's SHA-256 (computed once per request), or any prefix of it of 8 bytes or more.
+    pub fn of(digest: &[u8]) -> Fingerprint {
+        let digit = |x: u8| char::from_digit(u32::from(x), 16).map_or(b'0', |d| d as u8);
+        let mut hex = [b'0'; 16];
+        for (pair, &byte) in hex.chunks_exact_mut(2).zip(digest) {
+            if let [high, low] = pair {
+                (*high, *low) = (digit(byte >> 4), digit(byte & 15));
+            }
+        }
+        Fingerprint(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
-/// The first 8 bytes of a token's SHA-256 (computed once per request), in hex.
-pub fn fingerprint_of(digest: &[u8; 32]) -> String {
-    // Digit by digit rather than a `format!` (and a String) per byte: a cached opaque token's
-    // decision needs this on every request.
-    let digit = |x: u8| char::from_digit(u32::from(x), 16).unwrap_or('0');
-    digest
-        .iter()
-        .take(8)
-        .flat_map(|&b| [digit(b >> 4), digit(b & 15)])
-        .collect()
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+pub fn token_fingerprint(token: &str) -> Fingerprint {
+    Fingerprint::of(&Sha256::digest(token.as_bytes()))
 }
 
 /// One decision, ready to be written as a log line.
@@ -139,7 +154,10 @@ impl AuditEvent<'_> {
         o.u64("status", u64::from(self.status));
         o.opt_str("subject", f.subject());
         o.str("time", &rfc3339(self.now_ms));
-        o.opt_str("token_sha256", f.token_sha256.as_deref());
+        o.opt_str(
+            "token_sha256",
+            f.token_sha256.as_ref().map(Fingerprint::as_str),
+        );
         o.end();
         line
     }
@@ -179,7 +197,7 @@ mod tests {
             "subject": f.subject(),
             "client_id": f.client_id(),
             "scopes": f.scopes(),
-            "token_sha256": f.token_sha256.as_deref(),
+            "token_sha256": f.token_sha256.as_ref().map(Fingerprint::as_str),
             "source": f.source,
             "policy": f.policy.as_deref(),
             "limit": f.limit,
@@ -205,7 +223,9 @@ mod tests {
                 claims: claims(json!({
                     "sub": awkward, "client_id": "app", "scope": "orders:read orders:write",
                 })),
-                token_sha256: Some(Arc::from("2a8ec98709979580")),
+                token_sha256: Some(Fingerprint::of(&[
+                    0x2a, 0x8e, 0xc9, 0x87, 0x09, 0x97, 0x95, 0x80,
+                ])),
                 source: Some("jwt"),
                 policy: Some(Arc::from("standard")),
                 limit: Some("per-minute".to_string()),
@@ -279,7 +299,7 @@ mod tests {
                     .cloned()
                     .unwrap_or_default(),
             ))),
-            token_sha256: Some(token_fingerprint(token).into()),
+            token_sha256: Some(token_fingerprint(token)),
             ..Default::default()
         };
         let line = AuditEvent {
@@ -304,9 +324,19 @@ mod tests {
     #[test]
     fn the_fingerprint_is_the_first_eight_bytes_of_the_sha256_in_lowercase_hex() {
         // SHA-256("abc") = ba7816bf 8f01cfea 414140de ...
-        assert_eq!(token_fingerprint("abc"), "ba7816bf8f01cfea");
+        assert_eq!(token_fingerprint("abc").as_str(), "ba7816bf8f01cfea");
         let mut digest = [0u8; 32];
         digest[..8].copy_from_slice(&[0x00, 0x0f, 0xf0, 0xff, 0x09, 0x0a, 0xa9, 0x5c]);
-        assert_eq!(fingerprint_of(&digest), "000ff0ff090aa95c");
+        digest[8] = 0xff;
+        assert_eq!(Fingerprint::of(&digest).as_str(), "000ff0ff090aa95c");
+        assert_eq!(
+            Fingerprint::of(&digest[..16]),
+            Fingerprint::of(&digest),
+            "a shared cache's key (16 bytes of the digest) names the token too"
+        );
+        assert_eq!(
+            format!("{:?}", Fingerprint::of(&digest)),
+            "000ff0ff090aa95c"
+        );
     }
 }

@@ -543,7 +543,7 @@ impl<'a> Walk<'a> {
         let decoded = decode_jwt(&token.token);
         self.token = Some(TokenView {
             source: token.source.clone(),
-            sha256: token_fingerprint(&token.token),
+            sha256: token_fingerprint(&token.token).as_str().to_owned(),
             header: decoded.header,
             claims: decoded.claims,
             decode_error: decoded.error,

@@ -11,7 +11,7 @@
 //! signature is verified with a key chosen by the configured provider for the claimed issuer,
 //! or before the provider's introspection endpoint said it is active.
 
-use crate::audit::{fingerprint_of, AuditFacts};
+use crate::audit::{AuditFacts, Fingerprint};
 use crate::claims::{self, Claims};
 use crate::config::{Config, Policy, Provider, ProviderId, Rule, TokenSource, VerifyMode};
 use crate::denial::Denial;
@@ -512,8 +512,8 @@ impl Gate {
             .ok()
             .filter(|u| u.header.alg.signs_a_sha256_digest())
             .and_then(|u| digest.prefix_sha256(u.signing_input().len()));
-        let fingerprint: Arc<str> = digest.fingerprint().into();
-        facts.token_sha256 = Some(Arc::clone(&fingerprint));
+        let fingerprint = digest.fingerprint();
+        facts.token_sha256 = Some(fingerprint);
         let untrusted = untrusted?;
         let (id, provider) = self.provider_for(&untrusted, accepted)?;
         facts.provider = self.provider_name(id);
@@ -608,7 +608,7 @@ impl Gate {
             return Ok(None);
         }
         facts.provider = self.provider_name(id);
-        facts.token_sha256 = Some(Arc::clone(&identity.fingerprint));
+        facts.token_sha256 = Some(identity.fingerprint);
         identity.dates.check_for(provider, now)?;
         self.verified_jwt(id, facts);
         if provider
@@ -662,7 +662,7 @@ impl Gate {
         };
         // The host finds a kept answer by the token's SHA-256; the audit's fingerprint reuses it.
         let view = host.introspection(id, digest);
-        facts.token_sha256 = Some(digest.fingerprint().into());
+        facts.token_sha256 = Some(digest.fingerprint());
         match view {
             IntrospectionView::Unknown => Err(Step::Introspect(id)),
             IntrospectionView::Failed(why) => Err(Denial::IntrospectionFailed(why).into()),
@@ -796,8 +796,8 @@ impl<'t> TokenDigest<'t> {
         Some(of_prefix)
     }
 
-    fn fingerprint(&self) -> String {
-        fingerprint_of(self.get())
+    fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(self.get())
     }
 }
 

@@ -956,7 +956,13 @@ fn a_verified_token_is_learned_with_only_the_claims_the_configuration_reads() {
     assert_eq!(learned.token, token);
     assert_eq!(
         identity.fingerprint,
-        crate::audit::token_fingerprint(&token).into()
+        crate::audit::token_fingerprint(&token)
+    );
+    let shared = identity.encode(&learned.key).unwrap();
+    assert_eq!(
+        crate::verified::VerifiedIdentity::decode(&shared, &learned.key),
+        Some(identity.clone()),
+        "another worker reads the same identity, fingerprint included, from shared data"
     );
     assert_eq!((identity.provider, identity.keys_generation), (0, 7));
     assert_eq!(
