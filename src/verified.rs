@@ -255,6 +255,39 @@ pub fn digest_key(digest: &[u8; 32]) -> CacheKey {
     CacheKey::from_le_bytes(key_of(digest))
 }
 
+/// A [`CacheKey`] as a [`TokenCache`] holds it: four 32-bit words, so that a table slot (the
+/// key and a pointer) is 20 bytes in wasm32, where `u128`'s 16-byte alignment makes it 32.
+#[derive(Debug, Eq)]
+struct Slot([u32; 4]);
+
+impl From<CacheKey> for Slot {
+    fn from(key: CacheKey) -> Slot {
+        Slot([
+            key as u32,
+            (key >> 32) as u32,
+            (key >> 64) as u32,
+            (key >> 96) as u32,
+        ])
+    }
+}
+
+impl PartialEq for Slot {
+    /// Word by word: a derived comparison of the array is a call to `memcmp` in the size build.
+    fn eq(&self, other: &Slot) -> bool {
+        let ([a, b, c, d], [e, f, g, h]) = (self.0, other.0);
+        a == e && b == f && c == g && d == h
+    }
+}
+
+impl std::hash::Hash for Slot {
+    /// 64 of the key's bits: it is a PRF's or SHA-256's output already, uniform and not chosen
+    /// by a client.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let [low, high, ..] = self.0;
+        state.write_u64(u64::from(low) | u64::from(high) << 32);
+    }
+}
+
 /// A worker's bounded map of what it knows of tokens, by a [`CacheKey`]: a verified JWT by a
 /// keyed PRF of its text ([`VerifiedCache`]), an introspection answer by its token's SHA-256
 /// (an opaque token is nothing but a bearer secret: no cache keeps one, as SECURITY.md asks).
@@ -268,7 +301,7 @@ pub fn digest_key(digest: &[u8; 32]) -> CacheKey {
 /// an entry heavier than an eighth of it is not kept at all (its token is verified each time).
 #[derive(Debug)]
 pub struct TokenCache<T> {
-    by_key: FxHashMap<CacheKey, Rc<T>>,
+    by_key: FxHashMap<Slot, Rc<T>>,
     capacity: usize,
     /// The entries' weights ([`Weigh`]), summed.
     bytes: usize,
@@ -319,7 +352,7 @@ impl<T: Weigh> TokenCache<T> {
     }
 
     pub fn get(&self, key: CacheKey) -> Option<Rc<T>> {
-        self.by_key.get(&key).cloned()
+        self.by_key.get(&Slot::from(key)).cloned()
     }
 
     /// Remembers a value; when full (in entries or bytes), an eighth of the entries (arbitrary
@@ -330,6 +363,7 @@ impl<T: Weigh> TokenCache<T> {
         }
         // A value learned again replaces the old one (which is stale even if this one is not
         // kept).
+        let key = Slot::from(key);
         if let Some(old) = self.by_key.remove(&key) {
             self.bytes = self.bytes.saturating_sub(entry_weight(&old));
         }
@@ -545,6 +579,24 @@ mod tests {
         let mut off = VerifiedCache::new(0, 1 << 20, SECRET);
         remember(&mut off, "t", id);
         assert!(off.is_empty());
+    }
+
+    #[test]
+    fn every_bit_of_a_key_tells_entries_apart() {
+        let mut cache: TokenCache<u32> = TokenCache::new(100, 1 << 20);
+        let keys: Vec<CacheKey> = [0, 31, 32, 63, 64, 95, 96, 127]
+            .iter()
+            .map(|bit| 1 << bit)
+            .chain([(1 << 96) | 1, u128::MAX])
+            .collect();
+        for (i, key) in keys.iter().enumerate() {
+            cache.insert(*key, Rc::new(i as u32));
+        }
+        assert_eq!(cache.len(), keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(cache.get(*key).as_deref(), Some(&(i as u32)), "{key:x}");
+        }
+        assert!(cache.get(1 << 100).is_none());
     }
 
     #[test]
