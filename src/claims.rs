@@ -114,20 +114,57 @@ pub(crate) fn check_dates(
 
 /// A token's `exp`, `nbf` and `iat`, read once: a remembered token keeps them, so the check
 /// that every request repeats is three comparisons, not three lookups in its claims.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Dates {
-    pub exp: Option<u64>,
-    pub nbf: Option<u64>,
-    pub iat: Option<u64>,
+///
+/// Each is a `u64`, [`Dates::NONE`] when absent: 24 bytes where three `Option<u64>` take 48,
+/// in every remembered token and answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dates([u64; 3]);
+
+impl Default for Dates {
+    fn default() -> Dates {
+        Dates([Dates::NONE; 3])
+    }
 }
 
 impl Dates {
+    /// An absent date: above any date a claim can hold (`MAX_NUMERIC_DATE`, 1e11).
+    pub const NONE: u64 = u64::MAX;
+
     pub fn read(claims: &(impl Members + ?Sized)) -> Result<Dates, Denial> {
-        Ok(Dates {
-            exp: numeric_date(claims, "exp")?,
-            nbf: numeric_date(claims, "nbf")?,
-            iat: numeric_date(claims, "iat")?,
-        })
+        Ok(Dates::new(
+            numeric_date(claims, "exp")?,
+            numeric_date(claims, "nbf")?,
+            numeric_date(claims, "iat")?,
+        ))
+    }
+
+    pub fn new(exp: Option<u64>, nbf: Option<u64>, iat: Option<u64>) -> Dates {
+        let held = |date: Option<u64>| date.unwrap_or(Dates::NONE);
+        Dates([held(exp), held(nbf), held(iat)])
+    }
+
+    /// `exp`, `nbf` and `iat` as held, [`Dates::NONE`] for an absent one.
+    pub fn words(self) -> [u64; 3] {
+        self.0
+    }
+
+    pub fn from_words(words: [u64; 3]) -> Dates {
+        Dates(words)
+    }
+
+    pub fn exp(self) -> Option<u64> {
+        let [exp, _, _] = self.0;
+        (exp != Dates::NONE).then_some(exp)
+    }
+
+    pub fn nbf(self) -> Option<u64> {
+        let [_, nbf, _] = self.0;
+        (nbf != Dates::NONE).then_some(nbf)
+    }
+
+    pub fn iat(self) -> Option<u64> {
+        let [_, _, iat] = self.0;
+        (iat != Dates::NONE).then_some(iat)
     }
 
     /// The checks with the provider's clock skew, `exp` requirement and lifetime bound.
@@ -147,7 +184,7 @@ impl Dates {
         max_lifetime: Option<u64>,
         now: u64,
     ) -> Result<(), Denial> {
-        let Dates { exp, nbf, iat } = self;
+        let (exp, nbf, iat) = (self.exp(), self.nbf(), self.iat());
         match exp {
             // `exp == now` is already expired (RFC 7519: "on or after").
             Some(exp) if now >= exp.saturating_add(skew) => return Err(Denial::Expired),
@@ -284,6 +321,24 @@ mod tests {
 
     fn time(claims: Value, p: &Provider) -> Result<(), Denial> {
         Dates::read(&obj(claims))?.check_for(p, NOW)
+    }
+
+    #[test]
+    fn dates_hold_each_date_or_its_absence_in_24_bytes() {
+        let dates = Dates::read(&obj(json!({"exp": 5, "iat": 0}))).unwrap();
+        assert_eq!(
+            (dates.exp(), dates.nbf(), dates.iat()),
+            (Some(5), None, Some(0))
+        );
+        assert_eq!(dates, Dates::new(Some(5), None, Some(0)));
+        assert_eq!(Dates::from_words(dates.words()), dates);
+        let none = Dates::default();
+        assert_eq!((none.exp(), none.nbf(), none.iat()), (None, None, None));
+        assert_eq!(Dates::read(&obj(json!({}))).unwrap(), none);
+        // The largest date a claim may hold is still a date.
+        let far = Dates::read(&obj(json!({"exp": 100_000_000_000u64}))).unwrap();
+        assert_eq!(far.exp(), Some(100_000_000_000));
+        assert_eq!(std::mem::size_of::<Dates>(), 24);
     }
 
     #[test]

@@ -138,20 +138,17 @@ fn take_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_le_bytes(*number), rest))
 }
 
-/// An absent date, encoded: above any date a token can carry (`claims::MAX_NUMERIC_DATE`).
-const NO_DATE: u64 = u64::MAX;
-
 impl VerifiedIdentity {
-    /// [`FORMAT`], the token's key, provider, generation and dates, then the claims and the
+    /// A format byte, the token's key, provider, generation and dates, then the claims and the
     /// payload segment as JSON. The key holds the fingerprint.
     pub fn encode(&self, key: &TokenKey) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(256);
         out.push(FORMAT);
         out.extend_from_slice(key);
         out.extend_from_slice(&(self.provider as u32).to_le_bytes());
-        let Dates { exp, nbf, iat } = self.dates;
-        for number in [Some(self.keys_generation), exp, nbf, iat] {
-            out.extend_from_slice(&number.unwrap_or(NO_DATE).to_le_bytes());
+        let [exp, nbf, iat] = self.dates.words();
+        for number in [self.keys_generation, exp, nbf, iat] {
+            out.extend_from_slice(&number.to_le_bytes());
         }
         // Written from the fields as they are, not through a `Value` (a copy of the claims).
         let mut body = String::with_capacity(192);
@@ -186,7 +183,6 @@ impl VerifiedIdentity {
         let (exp, rest) = take_u64(rest)?;
         let (nbf, rest) = take_u64(rest)?;
         let (iat, rest) = take_u64(rest)?;
-        let date = |date: u64| (date != NO_DATE).then_some(date);
         let body = json::parse_object(rest, json::MAX_DEPTH).ok()?;
         // Taken apart in one pass rather than with `remove`, which would bring the map's
         // rebalancing code into the module for three lookups.
@@ -202,11 +198,7 @@ impl VerifiedIdentity {
         Some(VerifiedIdentity {
             provider: u32::from_le_bytes(*provider) as usize,
             keys_generation: generation,
-            dates: Dates {
-                exp: date(exp),
-                nbf: date(nbf),
-                iat: date(iat),
-            },
+            dates: Dates::from_words([exp, nbf, iat]),
             claims: Rc::new(Claims::from(claims)),
             payload_segment,
             fingerprint: Fingerprint::of(key),
@@ -519,11 +511,7 @@ mod tests {
         let id = VerifiedIdentity {
             provider: 2,
             keys_generation: 77,
-            dates: Dates {
-                exp: Some(10),
-                nbf: Some(0),
-                iat: Some(u64::MAX - 1),
-            },
+            dates: Dates::new(Some(10), Some(0), Some(u64::MAX - 1)),
             claims: Rc::new(claims(json!({"sub": "alice"})).into()),
             payload_segment: Some("eyJ9".into()),
             fingerprint: Fingerprint::of(&key),
@@ -634,11 +622,7 @@ mod tests {
         let id = VerifiedIdentity {
             provider: 0,
             keys_generation: 1,
-            dates: Dates {
-                exp: Some(1_700_003_600),
-                iat: Some(1_700_000_000),
-                ..Dates::default()
-            },
+            dates: Dates::new(Some(1_700_003_600), None, Some(1_700_000_000)),
             claims: Rc::new(Claims::from(claims)),
             payload_segment: None,
             fingerprint: Fingerprint::of(&[0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77]),

@@ -976,7 +976,7 @@ fn a_verified_token_is_learned_with_only_the_claims_the_configuration_reads() {
             "{name}: not read by the configuration"
         );
     }
-    assert_eq!(identity.dates.exp, Some(NOW + 300));
+    assert_eq!(identity.dates.exp(), Some(NOW + 300));
     assert_eq!(d.facts.issuer(), Some(ISS));
     assert_eq!(identity.payload_segment.as_deref(), token.split('.').nth(1));
     // A refused token teaches nothing.
@@ -1046,7 +1046,7 @@ fn a_remembered_token_skips_the_signature_but_never_the_clock_or_the_key_set() {
     )));
     // The clock still applies.
     let mut expired = identity.clone();
-    expired.dates.exp = Some(NOW - 61);
+    expired.dates = crate::claims::Dates::new(Some(NOW - 61), None, identity.dates.iat());
     keys.remembered = Some((key.clone(), std::rc::Rc::new(expired)));
     assert_eq!(
         denial(&run(
