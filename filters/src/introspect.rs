@@ -44,12 +44,9 @@ impl Worker {
             cfg.cluster,
             cfg.endpoint.as_ref().map(ToString::to_string)
         );
-        let base = format!(
-            "tollgate.introspect.{name}.{:016x}",
-            shared::fingerprint(&source)
-        );
+        let tag = shared::fingerprint(&source);
         let slots = slot_choices(&key_of(hash), cfg.cache_entries);
-        Some(slots.map(|slot| format!("{base}.{slot}")))
+        Some(slots.map(|slot| shared::slot_key('i', tag, slot)))
     }
 
     /// A fresh cached answer for this token hash.

@@ -333,8 +333,7 @@ impl Worker {
     /// each worker keeps, so the table stays at most half full).
     fn verified_slots(&self, key: &TokenKey, capacity: u32) -> [String; CHOICES] {
         let slots = slot_choices(key, capacity.saturating_mul(2));
-        let tag = tollgate::b64::encode(&self.config_tag.to_le_bytes());
-        slots.map(|slot| verified_slot_key(&tag, slot))
+        slots.map(|slot| crate::shared::slot_key('v', self.config_tag, slot))
     }
 
     fn apply(
@@ -751,34 +750,9 @@ pub fn audit_line(
     log(LogLevel::Info, &line);
 }
 
-/// A shared slot of verified tokens: `tv`, the configuration's tag (11 base64url characters),
-/// `.` and the slot, at most 20 bytes with the largest cache. Envoy's strings (libc++) hold up
-/// to 22 bytes inside themselves: a key allocates nothing, where a longer one costs ~48 bytes
-/// of Envoy's heap for each token the workers share.
-fn verified_slot_key(tag: &str, slot: u32) -> String {
-    format!("tv{tag}.{slot}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_verified_slots_key_fits_inside_an_envoy_string() {
-        let tag = |t: u64| tollgate::b64::encode(&t.to_le_bytes());
-        // The largest slot: twice the largest `token_cache_entries`, less one.
-        let longest = verified_slot_key(&tag(u64::MAX), 399_999);
-        assert!(longest.len() <= 22, "{longest}");
-        let keys = [
-            verified_slot_key(&tag(1), 0),
-            verified_slot_key(&tag(1), 1),
-            verified_slot_key(&tag(2), 0),
-            verified_slot_key(&tag(1 << 63), 0),
-        ];
-        for (i, a) in keys.iter().enumerate() {
-            assert!(keys.iter().skip(i + 1).all(|b| a != b), "{keys:?}");
-        }
-    }
 
     #[test]
     fn only_compact_jws_are_looked_up_in_the_shared_verified_slots() {
