@@ -18,7 +18,7 @@ use tollgate::config::{HttpUrl, Introspection, ProviderId};
 use tollgate::introspection::{
     build_call, cache_until_ms, parse_answer, CachedAnswer, MAX_ANSWER_BYTES,
 };
-use tollgate::slots::{slot_choices, CHOICES};
+use tollgate::slots::CHOICES;
 use tollgate::verified::key_of;
 
 impl Worker {
@@ -45,8 +45,12 @@ impl Worker {
             cfg.endpoint.as_ref().map(ToString::to_string)
         );
         let tag = shared::fingerprint(&source);
-        let slots = slot_choices(&key_of(hash), cfg.cache_entries);
-        Some(slots.map(|slot| shared::slot_key('i', tag, slot)))
+        Some(shared::slot_keys(
+            'i',
+            tag,
+            &key_of(hash),
+            cfg.cache_entries,
+        ))
     }
 
     /// A fresh cached answer for this token hash.

@@ -8,7 +8,7 @@
 
 use crate::abi;
 use crate::abi::Status;
-use tollgate::slots::{find_in_choices, slot_to_write};
+use tollgate::slots::{find_in_choices, slot_choices, slot_to_write, CHOICES};
 
 /// A CAS value no entry has: a write with it succeeds only when the key does not exist yet
 /// (the host ignores the CAS of a new key, and refuses a mismatching one on an existing key).
@@ -26,15 +26,14 @@ pub fn write(key: &str, value: &[u8]) {
     let _ = abi::set_shared_data(key, value, None);
 }
 
-/// The key of a slot of a shared cache: `t`, the cache's `kind`, its `tag` (what names its
-/// configuration) in base64url, `.` and the slot: at most 20 bytes with the largest caches
-/// (400,000 slots). Envoy's strings (libc++) hold up to 22 bytes inside themselves, so a key
-/// allocates nothing, where a longer one cost ~48 bytes of Envoy's heap for each entry.
-pub fn slot_key(kind: char, tag: u64, slot: u32) -> String {
-    format!(
-        "t{kind}{}.{slot}",
-        tollgate::b64::encode(&tag.to_le_bytes())
-    )
+/// The keys of the slots (of `slots`) that the entry with this `hash` may live in, in a shared
+/// cache: each is `t`, the cache's `kind`, its `tag` (what names its configuration) in
+/// base64url, `.` and the slot, at most 20 bytes with the largest caches (400,000 slots).
+/// Envoy's strings (libc++) hold up to 22 bytes inside themselves, so a key allocates nothing,
+/// where a longer one cost ~48 bytes of Envoy's heap for each entry.
+pub fn slot_keys(kind: char, tag: u64, hash: &[u8; 16], slots: u32) -> [String; CHOICES] {
+    let tag = tollgate::b64::encode(&tag.to_le_bytes());
+    slot_choices(hash, slots).map(|slot| format!("t{kind}{tag}.{slot}"))
 }
 
 /// Stores `value` in one of its `slots` (see `tollgate::slots::slot_to_write`): the first that is
@@ -117,16 +116,19 @@ mod tests {
 
     #[test]
     fn a_slots_key_fits_inside_an_envoy_string_and_names_one_slot() {
-        // The largest slot: twice the largest `token_cache_entries`, less one.
-        let longest = slot_key('v', u64::MAX, 399_999);
-        assert!(longest.len() <= 22, "{longest}");
-        let keys = [
-            slot_key('v', 1, 0),
-            slot_key('v', 1, 1),
-            slot_key('v', 2, 0),
-            slot_key('v', 1 << 63, 0),
-            slot_key('i', 1, 0),
-        ];
+        // Twice the largest `token_cache_entries`: slots of six digits, as this hash picks.
+        let longest = slot_keys('v', u64::MAX, &[0xff; 16], 400_000);
+        assert!(longest.iter().all(|k| k.len() <= 22), "{longest:?}");
+        let digits = |k: &String| k.rsplit('.').next().map_or(0, str::len);
+        assert!(longest.iter().all(|k| digits(k) == 6), "{longest:?}");
+        let hash = *b"0123456789abcdef";
+        let keys: Vec<String> = [
+            slot_keys('v', 1, &hash, 1 << 20),
+            slot_keys('v', 2, &hash, 1 << 20),
+            slot_keys('v', 1 << 63, &hash, 1 << 20),
+            slot_keys('i', 1, &hash, 1 << 20),
+        ]
+        .concat();
         for (i, key) in keys.iter().enumerate() {
             assert!(
                 keys.iter().skip(i + 1).all(|other| key != other),

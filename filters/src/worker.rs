@@ -24,7 +24,7 @@ use tollgate::jwk::JwkSet;
 use tollgate::keys::{Availability, KeysRecord};
 use tollgate::ratelimit::HeldBatch;
 use tollgate::request::HeaderEdit;
-use tollgate::slots::{slot_choices, CHOICES};
+use tollgate::slots::CHOICES;
 use tollgate::verified::{
     digest_key, key_of, TokenCache, TokenKey, VerifiedCache, VerifiedIdentity, Weigh,
 };
@@ -332,8 +332,7 @@ impl Worker {
     /// The shared slots a token's verification may live in (twice as many slots as tokens
     /// each worker keeps, so the table stays at most half full).
     fn verified_slots(&self, key: &TokenKey, capacity: u32) -> [String; CHOICES] {
-        let slots = slot_choices(key, capacity.saturating_mul(2));
-        slots.map(|slot| crate::shared::slot_key('v', self.config_tag, slot))
+        crate::shared::slot_keys('v', self.config_tag, key, capacity.saturating_mul(2))
     }
 
     fn apply(
